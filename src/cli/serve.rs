@@ -1,0 +1,94 @@
+//! `trickle serve`: flags (SPEC §4), the ready line, and shutdown on SIGINT/SIGTERM.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+
+use super::{parse_duration, parse_size};
+use crate::server::{Config, Server, serve};
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on (`127.0.0.1:0` picks a free port; the ready line names it).
+    #[arg(long, env = "TRICKLE_LISTEN", default_value = "127.0.0.1:2939")]
+    pub listen: String,
+    /// Prefix of every route.
+    #[arg(long, env = "TRICKLE_BASE_PATH", default_value = "/")]
+    pub base_path: String,
+    /// Never create channels from POST requests (create them with the library instead).
+    #[arg(long, env = "TRICKLE_NO_AUTOCREATE")]
+    pub no_autocreate: bool,
+    /// Serve the `_changes` channel: one JSON event per channel created or removed.
+    #[arg(long, env = "TRICKLE_CHANGEFEED")]
+    pub changefeed: bool,
+    /// Segments kept per channel.
+    #[arg(long, env = "TRICKLE_RING", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub ring: u32,
+    /// Delete a channel after this long without a written byte.
+    #[arg(long, env = "TRICKLE_IDLE_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+    /// How often to look for idle channels.
+    #[arg(long, env = "TRICKLE_SWEEP_INTERVAL", default_value = "1m", value_parser = parse_duration)]
+    pub sweep_interval: Duration,
+    /// Most channels at once; more creates answer 503.
+    #[arg(long, env = "TRICKLE_MAX_CHANNELS", default_value_t = 10_000)]
+    pub max_channels: usize,
+    /// Longest channel name in bytes (after percent-decoding).
+    #[arg(long, env = "TRICKLE_MAX_NAME_BYTES", default_value_t = 256)]
+    pub max_name_bytes: usize,
+    /// Largest segment; a bigger one is answered 413 and its subscribers see an abnormal end.
+    #[arg(long, env = "TRICKLE_MAX_SEGMENT_BYTES", default_value = "64MiB", value_parser = parse_size)]
+    pub max_segment_bytes: u64,
+    /// How long a POST or GET may wait without data before it is answered 408.
+    #[arg(long, env = "TRICKLE_WAIT_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
+    pub wait_timeout: Duration,
+}
+
+impl ServeArgs {
+    pub fn config(&self) -> Config {
+        Config {
+            base_path: self.base_path.clone(),
+            autocreate: !self.no_autocreate,
+            changefeed: self.changefeed,
+            ring: self.ring as usize,
+            idle_timeout: self.idle_timeout,
+            sweep_interval: self.sweep_interval,
+            max_channels: self.max_channels,
+            max_name_bytes: self.max_name_bytes,
+            max_segment_bytes: self.max_segment_bytes,
+            wait_timeout: self.wait_timeout,
+        }
+    }
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    if args.sweep_interval.is_zero() {
+        anyhow::bail!("--sweep-interval must be greater than zero");
+    }
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener
+        .local_addr()
+        .context("cannot read the bound address")?;
+    let server = Server::new(args.config());
+    tracing::info!(
+        "trickle listening on http://{addr}{} (HTTP/1.1 and h2c)",
+        server.base_path()
+    );
+    serve(listener, server, shutdown_signal()).await?;
+    tracing::info!("trickle stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down: closing every channel");
+}

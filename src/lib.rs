@@ -1,0 +1,18 @@
+//! trickle-rs: a Trickle server and its clients.
+//!
+//! Trickle streams live data over plain HTTP as numbered segments: a publisher POSTs each segment of
+//! a channel to `/{channel}/{seq}` as a streaming body, and subscribers GET it while it is still
+//! being written. See `README.md` for the protocol in brief and `SPEC.md` for the contract.
+//!
+//! - [`protocol`]: header names, seq parsing, name rules and the [`Error`] type.
+//! - [`server`]: the server ([`Server`]), embeddable as an axum router, and [`serve`] to run it.
+//! - [`local`]: in-process publisher and subscriber.
+//! - [`cli`]: the `trickle` command line.
+
+pub mod cli;
+pub mod local;
+pub mod protocol;
+pub mod server;
+
+pub use protocol::Error;
+pub use server::{Config, Server, serve};

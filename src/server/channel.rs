@@ -1,0 +1,322 @@
+//! A channel: its ring of segment versions, its write head (`nextWrite`) and its lifecycle.
+//!
+//! Every rule about *which* version a request gets lives here, behind one short mutex per channel
+//! that is never held across an await: the grace rule for waiting subscribers, placeholders for
+//! preconnected publishers, newest-writer-wins (SPEC D3), eviction (D4), `Lp-Trickle-Reset`,
+//! `DELETE /{name}/{seq}` and teardown. Moving bytes is the segment's business ([`super::segment`]).
+//!
+//! Lock order: channel state, then a segment's lock. Nothing takes the channel lock while holding a
+//! segment's lock.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use super::segment::{Removal, Segment, SegmentWriter, Snapshot, Status};
+use crate::protocol::{Error, SeqParam};
+
+pub struct Channel {
+    name: String,
+    mime: String,
+    ring_size: u64,
+    max_segment_bytes: u64,
+    state: Mutex<State>,
+    /// Cancelled when the channel is closed; everybody waiting on the channel selects on it.
+    closed: CancellationToken,
+    /// Milliseconds since `epoch` of the last written byte, segment start or completion (D7).
+    last_activity_ms: AtomicU64,
+    epoch: Instant,
+}
+
+struct State {
+    ring: Vec<Option<Arc<Segment>>>,
+    next_write: u64,
+    /// Arrival tickets of publishers, so that "older" and "newer" are well defined (D3).
+    next_ticket: u64,
+}
+
+/// What a GET (or local subscriber) found.
+pub enum ReadLookup {
+    /// Serve this version; `latest` is the write head sampled at lookup.
+    Found { segment: Arc<Segment>, latest: u64 },
+    /// The seq is not held: 470, or end of stream if the channel is closed.
+    NotHeld { seq: u64, latest: u64, closed: bool },
+}
+
+/// A publisher's claim on a seq before its first byte.
+pub struct WriteTarget {
+    pub seq: u64,
+    /// The version the publisher waits on: a placeholder, or the version it will replace.
+    pub segment: Arc<Segment>,
+    /// Whether `segment` was an empty placeholder when the publisher arrived.
+    pub placeholder: bool,
+    /// Arrival order among publishers of this channel.
+    pub ticket: u64,
+}
+
+/// How a publisher's wait for its first byte ended without one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PendingEnd {
+    /// A newer publisher of the same seq started writing first (409).
+    Superseded,
+    /// The placeholder was closed (DELETE of the seq, a reset, eviction): a zero-byte completion.
+    Closed,
+    /// The channel is gone.
+    EndOfStream,
+}
+
+impl Channel {
+    pub(crate) fn new(
+        name: String,
+        mime: String,
+        ring_size: usize,
+        max_segment_bytes: u64,
+        epoch: Instant,
+    ) -> Channel {
+        let channel = Channel {
+            name,
+            mime,
+            ring_size: ring_size.max(1) as u64,
+            max_segment_bytes,
+            state: Mutex::new(State {
+                ring: vec![None; ring_size.max(1)],
+                next_write: 0,
+                next_ticket: 1,
+            }),
+            closed: CancellationToken::new(),
+            last_activity_ms: AtomicU64::new(0),
+            epoch,
+        };
+        channel.touch();
+        channel
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The MIME type fixed at creation (may be empty).
+    pub fn mime(&self) -> &str {
+        &self.mime
+    }
+
+    /// The write head: the seq after the one most recently started.
+    pub fn next_write(&self) -> u64 {
+        self.state.lock().next_write
+    }
+
+    /// The size limit of one segment.
+    pub fn max_segment_bytes(&self) -> u64 {
+        self.max_segment_bytes
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.is_cancelled()
+    }
+
+    /// Resolves when the channel is closed.
+    pub async fn closed(&self) {
+        self.closed.cancelled().await
+    }
+
+    /// Records activity for the idle sweep.
+    pub fn touch(&self) {
+        let ms = self.epoch.elapsed().as_millis() as u64;
+        self.last_activity_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// How long since the last activity.
+    pub fn idle_for(&self) -> Duration {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        Duration::from_millis(now.saturating_sub(self.last_activity_ms.load(Ordering::Relaxed)))
+    }
+
+    fn slot(&self, seq: u64) -> usize {
+        (seq % self.ring_size) as usize
+    }
+
+    /// Puts `segment` in its slot, telling the previous occupant why it left.
+    fn install(&self, state: &mut State, segment: Arc<Segment>, ticket: u64) {
+        let seq = segment.seq();
+        let slot = self.slot(seq);
+        if let Some(old) = state.ring[slot].replace(segment) {
+            let why = if old.seq() == seq {
+                Removal::Replaced
+            } else {
+                Removal::Evicted
+            };
+            old.remove_from_ring(why, ticket);
+        }
+    }
+
+    fn held(&self, state: &State, seq: u64) -> Option<Arc<Segment>> {
+        state.ring[self.slot(seq)]
+            .as_ref()
+            .filter(|s| s.seq() == seq)
+            .cloned()
+    }
+
+    /// Finds the version a GET of `param` reads, precreating a placeholder for the live edge (the
+    /// grace rule: `seq == nextWrite`, and `1` while `nextWrite == 0`).
+    pub fn lookup_for_read(&self, param: SeqParam) -> ReadLookup {
+        let mut state = self.state.lock();
+        let latest = state.next_write;
+        let seq = param.resolve_for_read(latest);
+        let closed = self.is_closed();
+        if let Some(segment) = self.held(&state, seq) {
+            if segment.snapshot().status != Status::Failed {
+                return ReadLookup::Found { segment, latest };
+            }
+        } else if !closed && (seq == latest || (latest == 0 && seq == 1)) {
+            let segment = Segment::new(seq);
+            self.install(&mut state, segment.clone(), 0);
+            return ReadLookup::Found { segment, latest };
+        }
+        ReadLookup::NotHeld {
+            seq,
+            latest,
+            closed,
+        }
+    }
+
+    /// Registers a publisher of `param` (`-1` is the write head). It waits on the version in the
+    /// slot if that is this seq (unless failed); otherwise a fresh placeholder takes the slot. With
+    /// `reset`, every version below the resolved seq is closed first (a restarted publisher).
+    pub fn target_for_write(&self, param: SeqParam, reset: bool) -> Result<WriteTarget, Error> {
+        let mut state = self.state.lock();
+        if self.is_closed() {
+            return Err(Error::EndOfStream);
+        }
+        let seq = param.resolve_for_write(state.next_write)?;
+        let ticket = state.next_ticket;
+        state.next_ticket += 1;
+        if reset {
+            for segment in state.ring.iter().flatten() {
+                if segment.seq() < seq {
+                    segment.close(Status::Complete);
+                }
+            }
+        }
+        let segment = match self.held(&state, seq) {
+            Some(s) if s.snapshot().status != Status::Failed => s,
+            _ => {
+                let placeholder = Segment::new(seq);
+                self.install(&mut state, placeholder.clone(), ticket);
+                placeholder
+            }
+        };
+        let placeholder = segment.snapshot().is_fresh();
+        Ok(WriteTarget {
+            seq,
+            segment,
+            placeholder,
+            ticket,
+        })
+    }
+
+    /// Whether a publisher still waiting for its first byte must give up, judged from its target
+    /// version's state. Cheap; called on every change to that version.
+    pub fn pending_end(&self, target: &WriteTarget, snap: Snapshot) -> Option<PendingEnd> {
+        if self.is_closed() {
+            return Some(PendingEnd::EndOfStream);
+        }
+        if snap.claimed_by > target.ticket || snap.replaced_by > target.ticket {
+            return Some(PendingEnd::Superseded);
+        }
+        if target.placeholder && snap.claimed_by == 0 && snap.status != Status::Open {
+            return Some(PendingEnd::Closed);
+        }
+        None
+    }
+
+    /// The publisher's first byte arrived: it claims its placeholder, or starts a new version that
+    /// replaces whatever the slot holds. The write head moves to `seq + 1`.
+    pub fn start_writing(&self, target: &WriteTarget) -> Result<SegmentWriter, Error> {
+        let mut state = self.state.lock();
+        match self.pending_end(target, target.segment.snapshot()) {
+            Some(PendingEnd::EndOfStream) => return Err(Error::EndOfStream),
+            Some(PendingEnd::Superseded) => return Err(Error::Superseded),
+            Some(PendingEnd::Closed) | None => {}
+        }
+        let in_slot = self
+            .held(&state, target.seq)
+            .is_some_and(|s| Arc::ptr_eq(&s, &target.segment));
+        let claimed = if in_slot {
+            target
+                .segment
+                .try_claim(target.ticket, self.max_segment_bytes)
+        } else {
+            None
+        };
+        let writer = match claimed {
+            Some(writer) => writer,
+            None => {
+                let version = Segment::new(target.seq);
+                let writer = version
+                    .try_claim(target.ticket, self.max_segment_bytes)
+                    .expect("a new version is fresh");
+                self.install(&mut state, version, target.ticket);
+                writer
+            }
+        };
+        state.next_write = target.seq + 1;
+        drop(state);
+        self.touch();
+        Ok(writer)
+    }
+
+    /// A placeholder the publisher waited on was closed before its first byte (for example by
+    /// `DELETE /{name}/{seq}`): that counts as a zero-byte segment, so the write head moves past it
+    /// if the empty segment is still in the ring.
+    pub fn finish_closed_placeholder(&self, target: &WriteTarget) {
+        let mut state = self.state.lock();
+        if self
+            .held(&state, target.seq)
+            .is_some_and(|s| Arc::ptr_eq(&s, &target.segment))
+        {
+            state.next_write = target.seq + 1;
+            drop(state);
+            self.touch();
+        }
+    }
+
+    /// `DELETE /{name}/{seq}`: closes that segment normally (waiters wake, a waiting publisher gets a
+    /// zero-byte completion, a writer in progress is cut off and told so).
+    pub fn close_segment(&self, seq: u64) -> Result<(), Error> {
+        let state = self.state.lock();
+        let segment = self.held(&state, seq).ok_or(Error::NonexistentSegment)?;
+        drop(state);
+        segment.close(Status::Complete);
+        Ok(())
+    }
+
+    /// Closes the channel: waiting subscribers and preconnected publishers get end of stream, and a
+    /// segment still being written fails (its readers must not take it as complete). Returns false
+    /// if it was already closed.
+    pub fn close(&self) -> bool {
+        let ring = {
+            let mut state = self.state.lock();
+            if self.is_closed() {
+                return false;
+            }
+            self.closed.cancel();
+            std::mem::replace(&mut state.ring, vec![None; self.ring_size as usize])
+        };
+        for segment in ring.into_iter().flatten() {
+            segment.close(Status::Failed);
+        }
+        true
+    }
+
+    /// Ticket for an in-process publisher (same ordering as HTTP publishers).
+    pub(crate) fn local_target(&self, seq: u64) -> Result<WriteTarget, Error> {
+        let target = self.target_for_write(SeqParam::Index(seq), false)?;
+        if !target.placeholder {
+            return Err(Error::EntryExists);
+        }
+        Ok(target)
+    }
+}

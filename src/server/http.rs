@@ -1,0 +1,474 @@
+//! The HTTP face of the server: GL's six routes under the base path, as axum handlers.
+//!
+//! Handlers parse and validate the request, ask the [`Channel`] which version to use, and then move
+//! bytes: a POST body streams into a [`super::segment::SegmentWriter`], a GET streams a
+//! [`super::segment::SegmentReader`] out as the response body. Every wait selects on the client
+//! going away (the handler future is dropped), the channel closing, and the wait timeout.
+
+use std::io;
+use std::pin::pin;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::Response;
+use axum::routing::{get, post};
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode, header};
+use http_body::Frame;
+use http_body_util::{BodyExt, StreamBody};
+use tokio::time::Instant;
+
+use super::channel::{Channel, PendingEnd, ReadLookup, WriteTarget};
+use super::segment::{SegmentWriter, Start, WriteError};
+use super::{RequestError, Server, Stat};
+use crate::protocol::{self, Error, SeqParam};
+
+pub fn router(server: Server) -> Router {
+    let base = server.base_path().to_string();
+    Router::new()
+        .route(
+            &format!("{base}{{name}}"),
+            post(create_channel).delete(delete_channel),
+        )
+        .route(
+            &format!("{base}{{name}}/{{seq}}"),
+            get(subscribe).post(publish).delete(delete_segment),
+        )
+        .with_state(server)
+}
+
+/// The raw (still percent-encoded) name and seq segments of a matched path.
+fn path_parts<'a>(server: &Server, path: &'a str) -> (&'a str, &'a str) {
+    let rest = path.get(server.base_path().len()..).unwrap_or("");
+    rest.split_once('/').unwrap_or((rest, ""))
+}
+
+/// Decodes and validates the channel name of a request.
+fn channel_name(server: &Server, raw: &str) -> Result<String, Error> {
+    let name = protocol::decode_name(raw)?;
+    protocol::validate_name(&name, server.config().max_name_bytes)?;
+    Ok(name)
+}
+
+/// A one-line plain-text answer (the reference's `http.Error` format).
+fn text(status: StatusCode, message: &str) -> Response {
+    let mut response = Response::new(Body::from(format!("{message}\n")));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+fn error(err: &Error) -> Response {
+    text(err.status(), &err.to_string())
+}
+
+fn set(response: &mut Response, name: &'static str, value: impl ToString) {
+    let value = HeaderValue::from_str(&value.to_string()).expect("header values are plain ASCII");
+    response.headers_mut().insert(name, value);
+}
+
+/// Marks an answer sent before the request body was read: the connection cannot be reused.
+fn closing(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+fn hook_rejection(rejection: RequestError) -> Response {
+    let status = if rejection.status.is_client_error() || rejection.status.is_server_error() {
+        rejection.status
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    let message = if rejection.message.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("Bad Request")
+            .to_string()
+    } else {
+        rejection.message
+    };
+    text(status, &message)
+}
+
+/// The answer for a seq the channel does not hold: 470 with the write head, or end of stream.
+fn not_held(seq: u64, latest: u64, closed: bool) -> Response {
+    let mut response = if closed {
+        text(StatusCode::OK, "Entry not found")
+    } else {
+        error(&Error::SequenceNonexistent { seq, latest })
+    };
+    set(&mut response, protocol::SEQ, seq);
+    set(&mut response, protocol::LATEST, latest);
+    if closed {
+        set(&mut response, protocol::CLOSED, "terminated");
+    }
+    response
+}
+
+/// `POST /{name}`: create the channel (with autocreate) or confirm it exists.
+async fn create_channel(State(server): State<Server>, req: Request) -> Response {
+    let (parts, _body) = req.into_parts();
+    let (raw_name, _) = path_parts(&server, parts.uri.path());
+    let name = match channel_name(&server, raw_name) {
+        Ok(name) => name,
+        Err(err) => return closing(error(&err)),
+    };
+    if protocol::is_reserved(&name) {
+        return closing(error(&Error::ReservedName));
+    }
+    if let Some(hook) = server.hook(true)
+        && let Err(rejection) = hook(&parts, &name)
+    {
+        return closing(hook_rejection(rejection));
+    }
+    if server.channel(&name).is_some() {
+        return Response::new(Body::empty());
+    }
+    if !server.config().autocreate {
+        return closing(error(&Error::StreamNotFound));
+    }
+    let mime = header_str(&parts.headers, protocol::EXPECT_CONTENT);
+    match server.get_or_create(&name, mime) {
+        Ok(_) => Response::new(Body::empty()),
+        Err(err) => closing(error(&err)),
+    }
+}
+
+fn header_str<'a>(headers: &'a http::HeaderMap, name: impl header::AsHeaderName) -> &'a str {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+/// `DELETE /{name}`: delete the channel.
+async fn delete_channel(State(server): State<Server>, req: Request) -> Response {
+    let (parts, _body) = req.into_parts();
+    let (raw_name, _) = path_parts(&server, parts.uri.path());
+    let name = match channel_name(&server, raw_name) {
+        Ok(name) => name,
+        Err(err) => return error(&err),
+    };
+    if protocol::is_reserved(&name) {
+        return error(&Error::ReservedName);
+    }
+    if let Some(hook) = server.hook(false)
+        && let Err(rejection) = hook(&parts, &name)
+    {
+        return hook_rejection(rejection);
+    }
+    match server.delete_channel(&name) {
+        Ok(()) => Response::new(Body::empty()),
+        Err(err) => error(&err),
+    }
+}
+
+/// `DELETE /{name}/{seq}`: close one segment.
+async fn delete_segment(State(server): State<Server>, req: Request) -> Response {
+    let (raw_name, raw_seq) = path_parts(&server, req.uri().path());
+    let result = (|| {
+        let name = channel_name(&server, raw_name)?;
+        if protocol::is_reserved(&name) {
+            return Err(Error::ReservedName);
+        }
+        let channel = server.channel(&name).ok_or(Error::StreamNotFound)?;
+        let seq = SeqParam::parse(raw_seq)?.literal()?;
+        channel.close_segment(seq)
+    })();
+    match result {
+        Ok(()) => Response::new(Body::empty()),
+        Err(err) => error(&err),
+    }
+}
+
+/// `GET /{name}/{seq}` and `GET /{name}/next` (HEAD too).
+async fn subscribe(State(server): State<Server>, req: Request) -> Response {
+    let (raw_name, raw_seq) = path_parts(&server, req.uri().path());
+    let name = match channel_name(&server, raw_name) {
+        Ok(name) => name,
+        Err(err) => return error(&err),
+    };
+    let Some(channel) = server.channel(&name) else {
+        return error(&Error::StreamNotFound);
+    };
+    if raw_seq == "next" {
+        return next_write(&channel);
+    }
+    let param = match SeqParam::parse(raw_seq) {
+        Ok(param) => param,
+        Err(err) => return error(&err),
+    };
+    match channel.lookup_for_read(param) {
+        ReadLookup::NotHeld {
+            seq,
+            latest,
+            closed,
+        } => not_held(seq, latest, closed),
+        ReadLookup::Found { segment, latest } => {
+            serve_segment(&server, channel, segment, latest).await
+        }
+    }
+}
+
+/// `GET /{name}/next`: the write head as text.
+fn next_write(channel: &Channel) -> Response {
+    let next = channel.next_write();
+    let mut response = Response::new(Body::from(next.to_string()));
+    set(
+        &mut response,
+        header::CONTENT_TYPE.as_str(),
+        "text/plain; charset=utf-8",
+    );
+    set(&mut response, protocol::LATEST, next);
+    if channel.is_closed() {
+        set(&mut response, protocol::CLOSED, "terminated");
+    }
+    response
+}
+
+/// Streams one version: headers at its first byte, then every byte as it arrives.
+async fn serve_segment(
+    server: &Server,
+    channel: Arc<Channel>,
+    segment: Arc<super::segment::Segment>,
+    latest_at_arrival: u64,
+) -> Response {
+    let seq = segment.seq();
+    let start = {
+        let _waiting = server.stat(Stat::WaitingGets);
+        tokio::select! {
+            start = segment.wait_started() => start,
+            _ = tokio::time::sleep(server.config().wait_timeout) => {
+                let mut response = error(&Error::Timeout);
+                set(&mut response, protocol::SEQ, seq);
+                set(&mut response, protocol::LATEST, channel.next_write());
+                return response;
+            }
+        }
+    };
+    let buffered = match start {
+        Start::Data { buffered } => buffered,
+        Start::Failed | Start::Evicted => {
+            return not_held(seq, channel.next_write(), channel.is_closed());
+        }
+        Start::Empty => {
+            let mut response = Response::new(Body::empty());
+            set(&mut response, protocol::SEQ, seq);
+            set(&mut response, protocol::LATEST, channel.next_write());
+            set(&mut response, protocol::SIZE, 0);
+            if channel.is_closed() {
+                set(&mut response, protocol::CLOSED, "terminated");
+            }
+            return response;
+        }
+    };
+    let reader = segment.reader();
+    let streaming = server.stat(Stat::StreamingGets);
+    let frames = futures_util::stream::unfold(Some((reader, streaming)), |state| async move {
+        let (mut reader, streaming) = state?;
+        match reader.next_chunk().await {
+            Ok(Some(chunk)) => Some((Ok(Frame::data(chunk)), Some((reader, streaming)))),
+            Ok(None) => None,
+            // An abnormal end (D2): hyper drops the connection without the final chunk (HTTP/1.1)
+            // or resets the stream (HTTP/2).
+            Err(_) => Some((Err(io::Error::other("segment failed")), None)),
+        }
+    });
+    let mut response = Response::new(Body::new(StreamBody::new(frames)));
+    set(&mut response, protocol::SEQ, seq);
+    if seq != latest_at_arrival {
+        set(&mut response, protocol::LATEST, latest_at_arrival);
+    }
+    set(&mut response, protocol::SIZE, buffered);
+    let mime = HeaderValue::from_str(channel.mime()).unwrap_or(HeaderValue::from_static(""));
+    response.headers_mut().insert(header::CONTENT_TYPE, mime);
+    response
+}
+
+/// `POST /{name}/{seq}`: publish one segment from a streaming body.
+async fn publish(State(server): State<Server>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let (raw_name, raw_seq) = path_parts(&server, parts.uri.path());
+    let name = match channel_name(&server, raw_name) {
+        Ok(name) => name,
+        Err(err) => return closing(error(&err)),
+    };
+    if protocol::is_reserved(&name) {
+        return closing(error(&Error::ReservedName));
+    }
+    let param = SeqParam::parse(raw_seq);
+    let channel = match server.channel(&name) {
+        Some(channel) => channel,
+        None if server.config().autocreate => {
+            // Never create a channel for a request that is rejected anyway.
+            if let Err(err) = &param {
+                return closing(error(err));
+            }
+            let mime = header_str(&parts.headers, header::CONTENT_TYPE);
+            match server.get_or_create(&name, mime) {
+                Ok((channel, _)) => channel,
+                Err(err) => return closing(error(&err)),
+            }
+        }
+        None => return closing(error(&Error::StreamNotFound)),
+    };
+    let reset = parts
+        .headers
+        .get(protocol::RESET)
+        .is_some_and(|v| !v.is_empty());
+    let target = match param.and_then(|p| channel.target_for_write(p, reset)) {
+        Ok(target) => target,
+        Err(Error::EndOfStream) => return end_of_stream(None),
+        Err(err) => return closing(error(&err)),
+    };
+    let mut body = body;
+    let first = match wait_first_byte(&server, &channel, &target, &mut body).await {
+        Ok(first) => first,
+        Err(response) => return response,
+    };
+    match channel.start_writing(&target) {
+        Ok(writer) => write_body(&server, &channel, writer, first, body).await,
+        Err(Error::EndOfStream) => end_of_stream(Some(target.seq)),
+        Err(err) => closing(error(&err)),
+    }
+}
+
+/// 200 with `Lp-Trickle-Closed`: the channel is gone.
+fn end_of_stream(seq: Option<u64>) -> Response {
+    let mut response = Response::new(Body::empty());
+    if let Some(seq) = seq {
+        set(&mut response, protocol::SEQ, seq);
+    }
+    set(&mut response, protocol::CLOSED, "terminated");
+    closing(response)
+}
+
+fn posted(seq: u64) -> Response {
+    let mut response = Response::new(Body::empty());
+    set(&mut response, protocol::SEQ, seq);
+    response
+}
+
+/// Waits for the first byte of a POST body. Every way this can end without one is answered here.
+async fn wait_first_byte(
+    server: &Server,
+    channel: &Channel,
+    target: &WriteTarget,
+    body: &mut Body,
+) -> Result<Bytes, Response> {
+    let _pending = server.stat(Stat::PendingPosts);
+    let mut ended = pin!(
+        target
+            .segment
+            .wait_for(|snap| channel.pending_end(target, snap))
+    );
+    let mut closed = pin!(channel.closed());
+    let mut timeout = pin!(tokio::time::sleep(server.config().wait_timeout));
+    loop {
+        tokio::select! {
+            frame = body.frame() => match frame {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) if !data.is_empty() => return Ok(data),
+                    _ => continue,
+                },
+                // The client went away before its first byte: the segment stays as it was.
+                Some(Err(_)) => return Err(closing(text(StatusCode::BAD_REQUEST, "Request body error"))),
+                None => {
+                    // A zero-byte segment is a real, empty segment.
+                    return Err(match channel.start_writing(target) {
+                        Ok(writer) => match writer.finish() {
+                            Ok(()) => closing(posted(target.seq)),
+                            Err(_) => end_of_stream(Some(target.seq)),
+                        },
+                        Err(Error::EndOfStream) => end_of_stream(Some(target.seq)),
+                        Err(err) => closing(error(&err)),
+                    });
+                }
+            },
+            end = &mut ended => return Err(match end {
+                PendingEnd::Superseded => closing(error(&Error::Superseded)),
+                PendingEnd::EndOfStream => end_of_stream(Some(target.seq)),
+                PendingEnd::Closed => {
+                    channel.finish_closed_placeholder(target);
+                    closing(posted(target.seq))
+                }
+            }),
+            _ = &mut closed => return Err(end_of_stream(Some(target.seq))),
+            _ = &mut timeout => return Err(closing(error(&Error::Timeout))),
+        }
+    }
+}
+
+/// Streams the rest of a POST body into its version and answers the publisher.
+async fn write_body(
+    server: &Server,
+    channel: &Channel,
+    mut writer: SegmentWriter,
+    first: Bytes,
+    mut body: Body,
+) -> Response {
+    let _writing = server.stat(Stat::WritingPosts);
+    let seq = writer.segment().seq();
+    let wait_timeout = server.config().wait_timeout;
+    let mut closed = pin!(channel.closed());
+    let mut idle = pin!(tokio::time::sleep(wait_timeout));
+    let mut next = Some(first);
+    loop {
+        if let Some(data) = next.take() {
+            channel.touch();
+            if let Err(err) = writer.write(data) {
+                return refused_write(channel, seq, err);
+            }
+            idle.as_mut().reset(Instant::now() + wait_timeout);
+        }
+        tokio::select! {
+            frame = body.frame() => match frame {
+                Some(Ok(frame)) => next = frame.into_data().ok(),
+                None => {
+                    return match writer.finish() {
+                        Ok(()) => {
+                            channel.touch();
+                            posted(seq)
+                        }
+                        Err(err) => refused_write(channel, seq, err),
+                    };
+                }
+                Some(Err(_)) => {
+                    // D2: the publisher's failure is visible to every subscriber of this version.
+                    writer.fail();
+                    return closing(text(StatusCode::BAD_REQUEST, "Request body error"));
+                }
+            },
+            _ = &mut closed => {
+                writer.fail();
+                return end_of_stream(Some(seq));
+            }
+            _ = &mut idle => {
+                writer.fail();
+                return closing(error(&Error::Timeout));
+            }
+        }
+    }
+}
+
+fn refused_write(channel: &Channel, seq: u64, err: WriteError) -> Response {
+    match err {
+        WriteError::TooLarge => closing(error(&Error::SegmentTooLarge {
+            limit: channel.max_segment_bytes(),
+        })),
+        WriteError::Closed(_) if channel.is_closed() => end_of_stream(Some(seq)),
+        WriteError::Closed(_) => closing(error(&Error::SegmentClosed)),
+    }
+}

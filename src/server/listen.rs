@@ -1,0 +1,73 @@
+//! Runs a [`Server`] on a TCP listener: HTTP/1.1 and HTTP/2 with prior knowledge (h2c) on the same
+//! port, `TCP_NODELAY` for latency, and a graceful shutdown that first closes every channel (so
+//! waiting clients get end of stream) and then gives open connections a moment to finish.
+
+use std::future::Future;
+use std::io;
+use std::pin::pin;
+use std::time::Duration;
+
+use axum::response::IntoResponse;
+use http::StatusCode;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+
+use super::Server;
+
+/// How long connections may take to finish after shutdown began.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+async fn page_not_found() -> impl IntoResponse {
+    (StatusCode::NOT_FOUND, "404 page not found\n")
+}
+
+/// Serves `server` on `listener` until `shutdown` resolves or [`Server::shutdown`] is called.
+/// Returns once every channel is closed and connections have drained (or the drain timed out).
+pub async fn serve(
+    listener: TcpListener,
+    server: Server,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let app = server.router().fallback(page_not_found);
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new());
+    builder.http2().timer(TokioTimer::new());
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = pin!(shutdown);
+    loop {
+        let (stream, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Usually EMFILE: back off instead of spinning.
+                    tracing::warn!(%err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+            _ = server.shut_down() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(app.clone());
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!(%err, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    server.shutdown();
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(DRAIN_TIMEOUT) => tracing::warn!("connections still open after the drain timeout"),
+    }
+    Ok(())
+}

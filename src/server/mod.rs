@@ -1,0 +1,399 @@
+//! The Trickle server as a library: a [`Server`] handle owns the channel registry, the changefeed,
+//! the idle sweeper and the hooks; [`Server::router`] exposes it over HTTP as an axum router that can
+//! be merged into another application; [`serve`] runs it on a listener with graceful shutdown.
+//!
+//! Shutdown story: [`Server::shutdown`] cancels one token. The sweeper and the accept loop watch it,
+//! and every channel is closed, which answers every waiting subscriber and preconnected publisher
+//! with end of stream.
+
+mod changefeed;
+mod channel;
+mod http;
+mod listen;
+pub mod segment;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::RwLock;
+use tokio_util::sync::CancellationToken;
+
+pub use self::channel::{Channel, PendingEnd, ReadLookup, WriteTarget};
+pub use self::listen::serve;
+use crate::protocol::{self, Error};
+
+/// Server settings; the defaults are SPEC §4's.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Prefix of every route; starts and ends with `/`.
+    pub base_path: String,
+    /// Whether `POST /{name}` and `POST /{name}/{seq}` create missing channels.
+    pub autocreate: bool,
+    /// Serve the `_changes` channel.
+    pub changefeed: bool,
+    /// Segments kept per channel.
+    pub ring: usize,
+    /// A channel without activity for this long is deleted.
+    pub idle_timeout: Duration,
+    /// How often the sweeper looks.
+    pub sweep_interval: Duration,
+    pub max_channels: usize,
+    pub max_name_bytes: usize,
+    pub max_segment_bytes: u64,
+    /// How long a POST or GET may wait without data.
+    pub wait_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            base_path: "/".into(),
+            autocreate: true,
+            changefeed: false,
+            ring: 5,
+            idle_timeout: Duration::from_secs(300),
+            sweep_interval: Duration::from_secs(60),
+            max_channels: 10_000,
+            max_name_bytes: 256,
+            max_segment_bytes: 64 << 20,
+            wait_timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+impl Config {
+    /// `base_path` with exactly one leading and one trailing slash.
+    fn normalized_base(&self) -> String {
+        let trimmed = self.base_path.trim_matches('/');
+        if trimmed.is_empty() {
+            "/".into()
+        } else {
+            format!("/{trimmed}/")
+        }
+    }
+}
+
+/// Why a hook refused a request: answered with `status` (a 4xx or 5xx; anything else becomes 400)
+/// and `message` as the body.
+#[derive(Debug, Clone)]
+pub struct RequestError {
+    pub status: ::http::StatusCode,
+    pub message: String,
+}
+
+/// A hook that runs before `POST /{name}` (create) or `DELETE /{name}` with the request head and
+/// the channel name, and may refuse it. Rejection leaves the channel untouched.
+pub type Hook =
+    Arc<dyn Fn(&::http::request::Parts, &str) -> Result<(), RequestError> + Send + Sync>;
+
+/// A cloneable handle to one Trickle server.
+#[derive(Clone)]
+pub struct Server {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    base: String,
+    channels: RwLock<HashMap<String, Arc<Channel>>>,
+    changefeed: Option<changefeed::Changefeed>,
+    before_create: Option<Hook>,
+    before_delete: Option<Hook>,
+    shutdown: CancellationToken,
+    epoch: Instant,
+    gauges: [AtomicUsize; 4],
+}
+
+/// What the server's requests are doing right now (gauges, for tests and metrics).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// GETs waiting for a segment's first byte.
+    pub waiting_gets: usize,
+    /// GET responses streaming segment bytes.
+    pub streaming_gets: usize,
+    /// POSTs waiting for their first body byte (preconnects).
+    pub pending_posts: usize,
+    /// POSTs streaming a body into a segment.
+    pub writing_posts: usize,
+}
+
+#[derive(Clone, Copy)]
+pub(crate) enum Stat {
+    WaitingGets = 0,
+    StreamingGets = 1,
+    PendingPosts = 2,
+    WritingPosts = 3,
+}
+
+/// Counts one request in a gauge for as long as it lives.
+pub(crate) struct StatGuard {
+    inner: Arc<Inner>,
+    stat: Stat,
+}
+
+impl Drop for StatGuard {
+    fn drop(&mut self) {
+        self.inner.gauges[self.stat as usize].fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Builds a [`Server`] with optional hooks.
+pub struct Builder {
+    config: Config,
+    before_create: Option<Hook>,
+    before_delete: Option<Hook>,
+}
+
+impl Builder {
+    pub fn before_create(
+        mut self,
+        hook: impl Fn(&::http::request::Parts, &str) -> Result<(), RequestError> + Send + Sync + 'static,
+    ) -> Self {
+        self.before_create = Some(Arc::new(hook));
+        self
+    }
+
+    pub fn before_delete(
+        mut self,
+        hook: impl Fn(&::http::request::Parts, &str) -> Result<(), RequestError> + Send + Sync + 'static,
+    ) -> Self {
+        self.before_delete = Some(Arc::new(hook));
+        self
+    }
+
+    /// Creates the server and, inside a tokio runtime, starts its idle sweeper (which stops when
+    /// the server shuts down or the last handle is dropped).
+    pub fn build(self) -> Server {
+        let base = self.config.normalized_base();
+        let server = Server {
+            inner: Arc::new(Inner {
+                changefeed: self.config.changefeed.then(changefeed::Changefeed::new),
+                config: self.config,
+                base,
+                channels: RwLock::new(HashMap::new()),
+                before_create: self.before_create,
+                before_delete: self.before_delete,
+                shutdown: CancellationToken::new(),
+                epoch: Instant::now(),
+                gauges: Default::default(),
+            }),
+        };
+        if let Some(feed) = &server.inner.changefeed {
+            let channel = server.new_channel(changefeed::NAME, "application/json");
+            server
+                .inner
+                .channels
+                .write()
+                .insert(changefeed::NAME.into(), channel.clone());
+            feed.attach(channel);
+            feed.emit_added(changefeed::NAME);
+        }
+        if tokio::runtime::Handle::try_current().is_ok() {
+            tokio::spawn(sweep(Arc::downgrade(&server.inner)));
+        }
+        server
+    }
+}
+
+impl Server {
+    pub fn builder(config: Config) -> Builder {
+        Builder {
+            config,
+            before_create: None,
+            before_delete: None,
+        }
+    }
+
+    /// A server without hooks.
+    pub fn new(config: Config) -> Server {
+        Server::builder(config).build()
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The normalized base path (`/`, or `/prefix/`).
+    pub fn base_path(&self) -> &str {
+        &self.inner.base
+    }
+
+    /// The axum router serving every route under the base path. Merge it into a larger app with
+    /// `Router::merge`; it has no fallback of its own.
+    pub fn router(&self) -> axum::Router {
+        http::router(self.clone())
+    }
+
+    pub fn channel(&self, name: &str) -> Option<Arc<Channel>> {
+        self.inner.channels.read().get(name).cloned()
+    }
+
+    /// Number of channels (the `_changes` channel included).
+    pub fn channel_count(&self) -> usize {
+        self.inner.channels.read().len()
+    }
+
+    fn new_channel(&self, name: &str, mime: &str) -> Arc<Channel> {
+        let c = &self.inner.config;
+        Arc::new(Channel::new(
+            name.into(),
+            mime.into(),
+            c.ring,
+            c.max_segment_bytes,
+            self.inner.epoch,
+        ))
+    }
+
+    /// Returns the channel, creating it with `mime` if it is missing. Returns whether it was created.
+    pub(crate) fn get_or_create(
+        &self,
+        name: &str,
+        mime: &str,
+    ) -> Result<(Arc<Channel>, bool), Error> {
+        if let Some(channel) = self.channel(name) {
+            return Ok((channel, false));
+        }
+        protocol::validate_name(name, self.inner.config.max_name_bytes)?;
+        if self.inner.shutdown.is_cancelled() {
+            return Err(Error::EndOfStream);
+        }
+        let mut channels = self.inner.channels.write();
+        if let Some(channel) = channels.get(name) {
+            return Ok((channel.clone(), false));
+        }
+        let user_channels = channels
+            .keys()
+            .filter(|n| !protocol::is_reserved(n))
+            .count();
+        if !protocol::is_reserved(name) && user_channels >= self.inner.config.max_channels {
+            return Err(Error::TooManyChannels);
+        }
+        let channel = self.new_channel(name, mime);
+        channels.insert(name.into(), channel.clone());
+        if let Some(feed) = &self.inner.changefeed {
+            feed.emit_added(name);
+        }
+        tracing::debug!(channel = name, "created");
+        Ok((channel, true))
+    }
+
+    /// Creates the channel if missing (whatever autocreate says), as the in-process publisher's
+    /// `create_channel` does.
+    pub fn create_channel(&self, name: &str, mime: &str) -> Result<Arc<Channel>, Error> {
+        self.get_or_create(name, mime).map(|(c, _)| c)
+    }
+
+    /// Deletes a channel: everybody waiting on it gets end of stream, and the changefeed a
+    /// `removed` event.
+    pub fn delete_channel(&self, name: &str) -> Result<(), Error> {
+        let channel = {
+            let mut channels = self.inner.channels.write();
+            let channel = channels.remove(name).ok_or(Error::StreamNotFound)?;
+            if let Some(feed) = &self.inner.changefeed {
+                feed.emit_removed(name);
+            }
+            channel
+        };
+        channel.close();
+        tracing::debug!(channel = name, "deleted");
+        Ok(())
+    }
+
+    /// Stops the server: closes every channel (waiting clients get end of stream), stops the sweeper
+    /// and makes [`serve`] return. No changefeed events are emitted for this.
+    pub fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+        let channels: Vec<_> = self
+            .inner
+            .channels
+            .write()
+            .drain()
+            .map(|(_, c)| c)
+            .collect();
+        for channel in channels {
+            channel.close();
+        }
+    }
+
+    pub fn is_shut_down(&self) -> bool {
+        self.inner.shutdown.is_cancelled()
+    }
+
+    /// Resolves when [`Server::shutdown`] is called.
+    pub async fn shut_down(&self) {
+        self.inner.shutdown.cancelled().await
+    }
+
+    pub(crate) fn stat(&self, stat: Stat) -> StatGuard {
+        self.inner.gauges[stat as usize].fetch_add(1, Ordering::Relaxed);
+        StatGuard {
+            inner: self.inner.clone(),
+            stat,
+        }
+    }
+
+    pub fn stats(&self) -> Stats {
+        let g = |s: Stat| self.inner.gauges[s as usize].load(Ordering::Relaxed);
+        Stats {
+            waiting_gets: g(Stat::WaitingGets),
+            streaming_gets: g(Stat::StreamingGets),
+            pending_posts: g(Stat::PendingPosts),
+            writing_posts: g(Stat::WritingPosts),
+        }
+    }
+
+    fn hook(&self, create: bool) -> Option<&Hook> {
+        if create {
+            self.inner.before_create.as_ref()
+        } else {
+            self.inner.before_delete.as_ref()
+        }
+    }
+
+    /// One pass of the idle sweep (D7): deletes every non-reserved channel idle for longer than
+    /// the idle timeout. Returns the names deleted.
+    pub fn sweep_once(&self) -> Vec<String> {
+        let timeout = self.inner.config.idle_timeout;
+        let idle: Vec<String> = self
+            .inner
+            .channels
+            .read()
+            .iter()
+            .filter(|(name, c)| !protocol::is_reserved(name) && c.idle_for() > timeout)
+            .map(|(name, _)| name.clone())
+            .collect();
+        idle.into_iter()
+            .filter(|name| {
+                // Re-check under the write lock: a byte may have arrived since.
+                let still_idle = self.channel(name).is_some_and(|c| c.idle_for() > timeout);
+                still_idle && self.delete_channel(name).is_ok()
+            })
+            .inspect(|name| tracing::info!(channel = %name, "swept idle channel"))
+            .collect()
+    }
+}
+
+/// The sweeper task: holds only a weak reference, so dropping every [`Server`] handle ends it.
+async fn sweep(inner: std::sync::Weak<Inner>) {
+    let (interval, token) = match inner.upgrade() {
+        Some(i) => (i.config.sweep_interval, i.shutdown.clone()),
+        None => return,
+    };
+    let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(1)));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        match inner.upgrade() {
+            Some(inner) => {
+                Server { inner }.sweep_once();
+            }
+            None => return,
+        }
+    }
+}

@@ -1,0 +1,525 @@
+//! One *version* of one segment: an append-only byte buffer that a single [`SegmentWriter`] fills and
+//! any number of [`SegmentReader`]s stream, each at its own pace.
+//!
+//! The bytes are kept once, as a list of reference-counted [`Bytes`] chunks: a reader hands out
+//! slices of the shared chunks (a refcount bump, never a copy), and a slow reader only holds on to
+//! the chunks it has not sent yet. The writer never waits for readers. Writes take a short write lock
+//! on this version only, then wake the readers parked on this version's [`Notify`]; nothing global
+//! is locked on the data path.
+//!
+//! A version is *fresh* while it is open, empty and has no writer: that is the placeholder a waiting
+//! subscriber (or a preconnected publisher) hangs on. The channel decides which version sits in which
+//! ring slot and marks versions it drops as [`Removal::Evicted`] or [`Removal::Replaced`]; that is
+//! recorded here so that everybody waiting on the version wakes and can see why.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use parking_lot::RwLock;
+use tokio::sync::Notify;
+
+/// Writes smaller than this are copied into a staging buffer and merged, so that a publisher sending
+/// tiny chunks cannot make the chunk list (40 bytes of bookkeeping per chunk) outgrow the data.
+const SMALL_WRITE: usize = 16 * 1024;
+/// A run of small writes is merged into one chunk once it holds this many chunks...
+const MERGE_AFTER_CHUNKS: usize = 64;
+/// ...or this many bytes.
+const MERGE_AFTER_BYTES: usize = 16 * 1024;
+/// How many chunks a reader takes per lock acquisition.
+const READ_BATCH: usize = 16;
+
+/// Where a version's data stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// Being written (or waiting for its first byte).
+    Open,
+    /// Ended normally: every byte is here.
+    Complete,
+    /// Its writer ended abnormally (D2): the bytes are incomplete.
+    Failed,
+}
+
+/// Why the ring no longer holds this version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Removal {
+    /// Still in its slot.
+    None,
+    /// Another seq took the slot.
+    Evicted,
+    /// A newer version of the same seq took the slot (D3).
+    Replaced,
+}
+
+/// A snapshot of a version's state, for decisions made outside this module.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    pub len: u64,
+    pub status: Status,
+    pub removal: Removal,
+    pub has_writer: bool,
+    /// Arrival ticket of the publisher that claimed this version (0: none).
+    pub claimed_by: u64,
+    /// Arrival ticket of the publisher whose newer version replaced this one (0: none).
+    pub replaced_by: u64,
+}
+
+impl Snapshot {
+    /// Open, empty and unclaimed: a placeholder.
+    pub fn is_fresh(&self) -> bool {
+        self.status == Status::Open && self.len == 0 && !self.has_writer
+    }
+}
+
+/// Why a write was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteError {
+    /// The segment would exceed the size limit; the version is now failed.
+    TooLarge,
+    /// The version was closed (complete or failed) by somebody else.
+    Closed(Status),
+}
+
+/// What a reader gets next.
+#[derive(Debug)]
+pub enum ReadError {
+    /// The writer failed: the segment is incomplete and must not be taken as whole.
+    Failed,
+    /// The version was an empty placeholder that the ring dropped before anybody wrote to it.
+    Evicted,
+}
+
+/// How a version ended before its first byte, or that it has data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// At least one byte is buffered (`buffered` bytes right now).
+    Data { buffered: u64 },
+    /// Closed normally with zero bytes.
+    Empty,
+    /// Failed (only possible after bytes were written; a reader that joins now must not use it).
+    Failed,
+    /// An empty placeholder dropped from the ring.
+    Evicted,
+}
+
+pub struct Segment {
+    seq: u64,
+    inner: RwLock<Inner>,
+    notify: Notify,
+}
+
+struct Inner {
+    chunks: Vec<Bytes>,
+    /// `ends[i]` is the offset one past the last byte of `chunks[i]`.
+    ends: Vec<u64>,
+    len: u64,
+    status: Status,
+    removal: Removal,
+    has_writer: bool,
+    claimed_by: u64,
+    replaced_by: u64,
+}
+
+impl Segment {
+    /// A fresh placeholder for `seq`.
+    pub fn new(seq: u64) -> Arc<Segment> {
+        Arc::new(Segment {
+            seq,
+            inner: RwLock::new(Inner {
+                chunks: Vec::new(),
+                ends: Vec::new(),
+                len: 0,
+                status: Status::Open,
+                removal: Removal::None,
+                has_writer: false,
+                claimed_by: 0,
+                replaced_by: 0,
+            }),
+            notify: Notify::new(),
+        })
+    }
+
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let inner = self.inner.read();
+        Snapshot {
+            len: inner.len,
+            status: inner.status,
+            removal: inner.removal,
+            has_writer: inner.has_writer,
+            claimed_by: inner.claimed_by,
+            replaced_by: inner.replaced_by,
+        }
+    }
+
+    /// Claims a fresh version for the writer with arrival `ticket`. Fails if it is not fresh (or was
+    /// removed from the ring).
+    pub fn try_claim(self: &Arc<Self>, ticket: u64, max_bytes: u64) -> Option<SegmentWriter> {
+        {
+            let mut inner = self.inner.write();
+            let fresh = inner.status == Status::Open
+                && inner.len == 0
+                && !inner.has_writer
+                && inner.removal == Removal::None;
+            if !fresh {
+                return None;
+            }
+            inner.has_writer = true;
+            inner.claimed_by = ticket;
+        }
+        self.notify.notify_waiters();
+        Some(SegmentWriter::new(self.clone(), max_bytes))
+    }
+
+    /// Closes the version if it is still open: normally (`Complete`) or as `Failed`. Returns whether
+    /// this call closed it. A fresh placeholder always closes as `Complete` (there is nothing to lose).
+    pub fn close(&self, status: Status) -> bool {
+        {
+            let mut inner = self.inner.write();
+            if inner.status != Status::Open {
+                return false;
+            }
+            inner.status = if inner.len == 0 {
+                Status::Complete
+            } else {
+                status
+            };
+        }
+        self.notify.notify_waiters();
+        true
+    }
+
+    /// Records that the ring dropped this version. An empty placeholder is also closed: nobody can
+    /// write to it any more.
+    pub fn remove_from_ring(&self, why: Removal, by_ticket: u64) {
+        {
+            let mut inner = self.inner.write();
+            inner.removal = why;
+            if why == Removal::Replaced {
+                inner.replaced_by = by_ticket;
+            }
+            if inner.status == Status::Open && inner.len == 0 && !inner.has_writer {
+                inner.status = Status::Complete;
+            }
+        }
+        self.notify.notify_waiters();
+    }
+
+    /// Waits until `check` returns `Some`, re-checking after every change to this version.
+    pub async fn wait_for<T>(&self, mut check: impl FnMut(Snapshot) -> Option<T>) -> T {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(v) = check(self.snapshot()) {
+                return v;
+            }
+            notified.await;
+        }
+    }
+
+    /// Waits for the first byte (or for the version to end without one).
+    pub async fn wait_started(&self) -> Start {
+        self.wait_for(|s| {
+            if s.len > 0 {
+                if s.status == Status::Failed {
+                    return Some(Start::Failed);
+                }
+                return Some(Start::Data { buffered: s.len });
+            }
+            match (s.status, s.removal) {
+                (Status::Open, _) => None,
+                (_, Removal::Evicted | Removal::Replaced) => Some(Start::Evicted),
+                _ => Some(Start::Empty),
+            }
+        })
+        .await
+    }
+
+    /// A reader from the first byte.
+    pub fn reader(self: &Arc<Self>) -> SegmentReader {
+        SegmentReader {
+            segment: self.clone(),
+            pos: 0,
+            chunk_hint: 0,
+            batch: VecDeque::new(),
+        }
+    }
+}
+
+/// The single writer of a version. Dropping it without [`SegmentWriter::finish`] fails the version,
+/// so a publisher that disappears can never leave a truncated segment looking complete.
+pub struct SegmentWriter {
+    segment: Arc<Segment>,
+    max_bytes: u64,
+    /// Bytes of the current run of small writes, merged into one chunk when the run is long enough.
+    run: BytesMut,
+    /// How many of the last chunks in the list belong to the current run.
+    run_chunks: usize,
+    done: bool,
+}
+
+impl SegmentWriter {
+    fn new(segment: Arc<Segment>, max_bytes: u64) -> SegmentWriter {
+        SegmentWriter {
+            segment,
+            max_bytes,
+            run: BytesMut::new(),
+            run_chunks: 0,
+            done: false,
+        }
+    }
+
+    pub fn segment(&self) -> &Arc<Segment> {
+        &self.segment
+    }
+
+    /// Appends `data` and wakes the readers. Empty writes are ignored.
+    pub fn write(&mut self, data: Bytes) -> Result<(), WriteError> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        let small = data.len() < SMALL_WRITE;
+        if small {
+            self.run.extend_from_slice(&data);
+        }
+        {
+            let mut inner = self.segment.inner.write();
+            if inner.status != Status::Open {
+                return Err(WriteError::Closed(inner.status));
+            }
+            let new_len = inner.len + data.len() as u64;
+            if new_len > self.max_bytes {
+                inner.status = Status::Failed;
+                drop(inner);
+                self.done = true;
+                self.segment.notify.notify_waiters();
+                return Err(WriteError::TooLarge);
+            }
+            if !small {
+                merge_run(&mut self.run, &mut self.run_chunks, &mut inner);
+            }
+            inner.len = new_len;
+            inner.chunks.push(data);
+            inner.ends.push(new_len);
+            if small {
+                self.run_chunks += 1;
+                if self.run_chunks >= MERGE_AFTER_CHUNKS || self.run.len() >= MERGE_AFTER_BYTES {
+                    merge_run(&mut self.run, &mut self.run_chunks, &mut inner);
+                }
+            }
+        }
+        self.segment.notify.notify_waiters();
+        Ok(())
+    }
+
+    /// Ends the version normally. Fails if somebody else closed it first.
+    pub fn finish(mut self) -> Result<(), WriteError> {
+        self.done = true;
+        {
+            let mut inner = self.segment.inner.write();
+            if inner.status != Status::Open {
+                return Err(WriteError::Closed(inner.status));
+            }
+            merge_run(&mut self.run, &mut self.run_chunks, &mut inner);
+            inner.status = Status::Complete;
+        }
+        self.segment.notify.notify_waiters();
+        Ok(())
+    }
+
+    /// Ends the version abnormally: readers see an error, later GETs a 470.
+    pub fn fail(mut self) {
+        self.done = true;
+        self.segment.close(Status::Failed);
+    }
+}
+
+/// Replaces the chunks of the current run of small writes by one chunk holding the same bytes.
+/// Readers track byte offsets, so they are unaffected.
+fn merge_run(run: &mut BytesMut, run_chunks: &mut usize, inner: &mut Inner) {
+    if *run_chunks > 1 {
+        let keep = inner.chunks.len() - *run_chunks;
+        inner.chunks.truncate(keep);
+        inner.ends.truncate(keep);
+        inner.chunks.push(run.split().freeze());
+        inner.ends.push(inner.len);
+    } else {
+        run.clear();
+    }
+    *run_chunks = 0;
+}
+
+impl Drop for SegmentWriter {
+    fn drop(&mut self) {
+        if !self.done {
+            self.segment.close(Status::Failed);
+        }
+    }
+}
+
+/// One reader's cursor into a version. Cloning bytes out of it is a refcount bump.
+pub struct SegmentReader {
+    segment: Arc<Segment>,
+    /// Byte offset of the next byte to hand out.
+    pos: u64,
+    /// Index of the chunk holding `pos`, if the list was not merged since.
+    chunk_hint: usize,
+    /// Chunks taken under the lock but not handed out yet.
+    batch: VecDeque<Bytes>,
+}
+
+impl SegmentReader {
+    pub fn segment(&self) -> &Arc<Segment> {
+        &self.segment
+    }
+
+    /// The next piece of the segment: `Ok(Some(bytes))`, `Ok(None)` at a normal end, or an error.
+    pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, ReadError> {
+        let SegmentReader {
+            segment,
+            pos,
+            chunk_hint,
+            batch,
+        } = self;
+        loop {
+            if let Some(chunk) = batch.pop_front() {
+                return Ok(Some(chunk));
+            }
+            let notified = segment.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(end) = fill_batch(segment, pos, chunk_hint, batch) {
+                return end;
+            }
+            if batch.is_empty() {
+                notified.await;
+            }
+        }
+    }
+
+    /// Reads the rest of the segment into one buffer (a copy; for tests and small segments).
+    pub async fn read_to_end(&mut self) -> Result<Vec<u8>, ReadError> {
+        let mut out = Vec::new();
+        while let Some(chunk) = self.next_chunk().await? {
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out)
+    }
+}
+
+/// Takes up to [`READ_BATCH`] chunks from `pos` on into `batch`. Returns `Some` when the reader is at
+/// the end of the version.
+fn fill_batch(
+    segment: &Segment,
+    pos: &mut u64,
+    chunk_hint: &mut usize,
+    batch: &mut VecDeque<Bytes>,
+) -> Option<Result<Option<Bytes>, ReadError>> {
+    let inner = segment.inner.read();
+    if *pos >= inner.len {
+        return match (inner.status, inner.removal) {
+            (Status::Open, _) => None,
+            (Status::Failed, _) => Some(Err(ReadError::Failed)),
+            (Status::Complete, Removal::Evicted | Removal::Replaced) if inner.len == 0 => {
+                Some(Err(ReadError::Evicted))
+            }
+            (Status::Complete, _) => Some(Ok(None)),
+        };
+    }
+    let start_of = |i: usize| if i == 0 { 0 } else { inner.ends[i - 1] };
+    let mut idx = *chunk_hint;
+    if idx >= inner.chunks.len() || start_of(idx) > *pos || inner.ends[idx] <= *pos {
+        idx = inner.ends.partition_point(|&end| end <= *pos);
+    }
+    let skip = (*pos - start_of(idx)) as usize;
+    let first = &inner.chunks[idx];
+    batch.push_back(if skip == 0 {
+        first.clone()
+    } else {
+        first.slice(skip..)
+    });
+    let last = (idx + READ_BATCH).min(inner.chunks.len());
+    batch.extend(inner.chunks[idx + 1..last].iter().cloned());
+    *pos = inner.ends[last - 1];
+    *chunk_hint = last;
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claim(seg: &Arc<Segment>) -> SegmentWriter {
+        seg.try_claim(1, u64::MAX).expect("fresh")
+    }
+
+    #[tokio::test]
+    async fn readers_get_every_byte_across_merges() {
+        let seg = Segment::new(0);
+        let mut w = claim(&seg);
+        let mut expected = Vec::new();
+        let mut early = seg.reader();
+        let mut early_got = Vec::new();
+        for i in 0..1000u32 {
+            let piece: Vec<u8> = (0..(i % 7 + 1)).map(|j| (i + j) as u8).collect();
+            expected.extend_from_slice(&piece);
+            w.write(Bytes::from(piece)).unwrap();
+            if i % 10 == 5 {
+                // A reader positioned inside a run that is merged later must not notice.
+                early_got.extend_from_slice(&early.next_chunk().await.unwrap().unwrap());
+            }
+        }
+        w.write(Bytes::from(vec![9u8; 100_000])).unwrap();
+        expected.extend(std::iter::repeat_n(9u8, 100_000));
+        w.finish().unwrap();
+        early_got.extend(early.read_to_end().await.unwrap());
+        assert_eq!(early_got, expected);
+        assert_eq!(seg.reader().read_to_end().await.unwrap(), expected);
+        let chunks = seg.inner.read().chunks.len();
+        assert!(
+            chunks < 1000 / 32,
+            "small writes were not merged: {chunks} chunks"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_dropped_writer_fails_the_version() {
+        let seg = Segment::new(3);
+        let mut w = claim(&seg);
+        w.write(Bytes::from_static(b"hello")).unwrap();
+        let mut r = seg.reader();
+        assert_eq!(&r.next_chunk().await.unwrap().unwrap()[..], b"hello");
+        drop(w);
+        assert!(matches!(r.next_chunk().await, Err(ReadError::Failed)));
+        assert_eq!(seg.wait_started().await, Start::Failed);
+    }
+
+    #[tokio::test]
+    async fn size_limit_fails_the_version() {
+        let seg = Segment::new(0);
+        let mut w = seg.try_claim(1, 10).unwrap();
+        w.write(Bytes::from_static(b"0123456789")).unwrap();
+        assert_eq!(w.write(Bytes::from_static(b"x")), Err(WriteError::TooLarge));
+        assert!(matches!(
+            seg.reader().read_to_end().await,
+            Err(ReadError::Failed)
+        ));
+    }
+
+    #[tokio::test]
+    async fn evicted_placeholder_ends_waiters() {
+        let seg = Segment::new(6);
+        let waiter = {
+            let seg = seg.clone();
+            tokio::spawn(async move { seg.wait_started().await })
+        };
+        tokio::task::yield_now().await;
+        seg.remove_from_ring(Removal::Evicted, 0);
+        assert_eq!(waiter.await.unwrap(), Start::Evicted);
+        assert!(seg.try_claim(1, 100).is_none());
+    }
+}
