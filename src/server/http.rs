@@ -146,7 +146,7 @@ async fn create_channel(State(server): State<Server>, req: Request) -> Response 
     }
 }
 
-fn header_str<'a>(headers: &'a http::HeaderMap, name: impl header::AsHeaderName) -> &'a str {
+fn header_str(headers: &http::HeaderMap, name: impl header::AsHeaderName) -> &str {
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())
