@@ -272,8 +272,8 @@ async fn s16_jump_to_latest_after_470() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s17_relative_subscribe() {
     let s = TestServer::start().await;
-    for seq in 0..4 {
-        s.post(&format!("/ch/{seq}"), NAMES[seq].as_bytes()).await;
+    for (seq, name) in NAMES.iter().take(4).enumerate() {
+        s.post(&format!("/ch/{seq}"), name.as_bytes()).await;
     }
     let r = s.get("/ch/-3").await;
     assert_eq!((r.seq(), r.text().as_str()), (Some(2), "second"));
