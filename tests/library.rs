@@ -1,0 +1,240 @@
+//! Library level: in-process publisher/subscriber (S39), the segment buffer's races and stress
+//! (S40–S42), hooks, and embedding the server in a larger axum application.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use http::StatusCode;
+use trickle::local::{LocalPublisher, LocalSubscriber};
+use trickle::server::RequestError;
+use trickle::server::segment::Segment;
+use trickle::{Config, Error, Server};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s39_local_publisher_and_subscriber() {
+    let server = Server::new(Config {
+        autocreate: false,
+        ..Config::default()
+    });
+    let mut publisher = LocalPublisher::new(&server, "ch", "application/json");
+    let err = publisher.write_bytes("lost").await.unwrap_err();
+    assert!(matches!(err, Error::StreamNotFound), "{err:?}");
+    assert!(server.channel("ch").is_none());
+    let mut sub = LocalSubscriber::new(&server, "ch");
+    assert!(matches!(sub.read(), Err(Error::StreamNotFound)));
+
+    publisher.create_channel().unwrap();
+    let (ack_tx, mut ack_rx) = tokio::sync::mpsc::channel::<()>(1);
+    let writer = tokio::spawn(async move {
+        for i in 0..20 {
+            let seq = publisher.write_bytes(format!("seg{i}")).await.unwrap();
+            assert_eq!(seq, i);
+            ack_rx.recv().await;
+        }
+        publisher
+    });
+    let mut seqs = Vec::new();
+    for i in 0..20 {
+        let mut segment = sub.read().unwrap();
+        assert_eq!(segment.content_type, "application/json");
+        seqs.push(segment.seq);
+        assert_eq!(
+            segment.read_to_end().await.unwrap(),
+            format!("seg{i}").as_bytes()
+        );
+        ack_tx.send(()).await.unwrap();
+    }
+    assert_eq!(
+        seqs,
+        (0..20).collect::<Vec<_>>(),
+        "a -1 subscriber never rereads"
+    );
+    let publisher = writer.await.unwrap();
+    // The next read is the (future) segment 20, not a reread of 19.
+    let next = sub.read().unwrap();
+    assert_eq!(next.seq, 20);
+    publisher.close().unwrap();
+    assert!(matches!(sub.read(), Err(Error::StreamNotFound)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_writes_of_an_existing_seq_are_refused_and_zero_bytes_advance() {
+    let server = Server::new(Config::default());
+    let mut publisher = LocalPublisher::new(&server, "ch", "");
+    publisher.write_bytes(Bytes::new()).await.unwrap();
+    assert_eq!(server.channel("ch").unwrap().next_write(), 1);
+    let mut other = LocalPublisher::new(&server, "ch", "");
+    let err = other.write_bytes("again").await.unwrap_err();
+    assert!(matches!(err, Error::EntryExists), "{err:?}");
+    let mut sub = LocalSubscriber::new(&server, "ch");
+    sub.set_seq(0);
+    assert_eq!(sub.read().unwrap().read_to_end().await.unwrap(), b"");
+}
+
+/// Runs `iterations` of: a fresh segment, `readers` readers started, then `write` and close.
+async fn write_close_race(iterations: usize, prefill: Option<&'static [u8]>, expected: &[u8]) {
+    for i in 0..iterations {
+        let segment = Segment::new(0);
+        let mut writer = segment.try_claim(1, u64::MAX).unwrap();
+        if let Some(prefill) = prefill {
+            writer.write(Bytes::from_static(prefill)).unwrap();
+        }
+        let readers: Vec<_> = (0..4)
+            .map(|_| {
+                let mut reader = segment.reader();
+                tokio::spawn(async move { reader.read_to_end().await })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        writer.write(Bytes::from_static(b"b")).unwrap();
+        writer.finish().unwrap();
+        for reader in readers {
+            let got = reader.await.unwrap().unwrap();
+            assert_eq!(got, expected, "iteration {i}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s40_write_then_close_never_ends_a_reader_early() {
+    write_close_race(200_000, None, b"b").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s41_prefilled_write_then_close_never_ends_a_reader_early() {
+    write_close_race(200_000, Some(b"a"), b"ab").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s42_fan_out_stress_is_byte_exact() {
+    let data = Bytes::from(pattern(8 << 20, 42));
+    for round in 0..200 {
+        let segment = Segment::new(round);
+        let mut writer = segment.try_claim(1, u64::MAX).unwrap();
+        let readers: Vec<_> = (0..15)
+            .map(|_| {
+                let mut reader = segment.reader();
+                let data = data.clone();
+                tokio::spawn(async move {
+                    let mut pos = 0;
+                    while let Some(chunk) = reader.next_chunk().await.unwrap() {
+                        assert!(
+                            chunk[..] == data[pos..pos + chunk.len()],
+                            "bytes differ at {pos}"
+                        );
+                        pos += chunk.len();
+                    }
+                    pos
+                })
+            })
+            .collect();
+        let mut offset = 0;
+        while offset < data.len() {
+            let end = (offset + 32 * 1024).min(data.len());
+            writer.write(data.slice(offset..end)).unwrap();
+            offset = end;
+            if offset % (1 << 20) == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        writer.finish().unwrap();
+        for reader in readers {
+            assert_eq!(reader.await.unwrap(), data.len(), "round {round}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hooks_can_refuse_create_and_delete() {
+    let server = Server::builder(Config::default())
+        .before_create(|req, name| {
+            if req.headers.contains_key("x-token") {
+                Ok(())
+            } else {
+                Err(RequestError {
+                    status: StatusCode::UNAUTHORIZED,
+                    message: format!("no token for {name}"),
+                })
+            }
+        })
+        .before_delete(|_, name| {
+            if name == "keep" {
+                Err(RequestError {
+                    status: StatusCode::OK, // not an error status: becomes 400
+                    message: String::new(),
+                })
+            } else {
+                Ok(())
+            }
+        })
+        .build();
+    let s = TestServer::with_server(server).await;
+    let r = s.post("/ch", b"").await;
+    assert_eq!((r.status, r.text().as_str()), (401, "no token for ch\n"));
+    assert!(s.server.channel("ch").is_none());
+    let r = s
+        .request_with("POST", "/keep", &[("x-token", "1")], b"")
+        .await;
+    assert_eq!(r.status, 200);
+    let r = s.delete("/keep").await;
+    assert_eq!((r.status, r.text().as_str()), (400, "Bad Request\n"));
+    assert!(s.server.channel("keep").is_some());
+    s.request_with("POST", "/gone", &[("x-token", "1")], b"")
+        .await;
+    assert_eq!(s.delete("/gone").await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embeds_in_a_larger_axum_app_under_a_base_path() {
+    let server = Server::new(Config {
+        base_path: "/ai/trickle/".into(),
+        ..Config::default()
+    });
+    let app = axum::Router::new()
+        .route("/health", axum::routing::get(|| async { "ok" }))
+        .merge(server.router());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let mut raw = Raw::connect(addr).await;
+    raw.send_request("GET", "/health", &[], Some(b"")).await;
+    let head = raw.head().await;
+    assert_eq!(raw.body_to_end(&head).await.unwrap(), b"ok");
+
+    let mut publisher = Raw::connect(addr).await;
+    publisher.start_post("/ai/trickle/cam/0").await;
+    publisher.chunk(b"embedded").await;
+    publisher.end_body().await;
+    assert_eq!(publisher.head().await.status, 200);
+    let mut sub = Raw::connect(addr).await;
+    sub.send_request("GET", "/ai/trickle/cam/0", &[], Some(b""))
+        .await;
+    let head = sub.head().await;
+    assert_eq!(sub.body_to_end(&head).await.unwrap(), b"embedded");
+    assert!(server.channel("cam").is_some());
+    server.shutdown();
+    assert!(server.channel("cam").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_every_handle_stops_the_sweeper() {
+    let before = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks();
+    let server = Server::new(Config {
+        sweep_interval: Duration::from_millis(10),
+        ..Config::default()
+    });
+    drop(server);
+    eventually("the sweeper ends", || {
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+            <= before
+    })
+    .await;
+}
