@@ -574,6 +574,10 @@ async def scenario(base: str) -> tuple[list[str], dict, dict]:
     import aiohttp
     step("load pytrickle")
     pt_pub, pt_sub, loaded = load_pytrickle()
+    # pytrickle's own handler: silences the "Task exception was never retrieved"
+    # ClientConnectionResetError that aiohttp raises when a publisher is closed
+    # with an idle preconnected POST (pytrickle's close() cancels it).
+    sys.modules["pytrickle.base"].setup_asyncio_exception_handler()
     errors = ErrorLog()
     timeout = aiohttp.ClientTimeout(total=STEP_TIMEOUT_S)
     async with aiohttp.ClientSession(timeout=timeout) as session:
