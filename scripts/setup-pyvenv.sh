@@ -50,6 +50,10 @@ PYEOF
 if venv_ready; then
     log "reusing $VENV (pytrickle $PYTRICKLE_VERSION present)"
 else
+    if [ -x "$PY" ] && ! "$PY" -c 'import sys' >/dev/null 2>&1; then
+        log "venv at $VENV is broken (its python does not run); recreating"
+        "$PYTHON3" -m venv --clear "$VENV" >&2
+    fi
     if [ ! -x "$PY" ]; then
         log "creating venv at $VENV"
         "$PYTHON3" -m venv "$VENV" >&2 || {

@@ -41,9 +41,10 @@ Publisher (TricklePublisher(url, mime_type, error_callback=...)):
     next() we wait until `pub.next_writer` is set (and check `pub.idx`).
   * Every POST is `Connection: close` with a chunked body streamed from an
     asyncio.Queue (SegmentWriter.write() puts bytes, close() puts None).
-  * With current aiohttp (>=3.10-ish) request headers are buffered until the
-    first body chunk, so a preconnected POST is invisible to the server until
-    the first write() of that segment.
+  * With aiohttp 3.14 (what setup-pyvenv.sh installs today) request headers
+    are buffered until the first body chunk, so a preconnected POST is
+    invisible to the server until the first write() of that segment; older
+    aiohttp sent them at once, leaving an empty POST open on the server.
   * aiohttp ClientTimeout(total=30 s) per request, i.e. a segment POST
     (including its idle preconnect time) must finish within 30 s.
   * Non-200 POST responses / exceptions are only logged and reported through
@@ -458,7 +459,7 @@ async def run_a(pt_pub, pt_sub, session, base: str, errors: ErrorLog) -> dict:
         errors.assert_none("A/publisher", "during run A")
         errors.assert_none("A/subscriber", "during run A")
     finally:
-        step("A: close")
+        log.info("A: closing publisher/subscriber")
         await close_quietly(sub, pub)
     async with session.delete(url) as r:
         check(r.status == 200, f"A: DELETE {url} -> {r.status}, expected 200")
@@ -560,7 +561,7 @@ async def run_b(pt_pub, pt_sub, session, base: str, errors: ErrorLog) -> dict:
             "at end of stream (next() returned None because of an error, not because of "
             "Lp-Trickle-Closed: e.g. 404 instead of 200 + Lp-Trickle-Closed)")
     finally:
-        step("B: close")
+        log.info("B: closing publisher/subscriber")
         if first_next is not None and not first_next.done():
             first_next.cancel()
         await close_quietly(sub, pub)
@@ -604,11 +605,22 @@ def main() -> int:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s",
                         stream=sys.stderr)
     base = args.base_url.rstrip("/")
+    try:
+        import aiohttp
+    except ImportError:
+        print(f"FAIL: aiohttp is not installed in {sys.executable}; run "
+              "scripts/setup-pyvenv.sh and use the python it prints", file=sys.stderr)
+        return 2
     t0 = time.monotonic()
     try:
         loaded, a, b = asyncio.run(amain(base))
     except InteropFailure as e:
         print(f"FAIL: {e} [step: {Step.current}]", file=sys.stderr)
+        return 1
+    except (aiohttp.ClientError, OSError) as e:
+        if args.verbose:
+            traceback.print_exc()
+        print(f"FAIL: HTTP/connection error: {type(e).__name__}: {e} [step: {Step.current}]", file=sys.stderr)
         return 1
     except Exception:
         traceback.print_exc()

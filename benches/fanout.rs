@@ -1,0 +1,60 @@
+//! Fan-out of one segment to many readers, in process (no HTTP): the counterpart of the Go
+//! reference's `BenchmarkSegmentFanout` / `...SmallWrites`. One writer appends 8 MiB to a fresh
+//! segment in 32 KiB or 1300-byte writes while 1, 2, 5, 15 or 40 readers read it to the end.
+//! Throughput is aggregate: bytes delivered to all readers per second.
+//!
+//! Run: `cargo bench --bench fanout`
+
+use bytes::Bytes;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use trickle::server::segment::Segment;
+
+const SEGMENT: usize = 8 << 20;
+
+async fn fan_out(data: &Bytes, write: usize, readers: usize) {
+    let segment = Segment::new(0);
+    let mut writer = segment.try_claim(1, u64::MAX).expect("fresh");
+    let tasks: Vec<_> = (0..readers)
+        .map(|_| {
+            let mut reader = segment.reader();
+            tokio::spawn(async move {
+                let mut total = 0;
+                while let Some(chunk) = reader.next_chunk().await.expect("complete") {
+                    total += chunk.len();
+                }
+                total
+            })
+        })
+        .collect();
+    let mut offset = 0;
+    while offset < data.len() {
+        let end = (offset + write).min(data.len());
+        writer.write(data.slice(offset..end)).expect("write");
+        offset = end;
+    }
+    writer.finish().expect("finish");
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), SEGMENT);
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    let data = Bytes::from((0..SEGMENT).map(|i| (i % 251) as u8).collect::<Vec<_>>());
+    for (label, write) in [("32KiB-writes", 32 * 1024), ("1300B-writes", 1300)] {
+        let mut group = c.benchmark_group(format!("fanout/{label}"));
+        for readers in [1, 2, 5, 15, 40] {
+            group.throughput(Throughput::Bytes((SEGMENT * readers) as u64));
+            group.bench_with_input(BenchmarkId::from_parameter(readers), &readers, |b, &n| {
+                b.to_async(&runtime).iter(|| fan_out(&data, write, n));
+            });
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs everything the test suite needs on a fresh machine, then runs all of it:
+# formatting, clippy, unit and integration tests (real sockets, the real binary, pytrickle from
+# PyPI) and a single quick pass of each benchmark.
+#
+#   scripts/test.sh              # everything
+#   scripts/test.sh routing      # extra arguments go to `cargo test` (a filter, for example)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+# Tests open a thousand sockets at once (S33); make sure the fd limit allows it.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+if ! command -v cargo >/dev/null; then
+    echo "scripts/test.sh: cargo is not installed (https://rustup.rs)" >&2
+    exit 1
+fi
+
+step "Python venv with pytrickle 0.1.6 (for the interop test)"
+if ! python3 -m venv --help >/dev/null 2>&1 && command -v apt-get >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq python3-venv >&2
+fi
+TRICKLE_TEST_PYTHON="$(scripts/setup-pyvenv.sh)"
+export TRICKLE_TEST_PYTHON
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy -D warnings"
+cargo clippy --all-targets -- -D warnings
+
+step "cargo test (unit, integration, one pass of each benchmark)"
+cargo test --all-targets "$@"
