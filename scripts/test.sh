@@ -18,6 +18,11 @@ if ! command -v cargo >/dev/null; then
     exit 1
 fi
 
+step "System packages: curl (the README walk-through test)"
+if ! command -v curl >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq curl >&2
+fi
+
 step "Python venv with pytrickle 0.1.6 (for the interop test)"
 if ! python3 -m venv --help >/dev/null 2>&1 && command -v apt-get >/dev/null; then
     apt-get update -qq && apt-get install -y -qq python3-venv >&2
@@ -33,3 +38,6 @@ cargo clippy --all-targets -- -D warnings
 
 step "cargo test (unit, integration, one pass of each benchmark)"
 cargo test --all-targets "$@"
+
+step "cargo test --doc (the README example compiles)"
+cargo test --doc

@@ -16,3 +16,8 @@ pub mod server;
 
 pub use protocol::Error;
 pub use server::{Config, Server, serve};
+
+/// The README's Rust example is compiled as a doctest.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
