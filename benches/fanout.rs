@@ -3,6 +3,10 @@
 //! segment in 32 KiB or 1300-byte writes while 1, 2, 5, 15 or 40 readers read it to the end.
 //! Throughput is aggregate: bytes delivered to all readers per second.
 //!
+//! Two writer variants: `shared` hands the segment `Bytes` it already owns (what the HTTP path does:
+//! hyper delivers request body frames as `Bytes`, which the segment keeps without copying), and
+//! `copied` copies every write from a plain slice first (what the Go benchmark's writer does).
+//!
 //! Run: `cargo bench --bench fanout`
 
 use bytes::Bytes;
@@ -11,7 +15,7 @@ use trickle::server::segment::Segment;
 
 const SEGMENT: usize = 8 << 20;
 
-async fn fan_out(data: &Bytes, write: usize, readers: usize) {
+async fn fan_out(data: &Bytes, write: usize, readers: usize, copy: bool) {
     let segment = Segment::new(0);
     let mut writer = segment.try_claim(1, u64::MAX).expect("fresh");
     let tasks: Vec<_> = (0..readers)
@@ -29,7 +33,12 @@ async fn fan_out(data: &Bytes, write: usize, readers: usize) {
     let mut offset = 0;
     while offset < data.len() {
         let end = (offset + write).min(data.len());
-        writer.write(data.slice(offset..end)).expect("write");
+        let piece = if copy {
+            Bytes::copy_from_slice(&data[offset..end])
+        } else {
+            data.slice(offset..end)
+        };
+        writer.write(piece).expect("write");
         offset = end;
     }
     writer.finish().expect("finish");
@@ -44,12 +53,17 @@ fn bench(c: &mut Criterion) {
         .build()
         .unwrap();
     let data = Bytes::from((0..SEGMENT).map(|i| (i % 251) as u8).collect::<Vec<_>>());
-    for (label, write) in [("32KiB-writes", 32 * 1024), ("1300B-writes", 1300)] {
+    for (label, write, copy) in [
+        ("32KiB-writes/shared", 32 * 1024, false),
+        ("1300B-writes/shared", 1300, false),
+        ("32KiB-writes/copied", 32 * 1024, true),
+        ("1300B-writes/copied", 1300, true),
+    ] {
         let mut group = c.benchmark_group(format!("fanout/{label}"));
         for readers in [1, 2, 5, 15, 40] {
             group.throughput(Throughput::Bytes((SEGMENT * readers) as u64));
             group.bench_with_input(BenchmarkId::from_parameter(readers), &readers, |b, &n| {
-                b.to_async(&runtime).iter(|| fan_out(&data, write, n));
+                b.to_async(&runtime).iter(|| fan_out(&data, write, n, copy));
             });
         }
         group.finish();

@@ -364,7 +364,7 @@ async fn wait_timeout_answers_idle_posts_and_gets_with_408() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn too_many_channels() {
+async fn s37_too_many_channels() {
     let s = TestServer::with_config(Config {
         max_channels: 3,
         changefeed: true,
