@@ -384,3 +384,30 @@ async fn s37_too_many_channels() {
     s.delete("/a").await;
     assert_eq!(s.post("/d", b"").await.status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_segment_at_the_write_head_can_be_waited_on() {
+    let s = TestServer::start().await;
+    s.post("/ch", b"").await;
+    let mut publisher = s.connect().await;
+    publisher.start_post("/ch/1").await;
+    publisher.chunk(b"doomed").await;
+    eventually("seq 1 started", || {
+        s.server.channel("ch").unwrap().next_write() == 2
+    })
+    .await;
+    drop(publisher);
+    eventually("seq 1 failed", || s.server.stats().writing_posts == 0).await;
+    // An older seq written later moves the write head back onto the failed seq 1.
+    s.post("/ch/0", b"zero").await;
+    assert_eq!(s.next("ch").await, 1);
+    let mut sub = s.connect().await;
+    sub.send_request("GET", "/ch/-1", &[], Some(b"")).await;
+    assert!(
+        sub.head_within(QUIET).await.is_none(),
+        "waits instead of looping on 470"
+    );
+    assert_eq!(s.post("/ch/1", b"retried").await.status, 200);
+    let head = sub.head().await;
+    assert_eq!(sub.body_to_end(&head).await.unwrap(), b"retried");
+}

@@ -166,11 +166,15 @@ impl Channel {
         let latest = state.next_write;
         let seq = param.resolve_for_read(latest);
         let closed = self.is_closed();
-        if let Some(segment) = self.held(&state, seq) {
-            if segment.snapshot().status != Status::Failed {
-                return ReadLookup::Found { segment, latest };
-            }
-        } else if !closed && (seq == latest || (latest == 0 && seq == 1)) {
+        // A failed version is not served (D2); at the live edge a fresh placeholder replaces it,
+        // so that subscribers can wait for the publisher's retry instead of looping on 470.
+        let held = self
+            .held(&state, seq)
+            .filter(|s| s.snapshot().status != Status::Failed);
+        if let Some(segment) = held {
+            return ReadLookup::Found { segment, latest };
+        }
+        if !closed && (seq == latest || (latest == 0 && seq == 1)) {
             let segment = Segment::new(seq);
             self.install(&mut state, segment.clone(), 0);
             return ReadLookup::Found { segment, latest };
