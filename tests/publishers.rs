@@ -202,6 +202,8 @@ async fn older_pending_post_is_superseded_with_409() {
     // The other way round: when the older one starts first, the newer one still replaces it.
     let mut older = s.connect().await;
     older.start_post("/ch/1").await;
+    // Arrival order decides who is older: wait until the server has seen this one.
+    eventually("pending", || s.server.stats().pending_posts == 1).await;
     let mut newer = s.connect().await;
     newer.start_post("/ch/1").await;
     eventually("both pending", || s.server.stats().pending_posts == 2).await;
