@@ -7,9 +7,11 @@
 //! - [`protocol`]: header names, seq parsing, name rules and the [`Error`] type.
 //! - [`server`]: the server ([`Server`]), embeddable as an axum router, and [`serve`] to run it.
 //! - [`local`]: in-process publisher and subscriber.
+//! - [`client`]: HTTP publisher and subscriber with the Go reference clients' semantics.
 //! - [`cli`]: the `trickle` command line.
 
 pub mod cli;
+pub mod client;
 pub mod local;
 pub mod protocol;
 pub mod server;

@@ -1,0 +1,465 @@
+//! The Rust client library (`trickle::client`) against the real server over real sockets:
+//! publisher → server → subscriber byte-exact, preconnects, the retry of a segment whose connection
+//! dropped before its first byte (through a TCP proxy that cuts connections), 470 jumps, end of
+//! stream, typed errors, and a publisher's failure seen by its subscribers.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{PATIENCE, QUIET, TestServer, eventually, pattern};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use trickle::Config;
+use trickle::client::{
+    ClientError, OnGap, PublishStart, Publisher, PublisherOptions, SubscribeStart, Subscriber,
+    SubscriberOptions,
+};
+
+fn publisher(s: &TestServer, channel: &str) -> Publisher {
+    Publisher::new(&s.url(&format!("/{channel}")), PublisherOptions::default()).unwrap()
+}
+
+fn subscriber(s: &TestServer, channel: &str, start: SubscribeStart) -> Subscriber {
+    let options = SubscriberOptions {
+        start,
+        ..SubscriberOptions::default()
+    };
+    Subscriber::new(&s.url(&format!("/{channel}")), options).unwrap()
+}
+
+async fn within<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(PATIENCE, fut)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: timed out"))
+}
+
+/// Writes `data` in irregular pieces (1 byte up to 64 KiB).
+async fn write_irregular(publisher: &mut Publisher, data: &[u8], seed: usize) -> u64 {
+    let mut segment = publisher.next_segment();
+    let mut offset = 0;
+    let mut step = seed;
+    while offset < data.len() {
+        step = (step * 7919 + 13) % 65536 + 1;
+        let end = (offset + step).min(data.len());
+        segment
+            .write(Bytes::copy_from_slice(&data[offset..end]))
+            .await
+            .unwrap();
+        offset = end;
+    }
+    segment.finish().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publisher_to_subscriber_byte_exact() {
+    let s = TestServer::start().await;
+    let mut publisher = Publisher::new(
+        &s.url("/video"),
+        PublisherOptions {
+            content_type: "video/mp2t".into(),
+            ..PublisherOptions::default()
+        },
+    )
+    .unwrap();
+    publisher.create().await.unwrap();
+    let mut live = subscriber(&s, "video", SubscribeStart::Next);
+    let sizes = [1, 100, 65_536, 1 << 20, 0, 333_333, 7];
+    let segments: Vec<Vec<u8>> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| pattern(n, i as u64))
+        .collect();
+    let expected = segments.clone();
+    let reader = tokio::spawn(async move {
+        let mut got = Vec::new();
+        for _ in 0..expected.len() {
+            let segment = live.next_segment().await.unwrap().expect("a segment");
+            // Zero-byte segments carry no Content-Type (as in the reference).
+            if segment.size != Some(0) {
+                assert_eq!(segment.content_type.as_deref(), Some("video/mp2t"));
+            }
+            let seq = segment.seq;
+            got.push((seq, segment.read_to_end().await.unwrap()));
+        }
+        got
+    });
+    for (i, data) in segments.iter().enumerate() {
+        assert_eq!(write_irregular(&mut publisher, data, i).await, i as u64);
+    }
+    let got = within("subscriber", reader).await.unwrap();
+    for (i, (seq, data)) in got.into_iter().enumerate() {
+        assert_eq!(seq, i as u64);
+        assert!(data == segments[i], "segment {i} differs");
+    }
+    // A late subscriber from the start of the ring reads the same bytes.
+    let mut late = self::subscriber(&s, "video", SubscribeStart::Seq(3));
+    let segment = late.next_segment().await.unwrap().unwrap();
+    assert_eq!(segment.seq, 3);
+    assert_eq!(segment.size, Some(1 << 20));
+    assert!(segment.read_to_end().await.unwrap() == segments[3]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publisher_preconnects_the_next_segment() {
+    let s = TestServer::start().await;
+    s.post("/ch", b"").await;
+    let mut publisher = publisher(&s, "ch");
+    eventually("seq 0 preconnected", || s.server.stats().pending_posts == 1).await;
+    let mut segment = publisher.next_segment();
+    assert_eq!(segment.seq(), Some(0));
+    // While 0 is open, 1 is already waiting at the server.
+    eventually("seq 1 preconnected", || s.server.stats().pending_posts == 2).await;
+    segment.write("hello").await.unwrap();
+    eventually("0 is being written", || {
+        s.server.stats().writing_posts == 1 && s.server.stats().pending_posts == 1
+    })
+    .await;
+    assert_eq!(s.next("ch").await, 1);
+    assert_eq!(segment.finish().await.unwrap(), 0);
+    assert_eq!(s.get("/ch/0").await.body, b"hello");
+    assert_eq!(publisher.next_seq(), Some(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_write_and_streams() {
+    let s = TestServer::start().await;
+    let mut publisher = publisher(&s, "ch");
+    let data = pattern(300_000, 9);
+    let mut segment = publisher.next_segment();
+    let mut input = &data[..];
+    tokio::io::copy(&mut input, &mut segment).await.unwrap();
+    segment.flush().await.unwrap();
+    assert_eq!(segment.finish().await.unwrap(), 0);
+    let pieces = vec![Ok(Bytes::from_static(b"a")), Ok(Bytes::from_static(b"bc"))];
+    let seq = publisher
+        .write_stream(futures_util::stream::iter(pieces))
+        .await
+        .unwrap();
+    assert_eq!(seq, 1);
+    let mut sub = subscriber(&s, "ch", SubscribeStart::Seq(0));
+    assert!(
+        sub.next_segment()
+            .await
+            .unwrap()
+            .unwrap()
+            .read_to_end()
+            .await
+            .unwrap()
+            == data
+    );
+    let second = sub.next_segment().await.unwrap().unwrap();
+    assert_eq!(second.seq, 1);
+    assert_eq!(second.read_to_end().await.unwrap(), b"abc");
+}
+
+/// A TCP proxy whose live connections can be cut on demand (a network failure, for real).
+struct CuttingProxy {
+    addr: SocketAddr,
+    cut: Arc<tokio::sync::Notify>,
+    cuts: tokio::sync::watch::Sender<u64>,
+}
+
+impl CuttingProxy {
+    async fn start(upstream: SocketAddr) -> CuttingProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (cuts, _) = tokio::sync::watch::channel(0u64);
+        let cuts_tx = cuts.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut inbound, _) = listener.accept().await.unwrap();
+                let mut cut = cuts_tx.subscribe();
+                tokio::spawn(async move {
+                    let mut outbound = tokio::net::TcpStream::connect(upstream).await.unwrap();
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut.changed() => {}
+                    }
+                });
+            }
+        });
+        CuttingProxy {
+            addr,
+            cut: Arc::new(tokio::sync::Notify::new()),
+            cuts,
+        }
+    }
+
+    /// Drops every connection open right now.
+    fn cut_all(&self) {
+        self.cut.notify_waiters();
+        self.cuts.send_modify(|n| *n += 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_segment_whose_connection_dropped_before_its_first_byte_is_retried() {
+    let s = TestServer::start().await;
+    s.post("/ch", b"").await;
+    let proxy = CuttingProxy::start(s.addr).await;
+    let mut publisher = Publisher::new(
+        &format!("http://{}/ch", proxy.addr),
+        PublisherOptions {
+            retry_delay: Duration::from_millis(20),
+            ..PublisherOptions::default()
+        },
+    )
+    .unwrap();
+    eventually("seq 0 preconnected", || s.server.stats().pending_posts == 1).await;
+    proxy.cut_all();
+    eventually("the server saw it go", || {
+        s.server.stats().pending_posts == 0
+    })
+    .await;
+    // The preconnect is dead; writing retries seq 0 on a new connection.
+    assert_eq!(publisher.write_segment("first").await.unwrap(), 0);
+    assert_eq!(s.get("/ch/0").await.body, b"first");
+    assert_eq!(publisher.write_segment("second").await.unwrap(), 1);
+    assert_eq!(s.get("/ch/1").await.body, b"second");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_preconnect_timed_out_by_the_server_is_retried() {
+    let s = TestServer::with_config(Config {
+        wait_timeout: Duration::from_millis(200),
+        ..Config::default()
+    })
+    .await;
+    s.post("/ch", b"").await;
+    let mut publisher = publisher(&s, "ch");
+    eventually("seq 0 preconnected", || s.server.stats().pending_posts == 1).await;
+    // The server answers the idle preconnect 408; the publisher opens seq 0 again.
+    eventually("timed out", || s.server.stats().pending_posts == 0).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(publisher.write_segment("late").await.unwrap(), 0);
+    assert_eq!(s.get("/ch/0").await.body, b"late");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriber_jumps_over_a_gap_or_reports_it() {
+    let s = TestServer::start().await;
+    let mut publisher = publisher(&s, "ch");
+    for i in 0..10 {
+        publisher
+            .write_segment(format!("segment {i}"))
+            .await
+            .unwrap();
+    }
+    // Seq 0 left the ring long ago: the subscriber jumps to the write head (10) and waits there.
+    let mut sub = subscriber(&s, "ch", SubscribeStart::Seq(0));
+    let reader = tokio::spawn(async move {
+        let segment = sub.next_segment().await.unwrap().unwrap();
+        (
+            segment.seq,
+            segment.jumped_from,
+            segment.read_to_end().await.unwrap(),
+        )
+    });
+    eventually("waiting at the write head", || {
+        s.server.stats().waiting_gets == 1
+    })
+    .await;
+    publisher.write_segment("segment 10").await.unwrap();
+    let (seq, jumped_from, data) = within("jump", reader).await.unwrap();
+    assert_eq!((seq, jumped_from), (10, Some(0)));
+    assert_eq!(data, b"segment 10");
+
+    let mut reporting = Subscriber::new(
+        &s.url("/ch"),
+        SubscriberOptions {
+            start: SubscribeStart::Seq(2),
+            on_gap: OnGap::Report,
+            ..SubscriberOptions::default()
+        },
+    )
+    .unwrap();
+    match reporting.next_segment().await {
+        Err(ClientError::SequenceNonexistent { seq: 2, latest }) => assert_eq!(latest, Some(11)),
+        other => panic!("expected a 470, got {:?}", other.map(|s| s.map(|s| s.seq))),
+    }
+    reporting.set_start(SubscribeStart::FromEnd(2));
+    let current = reporting.next_segment().await.unwrap().unwrap();
+    assert_eq!(current.seq, 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn end_of_stream_and_missing_channels() {
+    let s = TestServer::with_config(Config {
+        autocreate: false,
+        ..Config::default()
+    })
+    .await;
+    // No such channel: both sides get a typed error.
+    let mut orphan = publisher(&s, "missing");
+    assert!(matches!(
+        orphan.write_segment("x").await,
+        Err(ClientError::StreamNotFound)
+    ));
+    assert!(matches!(
+        orphan.create().await,
+        Err(ClientError::StreamNotFound)
+    ));
+    let mut sub = subscriber(&s, "missing", SubscribeStart::Next);
+    assert!(matches!(
+        sub.next_segment().await,
+        Err(ClientError::StreamNotFound)
+    ));
+
+    s.server.create_channel("live", "text/plain").unwrap();
+    let mut publisher = publisher(&s, "live");
+    publisher.write_segment("one").await.unwrap();
+    let mut sub = subscriber(&s, "live", SubscribeStart::Next);
+    let waiting = tokio::spawn(async move { sub.next_segment().await.map(|s| s.is_none()) });
+    eventually("waiting", || s.server.stats().waiting_gets == 1).await;
+    publisher.close().await.unwrap();
+    assert!(
+        within("EOS", waiting).await.unwrap().unwrap(),
+        "end of stream"
+    );
+    let mut after = self::publisher(&s, "live");
+    assert!(after.write_segment("two").await.unwrap_err().is_end());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_preconnected_publisher_gets_end_of_stream() {
+    let s = TestServer::start().await;
+    let mut publisher = publisher(&s, "ch");
+    publisher.write_segment("zero").await.unwrap();
+    eventually("1 preconnected", || s.server.stats().pending_posts == 1).await;
+    s.delete("/ch").await;
+    assert!(matches!(
+        publisher.write_segment("one").await,
+        Err(ClientError::EndOfStream)
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aborted_segment_fails_for_its_subscribers() {
+    let s = TestServer::start().await;
+    let mut publisher = publisher(&s, "ch");
+    let mut sub = subscriber(&s, "ch", SubscribeStart::Next);
+    let reader = tokio::spawn(async move {
+        let mut segment = sub.next_segment().await.unwrap().unwrap();
+        let first = segment.chunk().await.unwrap().unwrap();
+        let rest = loop {
+            match segment.chunk().await {
+                Ok(Some(_)) => continue,
+                other => break other,
+            }
+        };
+        (first, rest.map(|_| ()), sub)
+    });
+    eventually("waiting", || s.server.stats().waiting_gets == 1).await;
+    let mut segment = publisher.next_segment();
+    segment.write("partial").await.unwrap();
+    eventually("streaming", || s.server.stats().streaming_gets == 1).await;
+    segment.abort();
+    let (first, rest, mut sub) = within("abnormal end", reader).await.unwrap();
+    assert_eq!(&first[..], b"partial");
+    match rest {
+        Err(ClientError::SegmentFailed { seq: 0, bytes: 7 }) => {}
+        other => panic!("expected SegmentFailed, got {other:?}"),
+    }
+    // The channel goes on with the next segment.
+    publisher.write_segment("whole").await.unwrap();
+    let next = within("next", sub.next_segment()).await.unwrap().unwrap();
+    assert_eq!(next.seq, 1);
+    assert_eq!(next.read_to_end().await.unwrap(), b"whole");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_refusals_are_typed_errors() {
+    let s = TestServer::with_config(Config {
+        max_segment_bytes: 1000,
+        ..Config::default()
+    })
+    .await;
+    let mut publisher = publisher(&s, "ch");
+    let err = publisher.write_segment(vec![0u8; 5000]).await.unwrap_err();
+    match err {
+        ClientError::TooLarge { seq: 0, message } => assert!(message.contains("1000"), "{message}"),
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+    // A newer publisher of the same seq wins; the older, still idle one is told so.
+    let mut older = Publisher::new(
+        &s.url("/ch"),
+        PublisherOptions {
+            start: PublishStart::Seq(5),
+            ..PublisherOptions::default()
+        },
+    )
+    .unwrap();
+    eventually("older waits", || s.server.stats().pending_posts == 2).await;
+    let mut newer = Publisher::new(
+        &s.url("/ch"),
+        PublisherOptions {
+            start: PublishStart::Seq(5),
+            ..PublisherOptions::default()
+        },
+    )
+    .unwrap();
+    eventually("newer waits", || s.server.stats().pending_posts == 3).await;
+    newer.write_segment("newer").await.unwrap();
+    match older.write_segment("older").await {
+        Err(ClientError::Conflict { seq: 5, .. }) => {}
+        other => panic!("expected Conflict, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publisher_can_start_at_the_write_head_with_a_reset() {
+    let s = TestServer::start().await;
+    let mut first = publisher(&s, "ch");
+    for i in 0..3 {
+        first.write_segment(format!("old {i}")).await.unwrap();
+    }
+    drop(first);
+    let mut restarted = Publisher::new(
+        &s.url("/ch"),
+        PublisherOptions {
+            start: PublishStart::WriteHead,
+            reset: true,
+            ..PublisherOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(restarted.next_seq(), None);
+    assert_eq!(restarted.write_segment("new 3").await.unwrap(), 3);
+    assert_eq!(restarted.next_seq(), Some(4));
+    assert_eq!(restarted.write_segment("new 4").await.unwrap(), 4);
+    assert_eq!(s.get("/ch/3").await.body, b"new 3");
+    assert_eq!(s.get("/ch/4").await.body, b"new 4");
+    assert_eq!(s.get("/ch/2").await.body, b"old 2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_wait_is_reissued_without_piling_up() {
+    let s = TestServer::start().await;
+    s.post("/ch", b"").await;
+    let mut sub = Subscriber::new(
+        &s.url("/ch"),
+        SubscriberOptions {
+            refresh: Duration::from_millis(100),
+            ..SubscriberOptions::default()
+        },
+    )
+    .unwrap();
+    let reader = tokio::spawn(async move {
+        let segment = sub.next_segment().await.unwrap().unwrap();
+        segment.read_to_end().await.unwrap()
+    });
+    // Ten refreshes later the server holds one waiting GET (two for a moment while one request
+    // replaces the other), not one per refresh.
+    for _ in 0..10 {
+        tokio::time::sleep(QUIET / 3).await;
+        let waiting = s.server.stats().waiting_gets;
+        assert!(waiting <= 2, "abandoned GETs pile up: {waiting}");
+    }
+    eventually("one waiting GET", || s.server.stats().waiting_gets == 1).await;
+    s.post("/ch/0", b"finally").await;
+    assert_eq!(within("segment", reader).await.unwrap(), b"finally");
+}
