@@ -7,12 +7,15 @@
 //! - [`protocol`]: header names, seq parsing, name rules and the [`Error`] type.
 //! - [`server`]: the server ([`Server`]), embeddable as an axum router, and [`serve`] to run it.
 //! - [`local`]: in-process publisher and subscriber.
+//! - [`media`]: media helpers; [`media::mpegts`] cuts an MPEG-TS stream into keyframe-aligned
+//!   segments for `trickle publish --mpegts`.
 //! - [`client`]: HTTP publisher and subscriber with the Go reference clients' semantics.
 //! - [`cli`]: the `trickle` command line.
 
 pub mod cli;
 pub mod client;
 pub mod local;
+pub mod media;
 pub mod protocol;
 pub mod server;
 

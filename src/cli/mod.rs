@@ -2,13 +2,23 @@
 //! environment variable `TRICKLE_<FLAG>` (SPEC §4). Durations take `500ms`, `10s`, `5m`; sizes take
 //! `64MiB`, `1MB`, `1300`.
 
+mod progress;
+mod publish;
 mod serve;
+mod source;
+mod subscribe;
 
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
+use http::{HeaderMap, HeaderName, HeaderValue};
 
+pub use publish::PublishArgs;
 pub use serve::ServeArgs;
+pub use subscribe::SubscribeArgs;
+
+use crate::client::ConnectOptions;
 
 /// Trickle: live segmented publish/subscribe over plain HTTP.
 #[derive(Parser, Debug)]
@@ -22,12 +32,63 @@ pub struct Cli {
 pub enum Command {
     /// Run the Trickle server.
     Serve(ServeArgs),
+    /// Publish stdin or a file to a channel, cut into segments.
+    Publish(PublishArgs),
+    /// Follow a channel: segments to stdout back to back, or one file each.
+    Subscribe(SubscribeArgs),
+}
+
+/// Connection flags shared by the clients.
+#[derive(clap::Args, Debug)]
+pub struct ClientArgs {
+    /// Extra request header, `Name: value` (repeatable), e.g. `-H 'Authorization: Bearer …'`.
+    #[arg(short = 'H', long = "header")]
+    pub headers: Vec<String>,
+    /// Accept any TLS certificate (self-signed development servers).
+    #[arg(long, env = "TRICKLE_INSECURE")]
+    pub insecure: bool,
+}
+
+impl ClientArgs {
+    pub fn connect_options(&self) -> anyhow::Result<ConnectOptions> {
+        let mut headers = HeaderMap::new();
+        for header in &self.headers {
+            let (name, value) = header
+                .split_once(':')
+                .with_context(|| format!("invalid header {header:?}: expected `Name: value`"))?;
+            let name: HeaderName = name
+                .trim()
+                .parse()
+                .with_context(|| format!("invalid header name in {header:?}"))?;
+            let value: HeaderValue = value
+                .trim()
+                .parse()
+                .with_context(|| format!("invalid header value in {header:?}"))?;
+            headers.append(name, value);
+        }
+        Ok(ConnectOptions {
+            headers,
+            insecure: self.insecure,
+        })
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
 }
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
+        Command::Publish(args) => publish::run(args).await,
+        Command::Subscribe(args) => subscribe::run(args).await,
     }
 }
 

@@ -77,18 +77,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         "trickle listening on http://{addr}{} (HTTP/1.1 and h2c)",
         server.base_path()
     );
-    serve(listener, server, shutdown_signal()).await?;
+    serve(listener, server, async {
+        super::shutdown_signal().await;
+        tracing::info!("shutting down: closing every channel");
+    })
+    .await?;
     tracing::info!("trickle stopped");
     Ok(())
-}
-
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("installing a SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-    tracing::info!("shutting down: closing every channel");
 }
