@@ -18,9 +18,16 @@ if ! command -v cargo >/dev/null; then
     exit 1
 fi
 
-step "System packages: curl (the README walk-through test)"
-if ! command -v curl >/dev/null; then
-    apt-get update -qq && apt-get install -y -qq curl >&2
+step "System packages: curl (README walk-through), ffmpeg and ffprobe (video end to end)"
+missing=()
+command -v curl >/dev/null || missing+=(curl)
+{ command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null; } || missing+=(ffmpeg)
+if ((${#missing[@]})); then
+    if ! command -v apt-get >/dev/null; then
+        echo "scripts/test.sh: please install: ${missing[*]}" >&2
+        exit 1
+    fi
+    apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
 fi
 
 step "Python venv with pytrickle 0.1.6 (for the interop test)"

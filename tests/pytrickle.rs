@@ -57,3 +57,120 @@ async fn pytrickle_publishes_and_subscribes_byte_exact() {
     // Every channel the script used was deleted at its end.
     assert_eq!(s.server.channel_count(), 0, "{stdout}");
 }
+
+fn cross_script() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/pytrickle_cross.py")
+}
+
+/// Server with a long ring, so a subscriber that lags a little never has to jump.
+async fn roomy_server() -> TestServer {
+    TestServer::with_config(trickle::Config {
+        ring: 32,
+        ..trickle::Config::default()
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pytrickle_publisher_to_rust_subscriber() {
+    use trickle::client::{Subscriber, SubscriberOptions};
+    let python = python();
+    let s = roomy_server().await;
+    s.post("/py-to-rust", b"").await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut subscriber =
+        Subscriber::new(&s.url("/py-to-rust"), SubscriberOptions::default()).unwrap();
+    common::eventually("subscriber waiting", || s.server.stats().waiting_gets == 1).await;
+    let count = 8;
+    let publisher = tokio::process::Command::new(&python)
+        .arg(cross_script())
+        .args(["publish", &s.url("/py-to-rust")])
+        .arg(dir.path())
+        .arg(count.to_string())
+        .kill_on_drop(true)
+        .output();
+    let reader = async {
+        let mut got = Vec::new();
+        for _ in 0..count {
+            let segment = subscriber.next_segment().await.unwrap().expect("a segment");
+            let seq = segment.seq;
+            got.push((seq, segment.read_to_end().await.unwrap()));
+        }
+        got
+    };
+    let (published, got) = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        futures_util::future::join(publisher, reader),
+    )
+    .await
+    .expect("the exchange finishes");
+    let published = published.unwrap();
+    assert!(
+        published.status.success(),
+        "pytrickle publisher failed:\n{}",
+        String::from_utf8_lossy(&published.stderr)
+    );
+    for (i, (seq, data)) in got.into_iter().enumerate() {
+        assert_eq!(seq, i as u64);
+        let sent = std::fs::read(dir.path().join(format!("{seq}.bin"))).unwrap();
+        assert!(
+            data == sent,
+            "seq {seq}: {} bytes received, {} sent",
+            data.len(),
+            sent.len()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_publisher_to_pytrickle_subscriber() {
+    use trickle::client::{Publisher, PublisherOptions};
+    let python = python();
+    let s = roomy_server().await;
+    s.post("/rust-to-py", b"").await;
+    let dir = tempfile::tempdir().unwrap();
+    let count = 8u64;
+    let subscriber = tokio::process::Command::new(&python)
+        .arg(cross_script())
+        .args(["subscribe", &s.url("/rust-to-py")])
+        .arg(dir.path())
+        .arg(count.to_string())
+        .kill_on_drop(true)
+        .output();
+    let subscriber = tokio::spawn(subscriber);
+    common::eventually("pytrickle waiting", || s.server.stats().waiting_gets == 1).await;
+    let mut publisher = Publisher::new(&s.url("/rust-to-py"), PublisherOptions::default()).unwrap();
+    let mut sent = Vec::new();
+    for seq in 0..count {
+        let size = [1usize, 1 << 20, 4096, 77_777][seq as usize % 4] + seq as usize;
+        let data = common::pattern(size, seq);
+        let mut segment = publisher.next_segment();
+        for piece in data.chunks(3000 + seq as usize * 5000) {
+            segment
+                .write(bytes::Bytes::copy_from_slice(piece))
+                .await
+                .unwrap();
+        }
+        assert_eq!(segment.finish().await.unwrap(), seq);
+        sent.push(data);
+    }
+    let out = tokio::time::timeout(std::time::Duration::from_secs(120), subscriber)
+        .await
+        .expect("pytrickle finishes")
+        .unwrap()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pytrickle subscriber failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (seq, data) in sent.iter().enumerate() {
+        let got = std::fs::read(dir.path().join(format!("{seq}.bin"))).unwrap();
+        assert!(
+            &got == data,
+            "seq {seq}: {} bytes received, {} sent",
+            got.len(),
+            data.len()
+        );
+    }
+}

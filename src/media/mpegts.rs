@@ -1733,6 +1733,14 @@ mod tests {
                 &expected_pmt[..]
             );
         }
+        // The codec change starts a segment even when the current one is shorter than asked.
+        let long = run_with(min_duration(10_000), &mux.out, || usize::MAX);
+        let starts: Vec<_> = long
+            .segments
+            .iter()
+            .map(|s| s.pts.unwrap() / FRAME_TICKS)
+            .collect();
+        assert_eq!(starts, [0, 40]);
     }
 
     #[test]
@@ -1814,11 +1822,17 @@ mod tests {
         assert_eq!(t.place(5), ((1 << 33) + 5, false));
         assert_eq!(t.place((1 << 33) - 1), ((1 << 33) - 1, false));
         assert_eq!(t.place(20), ((1 << 33) + 20, false));
-        // The source restarts at 1000: the timeline carries on after its latest value.
-        assert_eq!(t.place(1000), ((1 << 33) + 21, true));
-        assert_eq!(t.place(4600), ((1 << 33) + 21 + 3600, false));
-        // A jump of an hour forward is bridged too.
-        assert_eq!(t.place(4600 + 3600 * 90_000), ((1 << 33) + 21 + 3601, true));
+        // A jump of 13 hours forward: the timeline carries on just after its latest value.
+        assert_eq!(t.place(1 << 32), ((1 << 33) + 21, true));
+        assert_eq!(t.place((1 << 32) + 3600), ((1 << 33) + 21 + 3600, false));
+        // The source restarts at 1000 (back by far more than B-frames could explain).
+        assert_eq!(t.place(1000), ((1 << 33) + 21 + 3601, true));
+        // Back by a second is still just reordering.
+        assert_eq!(
+            t.place(1000 + 90_000),
+            ((1 << 33) + 21 + 3601 + 90_000, false)
+        );
+        assert_eq!(t.place(1000), ((1 << 33) + 21 + 3601, false));
     }
 
     #[test]
