@@ -463,3 +463,32 @@ async fn a_long_wait_is_reissued_without_piling_up() {
     s.post("/ch/0", b"finally").await;
     assert_eq!(within("segment", reader).await.unwrap(), b"finally");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_reconnects_after_its_connection_dropped() {
+    let s = TestServer::start().await;
+    s.post("/ch", b"").await;
+    let proxy = CuttingProxy::start(s.addr).await;
+    let mut sub = Subscriber::new(
+        &format!("http://{}/ch", proxy.addr),
+        SubscriberOptions {
+            retry_delay: Duration::from_millis(20),
+            ..SubscriberOptions::default()
+        },
+    )
+    .unwrap();
+    eventually("waiting", || s.server.stats().waiting_gets == 1).await;
+    proxy.cut_all();
+    eventually("the server saw it go", || {
+        s.server.stats().waiting_gets == 0
+    })
+    .await;
+    let reader = tokio::spawn(async move {
+        let segment = sub.next_segment().await.unwrap().unwrap();
+        (segment.seq, segment.read_to_end().await.unwrap())
+    });
+    eventually("waiting again", || s.server.stats().waiting_gets == 1).await;
+    s.post("/ch/0", b"after the cut").await;
+    let (seq, data) = within("segment", reader).await.unwrap();
+    assert_eq!((seq, &data[..]), (0, &b"after the cut"[..]));
+}

@@ -53,7 +53,7 @@ fn encode_args(kind: &str) -> String {
             "{video} {audio} -c:v libx264 -preset ultrafast -g 25 -keyint_min 25 -sc_threshold 0 {tail}"
         ),
         "hevc" => format!(
-            "{video} {audio} -c:v libx265 -preset ultrafast -x265-params keyint=25:min-keyint=25:scenecut=0:log-level=error {tail}"
+            "{video} {audio} -c:v libx265 -preset ultrafast -x265-params keyint=25:min-keyint=25:scenecut=0:open-gop=0:log-level=error {tail}"
         ),
         "audio" => format!("{audio} {tail}"),
         _ => unreachable!(),
@@ -204,32 +204,7 @@ async fn end_to_end(kind: &str, expected_segments: std::ops::RangeInclusive<usiz
         .unwrap();
     assert!(piped.status.success());
 
-    let files = segment_files(&segments);
-    assert!(
-        expected_segments.contains(&files.len()),
-        "{kind}: {} segments: {files:?}",
-        files.len()
-    );
-    let (mut video, mut audio) = (0, 0);
-    for file in &files {
-        let name = file.file_name().unwrap().to_string_lossy().to_string();
-        assert!(name.ends_with(".ts"), "{name}");
-        if kind != "audio" {
-            assert!(
-                first_frame_is_key(file).await,
-                "{kind}: {name} does not start with a keyframe"
-            );
-        }
-        let errors = decode_errors(file).await;
-        assert!(
-            errors.is_empty(),
-            "{kind}: {name} does not decode on its own:\n{errors}"
-        );
-        let (v, a) = frame_counts(file).await;
-        assert!(a > 0, "{kind}: {name} has no audio");
-        video += v;
-        audio += a;
-    }
+    let (video, audio) = check_segments(&segments, kind != "audio", expected_segments, kind).await;
     let (want_video, want_audio) = frame_counts(&original).await;
     assert_eq!(
         (video, audio),
@@ -250,6 +225,140 @@ async fn end_to_end(kind: &str, expected_segments: std::ops::RangeInclusive<usiz
         (want_video, want_audio),
         "{kind}: the concatenation"
     );
+}
+
+/// Checks every stored segment: a `.ts` that starts with a keyframe (with video), decodes on its
+/// own and has audio. Returns the (video, audio) frames of all of them.
+async fn check_segments(
+    dir: &Path,
+    video: bool,
+    expected: std::ops::RangeInclusive<usize>,
+    what: &str,
+) -> (u64, u64) {
+    let files = segment_files(dir);
+    assert!(
+        expected.contains(&files.len()),
+        "{what}: {} segments: {files:?}",
+        files.len()
+    );
+    let (mut video_frames, mut audio_frames) = (0, 0);
+    for file in &files {
+        let name = file.file_name().unwrap().to_string_lossy().to_string();
+        assert!(name.ends_with(".ts"), "{name}");
+        if video {
+            assert!(
+                first_frame_is_key(file).await,
+                "{what}: {name} does not start with a keyframe"
+            );
+        }
+        let errors = decode_errors(file).await;
+        assert!(
+            errors.is_empty(),
+            "{what}: {name} does not decode on its own:\n{errors}"
+        );
+        let (v, a) = frame_counts(file).await;
+        assert!(a > 0, "{what}: {name} has no audio");
+        video_frames += v;
+        audio_frames += a;
+    }
+    (video_frames, audio_frames)
+}
+
+/// Publishes the file `input` with `trickle publish FILE --mpegts [extra]`, then stores what a
+/// subscriber from seq 0 gets in `segments`. Returns how long publishing took.
+async fn publish_file(input: &Path, segments: &Path, extra: &str) -> Duration {
+    let s = TestServer::with_config(Config {
+        ring: 32,
+        ..Config::default()
+    })
+    .await;
+    let url = s.url("/file");
+    let bin = trickle_bin();
+    let started = std::time::Instant::now();
+    run(&format!(
+        "'{bin}' publish '{url}' '{}' --mpegts {extra}",
+        input.display()
+    ))
+    .await;
+    let took = started.elapsed();
+    let count = s.next("file").await;
+    run(&format!(
+        "'{bin}' subscribe '{url}' --start 0 --count {count} --output-dir '{}'",
+        segments.display()
+    ))
+    .await;
+    took
+}
+
+/// Encodes `seconds` of `kind` to a file.
+async fn encode(kind: &str, path: &Path, seconds: u32) {
+    let args = encode_args(kind).replace("-t 6", &format!("-t {seconds}"));
+    run(&format!("ffmpeg -v error {args} -y '{}'", path.display())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn misaligned_and_corrupted_input_is_resynchronised() {
+    if !have_ffmpeg() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let clean = dir.path().join("clean.ts");
+    encode("h264", &clean, 6).await;
+    // Garbage before and between packets (some of it 0x47, the sync byte) and a torn packet at
+    // the end.
+    let bytes = std::fs::read(&clean).unwrap();
+    let mut dirty = vec![0x47, 1, 2, 3, 4, 5];
+    for (i, packet) in bytes.chunks(188).enumerate() {
+        dirty.extend_from_slice(packet);
+        if i % 97 == 13 {
+            dirty.extend_from_slice(&[0x47, 0x00, 0x47, 0xff, 0x12][..1 + i % 5]);
+        }
+    }
+    dirty.extend_from_slice(&bytes[..100]);
+    let corrupted = dir.path().join("corrupted.ts");
+    std::fs::write(&corrupted, dirty).unwrap();
+    let segments = dir.path().join("segments");
+    publish_file(&corrupted, &segments, "").await;
+    let frames = check_segments(&segments, true, 6..=6, "corrupted").await;
+    assert_eq!(frames, frame_counts(&clean).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_codec_change_mid_stream_keeps_cutting() {
+    if !have_ffmpeg() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (h264, hevc) = (dir.path().join("a.ts"), dir.path().join("b.ts"));
+    encode("h264", &h264, 3).await;
+    encode("hevc", &hevc, 3).await;
+    // One stream whose PMT switches from H.264 to HEVC (and whose timestamps restart).
+    let mut joined = std::fs::read(&h264).unwrap();
+    joined.extend(std::fs::read(&hevc).unwrap());
+    let both = dir.path().join("both.ts");
+    std::fs::write(&both, joined).unwrap();
+    let segments = dir.path().join("segments");
+    publish_file(&both, &segments, "").await;
+    let (video, _) = check_segments(&segments, true, 6..=6, "codec change").await;
+    assert_eq!(video, 150);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn realtime_paces_a_file_by_its_timestamps() {
+    if !have_ffmpeg() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("clip.ts");
+    encode("h264", &clip, 3).await;
+    let segments = dir.path().join("segments");
+    let took = publish_file(&clip, &segments, "--realtime").await;
+    // Three seconds of video take (nearly) three seconds to publish, not a few milliseconds.
+    assert!(
+        took >= Duration::from_millis(2500),
+        "published 3 s of video in {took:?}"
+    );
+    check_segments(&segments, true, 3..=3, "realtime").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

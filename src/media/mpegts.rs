@@ -207,9 +207,15 @@ impl Segmenter {
                     break;
                 };
                 if packet[0] == SYNC_BYTE {
-                    self.handle_packet(packet, out);
-                    pos += PACKET_SIZE;
-                    continue;
+                    match judge_packet(rest, at_end) {
+                        Judgement::Accept => {
+                            self.handle_packet(packet, out);
+                            pos += PACKET_SIZE;
+                            continue;
+                        }
+                        Judgement::NeedMore => break,
+                        Judgement::Reject => {}
+                    }
                 }
                 self.synced = false;
                 self.stats.resyncs += 1;
@@ -455,6 +461,32 @@ enum SyncSearch {
     Found(usize),
     /// No packet can start before this offset; more input is needed to judge the rest.
     NeedMore(usize),
+}
+
+/// Whether the packet at the start of `buf` (which begins with a sync byte) is real.
+enum Judgement {
+    Accept,
+    /// A stray 0x47 in garbage: a properly synced stream starts inside this "packet".
+    Reject,
+    NeedMore,
+}
+
+/// A packet whose successor starts with a sync byte is accepted. Otherwise it is accepted only if
+/// no synced stream begins inside it: that tells a real packet followed by garbage (keep it) from
+/// a stray 0x47 in garbage right before a real packet (drop it, or its bytes would corrupt the
+/// stream).
+fn judge_packet(buf: &[u8], at_end: bool) -> Judgement {
+    match buf.get(PACKET_SIZE) {
+        Some(&SYNC_BYTE) => return Judgement::Accept,
+        None if at_end => return Judgement::Accept,
+        None => return Judgement::NeedMore,
+        Some(_) => {}
+    }
+    match find_sync(buf.get(1..).unwrap_or_default(), at_end) {
+        SyncSearch::Found(offset) if offset < PACKET_SIZE => Judgement::Reject,
+        SyncSearch::NeedMore(offset) if offset < PACKET_SIZE && !at_end => Judgement::NeedMore,
+        _ => Judgement::Accept,
+    }
 }
 
 /// Finds an offset where a sync byte repeats at +188 and +376. Requiring three in a row makes a
