@@ -25,6 +25,43 @@ async fn finished(command: &mut Command) -> std::process::Output {
         .expect("the command runs")
 }
 
+/// Reads a child's pipe to its end in the background.
+fn read_all<R>(pipe: Option<R>) -> tokio::task::JoinHandle<Vec<u8>>
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut buf = Vec::new();
+        if let Some(mut pipe) = pipe {
+            let _ = tokio::io::AsyncReadExt::read_to_end(&mut pipe, &mut buf).await;
+        }
+        buf
+    })
+}
+
+/// Waits for a spawned process; if it does not finish in time, kills it and fails with what it
+/// printed on stderr (spawn it with `stderr(Stdio::piped())` and `TRICKLE_LOG=debug` to see why).
+async fn exit_of(mut child: tokio::process::Child) -> std::process::Output {
+    let stdout = read_all(child.stdout.take());
+    let stderr = read_all(child.stderr.take());
+    let status = match tokio::time::timeout(PATIENCE, child.wait()).await {
+        Ok(status) => status.unwrap(),
+        Err(_) => {
+            child.kill().await.unwrap();
+            let stderr = stderr.await.unwrap();
+            panic!(
+                "the process did not finish; its stderr:\n{}",
+                String::from_utf8_lossy(&stderr)
+            );
+        }
+    };
+    std::process::Output {
+        status,
+        stdout: stdout.await.unwrap(),
+        stderr: stderr.await.unwrap(),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_a_file_by_size_and_read_it_back_one_file_per_segment() {
     let s = TestServer::start().await;
@@ -217,6 +254,7 @@ async fn subscriber_reports_the_end_of_stream_and_publisher_can_delete_on_exit()
     s.post("/ending", b"").await;
     let subscriber = trickle()
         .args(["subscribe", &s.url("/ending")])
+        .env("TRICKLE_LOG", "trickle=debug")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -235,10 +273,7 @@ async fn subscriber_reports_the_end_of_stream_and_publisher_can_delete_on_exit()
         .await
         .unwrap();
     assert!(child.wait().await.unwrap().success());
-    let out = tokio::time::timeout(PATIENCE, subscriber.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
+    let out = exit_of(subscriber).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert_eq!(out.stdout, b"last words");

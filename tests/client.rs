@@ -492,3 +492,84 @@ async fn a_subscriber_reconnects_after_its_connection_dropped() {
     let (seq, data) = within("segment", reader).await.unwrap();
     assert_eq!((seq, &data[..]), (0, &b"after the cut"[..]));
 }
+
+/// A TLS front for the server with a fresh self-signed certificate (as `--tls-self-signed` will
+/// make): decrypts and forwards every connection to `upstream`.
+async fn self_signed_tls_front(upstream: SocketAddr) -> SocketAddr {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![certified.cert.der().clone()], key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (inbound, _) = listener.accept().await.unwrap();
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                // A client that refuses the certificate ends the handshake: nothing to forward.
+                let Ok(mut tls) = acceptor.accept(inbound).await else {
+                    return;
+                };
+                let mut outbound = tokio::net::TcpStream::connect(upstream).await.unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut outbound).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_certificates_are_verified_unless_insecure() {
+    let s = TestServer::start().await;
+    let front = self_signed_tls_front(s.addr).await;
+    let url = format!("https://localhost:{}/secure", front.port());
+    let mut strict = Publisher::new(
+        &url,
+        PublisherOptions {
+            retries: 0,
+            ..PublisherOptions::default()
+        },
+    )
+    .unwrap();
+    assert!(
+        matches!(
+            strict.write_segment("x").await,
+            Err(ClientError::Transport(_))
+        ),
+        "a self-signed certificate must be refused by default"
+    );
+    assert!(s.server.channel("secure").is_none());
+
+    let insecure = trickle::client::ConnectOptions {
+        insecure: true,
+        ..Default::default()
+    };
+    let mut publisher = Publisher::new(
+        &url,
+        PublisherOptions {
+            connect: insecure.clone(),
+            ..PublisherOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(publisher.write_segment("over tls").await.unwrap(), 0);
+    let mut sub = Subscriber::new(
+        &url,
+        SubscriberOptions {
+            start: SubscribeStart::Seq(0),
+            connect: insecure,
+            ..SubscriberOptions::default()
+        },
+    )
+    .unwrap();
+    let segment = sub.next_segment().await.unwrap().unwrap();
+    assert_eq!(segment.read_to_end().await.unwrap(), b"over tls");
+}
