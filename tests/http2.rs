@@ -8,6 +8,9 @@ use common::*;
 use futures_util::StreamExt;
 
 fn h2() -> reqwest::Client {
+    // reqwest is built with TLS but without a default crypto provider; trickle's clients install
+    // ring, and so must any other client in the process.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .http2_prior_knowledge()
         .build()
