@@ -10,6 +10,11 @@
 //! Run: `cargo bench --bench fanout`
 
 use bytes::Bytes;
+
+// The allocator the `trickle` binary uses (see src/main.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use trickle::server::segment::Segment;
 

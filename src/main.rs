@@ -3,6 +3,12 @@
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc keeps freed memory for reuse. With the system allocator every evicted segment went back
+/// to the kernel and the next one page-faulted it in again, which cost more than moving the bytes
+/// (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = trickle::cli::Cli::parse();
