@@ -20,25 +20,6 @@ use trickle::Config;
 /// Whole pipelines take a few seconds of encoding on a loaded 2-core machine.
 const PIPELINE: Duration = Duration::from_secs(120);
 
-fn have_ffmpeg() -> bool {
-    let found = ["ffmpeg", "ffprobe"].iter().all(|tool| {
-        std::process::Command::new(tool)
-            .arg("-version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    });
-    if !found {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "ffmpeg/ffprobe are required in CI (scripts/test.sh installs them)"
-        );
-        eprintln!("skipping: ffmpeg/ffprobe not installed (run scripts/test.sh)");
-    }
-    found
-}
-
 fn trickle_bin() -> &'static str {
     env!("CARGO_BIN_EXE_trickle")
 }
@@ -298,7 +279,7 @@ async fn encode(kind: &str, path: &Path, seconds: u32) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn misaligned_and_corrupted_input_is_resynchronised() {
-    if !have_ffmpeg() {
+    if !common::have_tools(&["ffmpeg", "ffprobe"]) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -325,7 +306,7 @@ async fn misaligned_and_corrupted_input_is_resynchronised() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_codec_change_mid_stream_keeps_cutting() {
-    if !have_ffmpeg() {
+    if !common::have_tools(&["ffmpeg", "ffprobe"]) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -345,7 +326,7 @@ async fn a_codec_change_mid_stream_keeps_cutting() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn realtime_paces_a_file_by_its_timestamps() {
-    if !have_ffmpeg() {
+    if !common::have_tools(&["ffmpeg", "ffprobe"]) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -363,21 +344,21 @@ async fn realtime_paces_a_file_by_its_timestamps() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h264_and_aac_cut_at_keyframes() {
-    if have_ffmpeg() {
+    if common::have_tools(&["ffmpeg", "ffprobe"]) {
         end_to_end("h264", 6..=6).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hevc_and_aac_cut_at_keyframes() {
-    if have_ffmpeg() {
+    if common::have_tools(&["ffmpeg", "ffprobe"]) {
         end_to_end("hevc", 6..=6).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audio_only_cut_by_time() {
-    if have_ffmpeg() {
+    if common::have_tools(&["ffmpeg", "ffprobe"]) {
         // 6 s of audio in 2 s segments (the last may hold a few frames more or less).
         end_to_end("audio", 3..=4).await;
     }

@@ -5,27 +5,9 @@ mod common;
 
 use common::TestServer;
 
-/// The shell commands of the walk-through: every ```sh block between the markers.
+/// The shell commands of the walk-through.
 fn walkthrough() -> String {
-    let readme = include_str!("../README.md");
-    let start = readme
-        .find("<!-- walkthrough:start -->")
-        .expect("start marker");
-    let end = readme.find("<!-- walkthrough:end -->").expect("end marker");
-    let mut script = String::new();
-    let mut in_block = false;
-    for line in readme[start..end].lines() {
-        match line.trim() {
-            "```sh" => in_block = true,
-            "```" => in_block = false,
-            _ if in_block => {
-                script.push_str(line);
-                script.push('\n');
-            }
-            _ => {}
-        }
-    }
-    script
+    common::readme_commands("<!-- walkthrough:start -->", "<!-- walkthrough:end -->")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

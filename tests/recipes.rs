@@ -11,27 +11,12 @@ use std::time::Duration;
 use common::{TestServer, eventually};
 use tokio::process::Command;
 
-const README: &str = include_str!("../README.md");
-
-/// The shell commands of the recipe `name`: every ```sh block between its markers.
+/// The shell commands of the recipe `name`.
 fn recipe(name: &str) -> String {
-    let start = format!("<!-- recipe:{name}:start -->");
-    let end = format!("<!-- recipe:{name}:end -->");
-    let from = README.find(&start).expect("start marker");
-    let to = README.find(&end).expect("end marker");
-    let mut script = String::new();
-    let mut in_block = false;
-    for line in README[from..to].lines() {
-        match line.trim() {
-            "```sh" => in_block = true,
-            "```" => in_block = false,
-            _ if in_block => {
-                script.push_str(line);
-                script.push('\n');
-            }
-            _ => {}
-        }
-    }
+    let script = common::readme_commands(
+        &format!("<!-- recipe:{name}:start -->"),
+        &format!("<!-- recipe:{name}:end -->"),
+    );
     assert!(script.contains("trickle"), "recipe {name} has no commands");
     script
 }
@@ -68,28 +53,9 @@ async fn output(mut command: Command) -> (String, String) {
     (stdout, stderr)
 }
 
-fn have_ffmpeg() -> bool {
-    let found = ["ffmpeg", "ffplay"].iter().all(|tool| {
-        std::process::Command::new(tool)
-            .arg("-version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    });
-    if !found {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "ffmpeg/ffplay are required in CI (scripts/test.sh installs them)"
-        );
-        eprintln!("skipping: ffmpeg/ffplay not installed (run scripts/test.sh)");
-    }
-    found
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_a_video_file_and_watch_it_with_ffplay() {
-    if !have_ffmpeg() {
+    if !common::have_tools(&["ffmpeg", "ffplay"]) {
         return;
     }
     let s = TestServer::start().await;

@@ -439,3 +439,46 @@ pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// Whether every tool in `tools` runs (`tool -version`). A missing tool fails the test when
+/// `CI=true` (scripts/test.sh installs them all); elsewhere the caller skips, with a message.
+pub fn have_tools(tools: &[&str]) -> bool {
+    let found = tools.iter().all(|tool| {
+        std::process::Command::new(tool)
+            .arg("-version")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    if !found {
+        let names = tools.join("/");
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{names} are required in CI (scripts/test.sh installs them)"
+        );
+        eprintln!("skipping: {names} not installed (run scripts/test.sh)");
+    }
+    found
+}
+
+/// The shell commands of the README between two markers: every ```sh block, joined.
+pub fn readme_commands(start_marker: &str, end_marker: &str) -> String {
+    let readme = include_str!("../../README.md");
+    let start = readme.find(start_marker).expect("start marker");
+    let end = readme.find(end_marker).expect("end marker");
+    let mut script = String::new();
+    let mut in_block = false;
+    for line in readme[start..end].lines() {
+        match line.trim() {
+            "```sh" => in_block = true,
+            "```" => in_block = false,
+            _ if in_block => {
+                script.push_str(line);
+                script.push('\n');
+            }
+            _ => {}
+        }
+    }
+    script
+}
