@@ -7,6 +7,7 @@ mod common;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -156,11 +157,12 @@ async fn async_write_and_streams() {
     assert_eq!(second.read_to_end().await.unwrap(), b"abc");
 }
 
-/// A TCP proxy whose live connections can be cut on demand (a network failure, for real).
+/// A TCP proxy whose live connections can be cut on demand (a network failure, for real), and
+/// that counts the connections it accepted.
 struct CuttingProxy {
     addr: SocketAddr,
-    cut: Arc<tokio::sync::Notify>,
     cuts: tokio::sync::watch::Sender<u64>,
+    accepted: Arc<AtomicUsize>,
 }
 
 impl CuttingProxy {
@@ -169,9 +171,12 @@ impl CuttingProxy {
         let addr = listener.local_addr().unwrap();
         let (cuts, _) = tokio::sync::watch::channel(0u64);
         let cuts_tx = cuts.clone();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
         tokio::spawn(async move {
             loop {
                 let (mut inbound, _) = listener.accept().await.unwrap();
+                counter.fetch_add(1, Ordering::Relaxed);
                 let mut cut = cuts_tx.subscribe();
                 tokio::spawn(async move {
                     let mut outbound = tokio::net::TcpStream::connect(upstream).await.unwrap();
@@ -184,15 +189,18 @@ impl CuttingProxy {
         });
         CuttingProxy {
             addr,
-            cut: Arc::new(tokio::sync::Notify::new()),
             cuts,
+            accepted,
         }
     }
 
     /// Drops every connection open right now.
     fn cut_all(&self) {
-        self.cut.notify_waiters();
         self.cuts.send_modify(|n| *n += 1);
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::Relaxed)
     }
 }
 
@@ -440,8 +448,9 @@ async fn publisher_can_start_at_the_write_head_with_a_reset() {
 async fn a_long_wait_is_reissued_without_piling_up() {
     let s = TestServer::start().await;
     s.post("/ch", b"").await;
+    let proxy = CuttingProxy::start(s.addr).await;
     let mut sub = Subscriber::new(
-        &s.url("/ch"),
+        &format!("http://{}/ch", proxy.addr),
         SubscriberOptions {
             refresh: Duration::from_millis(100),
             ..SubscriberOptions::default()
@@ -459,6 +468,9 @@ async fn a_long_wait_is_reissued_without_piling_up() {
         let waiting = s.server.stats().waiting_gets;
         assert!(waiting <= 2, "abandoned GETs pile up: {waiting}");
     }
+    // It was re-issued (a new request, on a new connection) many times over.
+    let connections = proxy.accepted();
+    assert!(connections >= 5, "only {connections} GETs in a second");
     eventually("one waiting GET", || s.server.stats().waiting_gets == 1).await;
     s.post("/ch/0", b"finally").await;
     assert_eq!(within("segment", reader).await.unwrap(), b"finally");
@@ -572,4 +584,43 @@ async fn tls_certificates_are_verified_unless_insecure() {
     .unwrap();
     let segment = sub.next_segment().await.unwrap().unwrap();
     assert_eq!(segment.read_to_end().await.unwrap(), b"over tls");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_input_stream_fails_the_segment() {
+    let s = TestServer::start().await;
+    let mut publisher = publisher(&s, "ch");
+    let mut sub = subscriber(&s, "ch", SubscribeStart::Next);
+    eventually("waiting", || s.server.stats().waiting_gets == 1).await;
+    // An input that fails before its first byte publishes nothing and opens no segment.
+    let nothing = futures_util::stream::iter(vec![Err(std::io::Error::other("no camera"))]);
+    assert!(publisher.write_stream(nothing).await.is_err());
+    assert_eq!(publisher.next_seq(), Some(0));
+    // One that fails half-way fails the segment for its subscribers.
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let input = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    let writing = tokio::spawn(async move { publisher.write_stream(input).await });
+    tx.send(Ok(Bytes::from_static(b"half a segment")))
+        .await
+        .unwrap();
+    let mut segment = within("segment", sub.next_segment())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(segment.seq, 0);
+    assert_eq!(
+        &segment.chunk().await.unwrap().unwrap()[..],
+        b"half a segment"
+    );
+    tx.send(Err(std::io::Error::other("the camera went away")))
+        .await
+        .unwrap();
+    let err = within("publisher", writing).await.unwrap().unwrap_err();
+    assert!(err.to_string().contains("camera"), "{err}");
+    match within("end", segment.chunk()).await {
+        Err(ClientError::SegmentFailed { seq: 0, bytes: 14 }) => {}
+        other => panic!("a truncated segment must not look complete: {other:?}"),
+    }
 }

@@ -11,6 +11,7 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -65,9 +66,10 @@ impl Default for PublisherOptions {
 
 /// Publishes segments to one channel.
 pub struct Publisher {
-    url: String,
-    client: reqwest::Client,
-    options: PublisherOptions,
+    /// Shared with every segment writer, so a retry can open its POST again on its own.
+    context: Arc<PostContext>,
+    /// Send `Lp-Trickle-Reset` with the first POST.
+    reset: bool,
     /// The seq the next segment gets; `None` until the server told us (start at the write head).
     next_seq: Option<u64>,
     /// The preconnected POST for `next_seq`.
@@ -76,8 +78,7 @@ pub struct Publisher {
     started: bool,
 }
 
-/// What the publisher needs to open a POST; cloned into each segment so retries work on their own.
-#[derive(Clone)]
+/// What it takes to open a POST.
 struct PostContext {
     url: String,
     client: reqwest::Client,
@@ -87,7 +88,8 @@ struct PostContext {
 }
 
 /// What the writer feeds a POST body: bytes, then an explicit end. A body whose sender is
-/// dropped without `End` fails the request.
+/// dropped without `End` fails the request *after* the bytes queued before it, so the server
+/// gets them and then an abnormal end (SPEC D2) rather than silence.
 enum BodyItem {
     Data(Bytes),
     End,
@@ -104,16 +106,6 @@ struct PendingPost {
     response: Option<JoinHandle<Result<u64, ClientError>>>,
 }
 
-impl Drop for PendingPost {
-    fn drop(&mut self) {
-        // A request dropped before it was finished must never look complete: abort it (the
-        // connection closes mid-body) rather than letting the closed channel end the body cleanly.
-        if let Some(response) = &self.response {
-            response.abort();
-        }
-    }
-}
-
 impl PostContext {
     fn open(&self, seq: Option<u64>, reset: bool) -> PendingPost {
         // A small queue: the writer waits for the connection instead of buffering a segment.
@@ -124,8 +116,12 @@ impl PostContext {
                 Some(BodyItem::Data(data)) => Some((Ok(data), Some(rx))),
                 Some(BodyItem::End) => None,
                 // The writer went away without finishing: the body must not end cleanly, or
-                // the server would take a truncated segment for a whole one.
-                None => Some((Err(io::Error::other("segment abandoned")), None)),
+                // the server would take a truncated segment for a whole one. Pausing first lets
+                // hyper flush what it already took, so the server sees those bytes end abnormally.
+                None => {
+                    tokio::task::yield_now().await;
+                    Some((Err(io::Error::other("segment abandoned")), None))
+                }
             }
         });
         let target = seq.map_or_else(|| "-1".to_string(), |s| s.to_string());
@@ -200,10 +196,16 @@ impl Publisher {
             PublishStart::Seq(seq) => Some(seq),
             PublishStart::WriteHead => None,
         };
-        let mut publisher = Publisher {
+        let context = Arc::new(PostContext {
             url,
             client,
-            options,
+            content_type: options.content_type,
+            retries: options.retries,
+            retry_delay: options.retry_delay,
+        });
+        let mut publisher = Publisher {
+            context,
+            reset: options.reset,
             next_seq,
             pending: None,
             started: false,
@@ -212,25 +214,15 @@ impl Publisher {
         Ok(publisher)
     }
 
-    fn context(&self) -> PostContext {
-        PostContext {
-            url: self.url.clone(),
-            client: self.client.clone(),
-            content_type: self.options.content_type.clone(),
-            retries: self.options.retries,
-            retry_delay: self.options.retry_delay,
-        }
-    }
-
     fn open(&mut self, seq: Option<u64>) -> PendingPost {
-        let reset = self.options.reset && !self.started;
+        let reset = self.reset && !self.started;
         self.started = true;
-        self.context().open(seq, reset)
+        self.context.open(seq, reset)
     }
 
     /// The channel URL this publisher writes to.
     pub fn url(&self) -> &str {
-        &self.url
+        &self.context.url
     }
 
     /// The seq the next segment gets, if known.
@@ -241,10 +233,11 @@ impl Publisher {
     /// Creates the channel (`POST /{channel}` with `Expect-Content`), or confirms it exists. Needs a
     /// server with autocreate on; otherwise the answer is [`ClientError::StreamNotFound`].
     pub async fn create(&self) -> Result<(), ClientError> {
-        let response = self
+        let context = &self.context;
+        let response = context
             .client
-            .post(&self.url)
-            .header(protocol::EXPECT_CONTENT, &self.options.content_type)
+            .post(&context.url)
+            .header(protocol::EXPECT_CONTENT, &context.content_type)
             .send()
             .await?;
         simple_outcome(response).await
@@ -266,10 +259,9 @@ impl Publisher {
             None => self.next_seq = None,
         }
         let sink = Sink {
-            context: self.context(),
+            context: self.context.clone(),
             post,
             written: 0,
-            dead: false,
         };
         SegmentWriter {
             publisher: self,
@@ -281,7 +273,7 @@ impl Publisher {
     /// Publishes `data` as the next segment; returns its seq.
     pub async fn write_segment(&mut self, data: impl Into<Bytes>) -> Result<u64, ClientError> {
         let mut segment = self.next_segment();
-        segment.write(data.into()).await?;
+        segment.write(data).await?;
         segment.finish().await
     }
 
@@ -292,7 +284,15 @@ impl Publisher {
         S: Stream<Item = io::Result<Bytes>>,
     {
         let mut stream = std::pin::pin!(stream);
+        // The segment is opened at its first byte: an input that fails (or ends) before it leaves
+        // no half-started seq behind for subscribers to wait on.
+        let first = match stream.next().await {
+            Some(Ok(data)) => data,
+            Some(Err(err)) => return Err(err.into()),
+            None => Bytes::new(),
+        };
         let mut segment = self.next_segment();
+        segment.write(first).await?;
         while let Some(item) = stream.next().await {
             match item {
                 Ok(data) => segment.write(data).await?,
@@ -307,7 +307,7 @@ impl Publisher {
 
     /// Deletes the channel (`DELETE /{channel}`): its subscribers get end of stream.
     pub async fn close(mut self) -> Result<(), ClientError> {
-        let response = self.client.delete(&self.url).send().await?;
+        let response = self.context.client.delete(&self.context.url).send().await?;
         self.pending = None;
         simple_outcome(response).await
     }
@@ -327,11 +327,9 @@ async fn simple_outcome(response: reqwest::Response) -> Result<(), ClientError> 
 
 /// The owned half of a segment writer: the open POST and what it takes to open it again.
 struct Sink {
-    context: PostContext,
+    context: Arc<PostContext>,
     post: PendingPost,
     written: u64,
-    /// The POST failed for good; later writes fail at once.
-    dead: bool,
 }
 
 impl Sink {
@@ -339,8 +337,9 @@ impl Sink {
         self.post.seq.unwrap_or(0)
     }
 
-    /// The answer of a POST whose body can no longer be fed. `Ok` means the server answered 200
-    /// before it got our bytes: it closed the segment.
+    /// The answer of a POST whose body can no longer be fed; taken once. `Ok` means the server
+    /// answered 200 before it got our bytes: it closed the segment. Once taken (the POST failed
+    /// for good), every later call fails at once.
     async fn outcome(&mut self) -> Result<u64, ClientError> {
         match self.post.response.take() {
             Some(handle) => match handle.await {
@@ -355,10 +354,6 @@ impl Sink {
 
     /// Sends `data`; before the first byte, a failed POST is opened again on the same seq.
     async fn send(mut self, data: Bytes) -> (Sink, Result<(), ClientError>) {
-        if self.dead {
-            let err = io::Error::other("the segment already failed");
-            return (self, Err(err.into()));
-        }
         let mut attempt = 0;
         loop {
             let len = data.len() as u64;
@@ -385,7 +380,6 @@ impl Sink {
                 self.post = self.context.open(self.post.seq, self.post.reset);
                 continue;
             }
-            self.dead = true;
             return (self, Err(err));
         }
     }
@@ -424,9 +418,10 @@ impl SegmentWriter<'_> {
         Poll::Ready(Ok(()))
     }
 
-    async fn settle(&mut self) -> Result<&mut Sink, ClientError> {
+    /// Waits for a send started through `AsyncWrite`, then takes the sink.
+    async fn settle(&mut self) -> Result<Sink, ClientError> {
         std::future::poll_fn(|cx| self.poll_op(cx)).await?;
-        Ok(self.sink.as_mut().expect("no send in flight"))
+        Ok(self.sink.take().expect("no send in flight"))
     }
 
     /// Sends `data` as the next bytes of the segment.
@@ -435,8 +430,7 @@ impl SegmentWriter<'_> {
         if data.is_empty() {
             return Ok(());
         }
-        self.settle().await?;
-        let sink = self.sink.take().expect("settled");
+        let sink = self.settle().await?;
         let (sink, result) = sink.send(data).await;
         self.sink = Some(sink);
         result
@@ -444,12 +438,9 @@ impl SegmentWriter<'_> {
 
     /// Ends the segment and waits for the server's answer; returns the segment's seq.
     pub async fn finish(mut self) -> Result<u64, ClientError> {
-        self.settle().await?;
-        let mut sink = self.sink.take().expect("settled");
-        if sink.dead {
-            return Err(io::Error::other("the segment already failed").into());
-        }
-        // Only an explicit end marker ends the request body cleanly.
+        let mut sink = self.settle().await?;
+        // Only an explicit end marker ends the request body cleanly. (After a failure the body is
+        // gone and `outcome` reports that the segment already failed.)
         if let Some(body) = sink.post.body.take() {
             let _ = body.send(BodyItem::End).await;
         }
@@ -464,8 +455,9 @@ impl SegmentWriter<'_> {
         result
     }
 
-    /// Abandons the segment on purpose: the request is aborted and the server fails the segment,
-    /// so its subscribers see an abnormal end instead of a short segment.
+    /// Abandons the segment on purpose: the request body ends abnormally, so the server fails the
+    /// segment and its subscribers see an abnormal end instead of a short segment. (Bytes still in
+    /// flight may never reach the server; if none did, the seq simply stays unstarted.)
     pub fn abort(self) {
         drop(self);
     }

@@ -106,8 +106,8 @@ pub struct Subscriber {
     url: String,
     client: reqwest::Client,
     options: SubscriberOptions,
-    /// The seq (or `-N`) the next segment is read from.
-    next: String,
+    /// Where the next segment is read from.
+    next: SubscribeStart,
     /// The preconnected GET for `next`.
     pending: Option<JoinHandle<reqwest::Result<reqwest::Response>>>,
 }
@@ -190,7 +190,7 @@ impl Subscriber {
         let mut subscriber = Subscriber {
             url,
             client,
-            next: options.start.path(),
+            next: options.start,
             options,
             pending: None,
         };
@@ -208,7 +208,7 @@ impl Subscriber {
         if let Some(pending) = self.pending.take() {
             pending.abort();
         }
-        self.next = start.path();
+        self.next = start;
         self.preconnect();
     }
 
@@ -220,7 +220,9 @@ impl Subscriber {
     /// therefore kept for a moment after the new one is sent: whichever answers first wins, and
     /// the old one is preferred.
     fn preconnect(&mut self) {
-        let request = self.client.get(format!("{}/{}", self.url, self.next));
+        let request = self
+            .client
+            .get(format!("{}/{}", self.url, self.next.path()));
         let refresh = self.options.refresh;
         let overlap = (refresh / 2).min(Duration::from_secs(2));
         self.pending = Some(tokio::spawn(async move {
@@ -284,20 +286,22 @@ impl Subscriber {
             if headers.contains_key(protocol::CLOSED) {
                 return Ok(None);
             }
-            let requested = self.next.clone();
+            // The resolved seq; a server that leaves it out gets the seq we asked for.
+            let requested = match self.next {
+                SubscribeStart::Seq(seq) => seq,
+                _ => 0,
+            };
+            let seq = header_u64(headers, protocol::SEQ).unwrap_or(requested);
             match response.status().as_u16() {
                 200 => {}
                 404 => return Err(ClientError::StreamNotFound),
                 470 => {
-                    let seq = header_u64(headers, protocol::SEQ)
-                        .or_else(|| requested.parse().ok())
-                        .unwrap_or(0);
                     let latest = header_u64(headers, protocol::LATEST);
                     if self.options.on_gap == OnGap::Report {
                         return Err(ClientError::SequenceNonexistent { seq, latest });
                     }
                     jumped_from.get_or_insert(seq);
-                    self.next = latest.map_or_else(|| "-1".into(), |l| l.to_string());
+                    self.next = latest.map_or(SubscribeStart::Next, SubscribeStart::Seq);
                     gaps += 1;
                     if gaps > 1 {
                         // The write head moved on again at once: give the publisher a moment.
@@ -317,9 +321,6 @@ impl Subscriber {
                     continue;
                 }
             }
-            let seq = header_u64(headers, protocol::SEQ)
-                .or_else(|| requested.parse().ok())
-                .unwrap_or(0);
             let segment = Segment {
                 seq,
                 content_type: headers
@@ -333,7 +334,7 @@ impl Subscriber {
                 response,
                 received: 0,
             };
-            self.next = (seq + 1).to_string();
+            self.next = SubscribeStart::Seq(seq + 1);
             self.preconnect();
             return Ok(Some(segment));
         }
@@ -342,5 +343,24 @@ impl Subscriber {
     fn backoff(&self, attempt: u32) -> Duration {
         let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(8));
         (self.options.retry_delay * factor).min(Duration::from_secs(5))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn starts() {
+        let parse = |s: &str| s.parse::<SubscribeStart>();
+        assert_eq!(parse("next"), Ok(SubscribeStart::Next));
+        assert_eq!(parse("current"), Ok(SubscribeStart::Current));
+        assert_eq!(parse("7"), Ok(SubscribeStart::Seq(7)));
+        assert_eq!(parse("-0"), Ok(SubscribeStart::Seq(0)));
+        assert_eq!(parse("-3"), Ok(SubscribeStart::FromEnd(3)));
+        assert!(parse("-x").is_err());
+        assert!(parse("soon").is_err());
+        assert_eq!(SubscribeStart::FromEnd(3).path(), "-3");
+        assert_eq!(SubscribeStart::Current.path(), "-2");
     }
 }
