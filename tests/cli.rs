@@ -192,15 +192,13 @@ async fn publish_segments_by_time_from_a_slow_pipe() {
     let mut stdin = publisher.stdin.take().unwrap();
     stdin.write_all(b"first").await.unwrap();
     stdin.flush().await.unwrap();
-    // No more input for a while: the segment still ends 300 ms after its first byte.
-    eventually("segment 0 complete", || {
-        s.server
-            .channel("slow")
-            .is_some_and(|c| c.next_write() == 1)
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(s.get("/slow/0").await.body, b"first");
+    eventually("the channel exists", || s.server.channel("slow").is_some()).await;
+    // No more input, yet the segment ends 300 ms after its first byte: a GET of it completes
+    // while the pipe is still open (it would wait for more bytes otherwise).
+    let segment = tokio::time::timeout(PATIENCE, s.get("/slow/0"))
+        .await
+        .expect("segment 0 ends without more input");
+    assert_eq!(segment.body, b"first");
     stdin.write_all(b"second").await.unwrap();
     drop(stdin);
     let out = tokio::time::timeout(PATIENCE, publisher.wait_with_output())
@@ -279,4 +277,26 @@ async fn subscriber_reports_the_end_of_stream_and_publisher_can_delete_on_exit()
     assert_eq!(out.stdout, b"last words");
     assert!(stderr.contains("end of stream"), "{stderr}");
     assert!(s.server.channel("ending").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_input_is_a_clear_error() {
+    let s = TestServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    // Opening a directory works; reading it fails.
+    let out = finished(
+        trickle()
+            .args(["publish", &s.url("/broken")])
+            .arg(dir.path()),
+    )
+    .await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("reading the input failed"), "{stderr}");
+    // Nothing was published (the preconnected POST created the channel, as it does with
+    // autocreate, but no segment started).
+    assert_eq!(s.server.channel("broken").map_or(0, |c| c.next_write()), 0);
+    let out = finished(trickle().args(["publish", &s.url("/broken"), "/no/such/file"])).await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot open /no/such/file"));
 }

@@ -137,6 +137,21 @@ mod tests {
     }
 
     #[test]
+    fn headers() {
+        let args = |h: &[&str]| ClientArgs {
+            headers: h.iter().map(|s| s.to_string()).collect(),
+            insecure: false,
+        };
+        let options = args(&["Authorization: Bearer abc", "X-A:1"])
+            .connect_options()
+            .unwrap();
+        assert_eq!(options.headers["authorization"], "Bearer abc");
+        assert_eq!(options.headers["x-a"], "1");
+        assert!(args(&["no colon"]).connect_options().is_err());
+        assert!(args(&["bad name: x"]).connect_options().is_err());
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));

@@ -14,6 +14,9 @@ pub struct Progress {
     bytes: u64,
     first_seq: Option<u64>,
     last_seq: Option<u64>,
+    /// When the status line was last refreshed: bytes arrive per chunk, the line changes 4 times a
+    /// second at most.
+    drawn: Instant,
 }
 
 impl Progress {
@@ -35,6 +38,7 @@ impl Progress {
             bytes: 0,
             first_seq: None,
             last_seq: None,
+            drawn: Instant::now(),
         }
     }
 
@@ -57,13 +61,21 @@ impl Progress {
 
     pub fn bytes(&mut self, n: u64) {
         self.bytes += n;
-        self.bar.set_message(self.status());
+        self.redraw();
     }
 
     pub fn segment(&mut self, seq: u64) {
         self.segments += 1;
         self.first_seq.get_or_insert(seq);
         self.last_seq = Some(seq);
+        self.redraw();
+    }
+
+    fn redraw(&mut self) {
+        if self.bar.is_hidden() || self.drawn.elapsed() < Duration::from_millis(250) {
+            return;
+        }
+        self.drawn = Instant::now();
         self.bar.set_message(self.status());
     }
 

@@ -225,3 +225,16 @@ fn describe(err: PublishError, url: &str) -> anyhow::Error {
         PublishError::Client(err) => anyhow::anyhow!("publishing to {url} failed: {err}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start() {
+        assert_eq!(parse_start("head"), Ok(PublishStart::WriteHead));
+        assert_eq!(parse_start("42"), Ok(PublishStart::Seq(42)));
+        assert!(parse_start("-1").is_err());
+        assert!(parse_start("later").is_err());
+    }
+}

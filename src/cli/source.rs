@@ -72,8 +72,6 @@ pub struct Source {
     /// First presentation timestamp and the instant it was "played" (realtime pacing).
     clock_origin: Option<(u64, Instant)>,
     eof: bool,
-    /// Input bytes read so far.
-    pub bytes_read: u64,
 }
 
 impl Source {
@@ -87,7 +85,6 @@ impl Source {
             line: BytesMut::new(),
             clock_origin: None,
             eof: false,
-            bytes_read: 0,
         }
     }
 
@@ -144,7 +141,6 @@ impl Source {
                 self.end_of_input();
                 continue;
             }
-            self.bytes_read += read as u64;
             self.cut(buf.freeze());
         }
     }
@@ -157,8 +153,9 @@ impl Source {
                     self.queue.push_back(Queued::Piece(Piece::Data(data)));
                     return;
                 };
-                // How much of the current segment is still free, counting what is queued.
-                let mut used = self.segment_bytes + queued_bytes(&self.queue);
+                // Reads happen only once the queue is empty, so everything of the current segment
+                // so far was handed out and counted.
+                let mut used = self.segment_bytes;
                 while !data.is_empty() {
                     let room = (limit - used.min(limit)) as usize;
                     if room == 0 {
@@ -178,15 +175,16 @@ impl Source {
                 while let Some(newline) = data.iter().position(|&b| b == b'\n') {
                     let mut line = data.split_to(newline + 1);
                     line.truncate(newline);
-                    if line.ends_with(b"\r") {
-                        line.truncate(line.len() - 1);
-                    }
-                    let whole = if self.line.is_empty() {
+                    let mut whole = if self.line.is_empty() {
                         line
                     } else {
                         self.line.extend_from_slice(&line);
                         self.line.split().freeze()
                     };
+                    // After joining: the `\r` of a CRLF may have come in the previous read.
+                    if whole.ends_with(b"\r") {
+                        whole.truncate(whole.len() - 1);
+                    }
                     if !whole.is_empty() {
                         self.queue.push_back(Queued::Piece(Piece::Data(whole)));
                         self.queue.push_back(Queued::Piece(Piece::Cut));
@@ -242,19 +240,6 @@ impl Source {
     }
 }
 
-fn queued_bytes(queue: &VecDeque<Queued>) -> u64 {
-    // Only the pieces after the last queued cut belong to the current segment.
-    let mut total = 0;
-    for queued in queue.iter().rev() {
-        match queued {
-            Queued::Piece(Piece::Data(d)) => total += d.len() as u64,
-            Queued::Piece(Piece::Cut) => return total,
-            Queued::Pace(_) => {}
-        }
-    }
-    total
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,6 +292,29 @@ mod tests {
         assert_eq!(
             segments(b"all of it", rule).await,
             vec![b"all of it".to_vec()]
+        );
+    }
+
+    #[tokio::test]
+    async fn crlf_split_across_reads() {
+        let (mut tx, rx) = tokio::io::duplex(64);
+        let mut source = Source::new(rx, Rule::Lines);
+        use tokio::io::AsyncWriteExt;
+        tx.write_all(b"one\r").await.unwrap();
+        tx.flush().await.unwrap();
+        let writer = tokio::spawn(async move {
+            tokio::task::yield_now().await;
+            tx.write_all(b"\ntwo\n").await.unwrap();
+        });
+        assert_eq!(
+            source.next().await.unwrap(),
+            Some(Piece::Data(Bytes::from_static(b"one")))
+        );
+        writer.await.unwrap();
+        assert_eq!(source.next().await.unwrap(), Some(Piece::Cut));
+        assert_eq!(
+            source.next().await.unwrap(),
+            Some(Piece::Data(Bytes::from_static(b"two")))
         );
     }
 

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::ClientArgs;
 use super::progress::Progress;
@@ -126,50 +126,42 @@ async fn copy_segment(
     mut segment: Segment,
     sink: &mut Sink,
     progress: &mut Progress,
-) -> anyhow::Result<Result<u64, ClientError>> {
-    match sink {
-        Sink::Stdout(out) => loop {
-            match segment.chunk().await {
-                Ok(Some(bytes)) => {
-                    progress.bytes(bytes.len() as u64);
-                    out.write_all(&bytes).await?;
-                    out.flush().await?;
-                }
-                Ok(None) => return Ok(Ok(segment.received())),
-                Err(err) => return Ok(Err(err)),
-            }
-        },
+) -> anyhow::Result<Result<(), ClientError>> {
+    // A segment file is written as `.part` and renamed only once it is complete.
+    let mut file = None;
+    let out: &mut (dyn AsyncWrite + Unpin + Send) = match sink {
+        Sink::Stdout(out) => out,
         Sink::Dir(dir) => {
-            let name = format!(
-                "{:08}.{}",
-                segment.seq,
-                extension(segment.content_type.as_deref())
-            );
-            let path = dir.join(&name);
-            let partial = dir.join(format!("{name}.part"));
-            let mut file = tokio::fs::File::create(&partial)
+            let ext = extension(segment.content_type.as_deref());
+            let path = dir.join(format!("{:08}.{ext}", segment.seq));
+            let partial = path.with_extension(format!("{ext}.part"));
+            let created = tokio::fs::File::create(&partial)
                 .await
                 .with_context(|| format!("cannot create {}", partial.display()))?;
-            let outcome = loop {
-                match segment.chunk().await {
-                    Ok(Some(bytes)) => {
-                        progress.bytes(bytes.len() as u64);
-                        file.write_all(&bytes).await?;
-                    }
-                    Ok(None) => break Ok(segment.received()),
-                    Err(err) => break Err(err),
-                }
-            };
-            file.flush().await?;
-            drop(file);
-            match &outcome {
-                Ok(_) => tokio::fs::rename(&partial, &path).await?,
-                // An incomplete segment is never left looking like a whole one.
-                Err(_) => tokio::fs::remove_file(&partial).await?,
+            &mut file.insert((created, partial, path)).0
+        }
+    };
+    let outcome = loop {
+        match segment.chunk().await {
+            Ok(Some(bytes)) => {
+                progress.bytes(bytes.len() as u64);
+                out.write_all(&bytes).await?;
+                // A player on stdout gets every chunk as it arrives.
+                out.flush().await?;
             }
-            Ok(outcome)
+            Ok(None) => break Ok(()),
+            Err(err) => break Err(err),
+        }
+    };
+    if let Some((created, partial, path)) = file {
+        drop(created);
+        match &outcome {
+            Ok(()) => tokio::fs::rename(&partial, &path).await?,
+            // An incomplete segment is never left looking like a whole one.
+            Err(_) => tokio::fs::remove_file(&partial).await?,
         }
     }
+    Ok(outcome)
 }
 
 /// A file extension for a segment's MIME type.

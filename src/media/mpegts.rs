@@ -1317,6 +1317,16 @@ mod tests {
         stats: Stats,
     }
 
+    impl Run {
+        /// The frame number each segment starts at.
+        fn start_frames(&self) -> Vec<u64> {
+            self.segments
+                .iter()
+                .map(|s| s.pts.unwrap() / FRAME_TICKS)
+                .collect()
+        }
+    }
+
     /// Runs the segmenter, feeding pieces of the sizes `piece` returns, checking event invariants.
     fn run_with(config: SegmenterConfig, input: &[u8], mut piece: impl FnMut() -> usize) -> Run {
         let mut segmenter = Segmenter::new(config);
@@ -1702,11 +1712,7 @@ mod tests {
             mux.audio(i as u64 * FRAME_TICKS);
         }
         let run = run(SegmenterConfig::default(), &mux.out);
-        let starts: Vec<_> = run
-            .segments
-            .iter()
-            .map(|s| s.pts.unwrap() / FRAME_TICKS)
-            .collect();
+        let starts = run.start_frames();
         assert_eq!(starts, [0, 2, 4, 6, 8, 10, 12, 14, 16, 18]);
         assert_layout(&run, VIDEO_PID);
     }
@@ -1746,11 +1752,7 @@ mod tests {
             mux.audio(pts);
         }
         let run = run(SegmenterConfig::default(), &mux.out);
-        let starts: Vec<_> = run
-            .segments
-            .iter()
-            .map(|s| s.pts.unwrap() / FRAME_TICKS)
-            .collect();
+        let starts = run.start_frames();
         assert_eq!(starts, [0, 20, 40, 50, 60, 70]);
         assert_layout(&run, VIDEO_PID);
         // Segments after the change carry the new PMT.
@@ -1767,12 +1769,7 @@ mod tests {
         }
         // The codec change starts a segment even when the current one is shorter than asked.
         let long = run_with(min_duration(10_000), &mux.out, || usize::MAX);
-        let starts: Vec<_> = long
-            .segments
-            .iter()
-            .map(|s| s.pts.unwrap() / FRAME_TICKS)
-            .collect();
-        assert_eq!(starts, [0, 40]);
+        assert_eq!(long.start_frames(), [0, 40]);
     }
 
     #[test]
