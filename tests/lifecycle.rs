@@ -118,36 +118,10 @@ async fn s36_sweeper_emits_removed() {
     assert_eq!(evs[2], serde_json::json!({"removed": ["idle"]}));
 }
 
-/// Starts `trickle serve` with `args` and returns the child and the address from its ready line.
-async fn spawn_binary(args: &[&str], env: &[(&str, &str)]) -> (tokio::process::Child, String) {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_trickle"));
-    cmd.arg("serve")
-        .args(args)
-        .envs(env.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = cmd.spawn().unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = tokio::time::timeout(PATIENCE, async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                return rest.split('/').next().unwrap().to_string();
-            }
-        }
-        panic!("trickle serve exited without a ready line");
-    })
-    .await
-    .expect("a ready line");
-    // Keep draining stderr so the child never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, addr)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s38_server_stop_answers_everyone_with_eos() {
     for signal in [libc::SIGTERM, libc::SIGINT] {
-        let (mut child, addr) = spawn_binary(&["--listen", "127.0.0.1:0"], &[]).await;
+        let (mut child, addr) = spawn_serve(&["--listen", "127.0.0.1:0"], &[]).await;
         let addr = addr.parse().unwrap();
         let mut create = Raw::connect(addr).await;
         create.send_request("POST", "/ch", &[], Some(b"")).await;
@@ -174,7 +148,7 @@ async fn s38_server_stop_answers_everyone_with_eos() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_flags_come_from_the_environment_too() {
-    let (_child, addr) = spawn_binary(
+    let (_child, addr) = spawn_serve(
         &[],
         &[
             ("TRICKLE_LISTEN", "127.0.0.1:0"),
@@ -190,7 +164,7 @@ async fn serve_flags_come_from_the_environment_too() {
         .await;
     assert_eq!(raw.head().await.status, 404);
 
-    let (_child, addr) = spawn_binary(
+    let (_child, addr) = spawn_serve(
         &["--listen", "127.0.0.1:0", "--max-segment-bytes", "1KiB"],
         &[],
     )

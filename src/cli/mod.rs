@@ -2,6 +2,7 @@
 //! environment variable `TRICKLE_<FLAG>` (SPEC §4). Durations take `500ms`, `10s`, `5m`; sizes take
 //! `64MiB`, `1MB`, `1300`.
 
+mod bench;
 mod progress;
 mod publish;
 mod serve;
@@ -14,6 +15,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+pub use bench::BenchArgs;
 pub use publish::PublishArgs;
 pub use serve::ServeArgs;
 pub use subscribe::SubscribeArgs;
@@ -36,6 +38,8 @@ pub enum Command {
     Publish(PublishArgs),
     /// Follow a channel: segments to stdout back to back, or one file each.
     Subscribe(SubscribeArgs),
+    /// Load-test a Trickle server: publishers and subscribers, throughput, latency, errors.
+    Bench(BenchArgs),
 }
 
 /// Connection flags shared by the clients.
@@ -69,6 +73,7 @@ impl ClientArgs {
         Ok(ConnectOptions {
             headers,
             insecure: self.insecure,
+            http: None,
         })
     }
 }
@@ -83,12 +88,44 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// Raises this process's soft limit of open files to its hard limit (as Go programs do at start),
+/// and fails with advice if that is still below `needed`.
+pub fn raise_open_files_limit(needed: u64) -> anyhow::Result<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed to them.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return Ok(needed);
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+    }
+    let available = limit.rlim_cur;
+    if available < needed {
+        anyhow::bail!(
+            "this run needs about {needed} open files but the limit is {available}: raise it first (e.g. `ulimit -n 65536`)"
+        );
+    }
+    Ok(available)
+}
+
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
         Command::Publish(args) => publish::run(args).await,
         Command::Subscribe(args) => subscribe::run(args).await,
+        Command::Bench(args) => bench::run(args).await,
     }
 }
 

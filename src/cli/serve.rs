@@ -66,6 +66,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if args.sweep_interval.is_zero() {
         anyhow::bail!("--sweep-interval must be greater than zero");
     }
+    // Every waiting subscriber holds a connection: allow as many as the hard limit does.
+    let _ = super::raise_open_files_limit(0);
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

@@ -73,11 +73,26 @@ pub struct ConnectOptions {
     pub headers: HeaderMap,
     /// Accept any TLS certificate (self-signed development servers). Never use in production.
     pub insecure: bool,
+    /// Use this HTTP client (and its connection pool) instead of building one per publisher or
+    /// subscriber, as a load generator with thousands of subscribers does. `headers` and
+    /// `insecure` are then ignored: they are the client's own settings.
+    pub http: Option<reqwest::Client>,
+}
+
+/// A new HTTP client for Trickle with these options (to share via [`ConnectOptions::http`]).
+pub fn new_http_client(options: &ConnectOptions) -> Result<reqwest::Client, ClientError> {
+    http_client(&ConnectOptions {
+        http: None,
+        ..options.clone()
+    })
 }
 
 /// An HTTP client for Trickle: no overall timeout (segments and waits are long), TCP_NODELAY,
 /// HTTP/1.1 by default like the reference clients, and HTTP/2 when TLS negotiates it.
 pub(crate) fn http_client(options: &ConnectOptions) -> Result<reqwest::Client, ClientError> {
+    if let Some(client) = &options.http {
+        return Ok(client.clone());
+    }
     install_crypto_provider();
     reqwest::Client::builder()
         .default_headers(options.headers.clone())

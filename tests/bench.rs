@@ -1,0 +1,180 @@
+//! `trickle bench` as a real process against `trickle serve` as a real process: a small run
+//! delivers every byte of every segment to every subscriber and says so in its JSON report (with
+//! the server's CPU and memory from `--server-pid`), `--rate` paces the publisher, and damage on the
+//! wire (a proxy that flips one byte) is reported as an error with a failing exit status. These
+//! check that the load generator is right, not how fast anything is (BENCHMARKS.md does that).
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+
+use common::{PATIENCE, spawn_serve};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+async fn bench(args: &[&str]) -> (std::process::ExitStatus, Value, String) {
+    let output = tokio::time::timeout(
+        PATIENCE * 6,
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_trickle"))
+            .arg("bench")
+            .args(args)
+            .arg("--json")
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the bench finishes")
+    .expect("the bench runs");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let report = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("no JSON report ({e}); stderr: {stderr}"));
+    (output.status, report, stderr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_run_delivers_everything_and_reports_it() {
+    let (server, addr) = spawn_serve(&["--listen", "127.0.0.1:0"], &[]).await;
+    let pid = server.id().unwrap().to_string();
+    let url = format!("http://{addr}");
+    let (status, report, stderr) = bench(&[
+        &url,
+        "--channels",
+        "2",
+        "--subs",
+        "5",
+        "--segments",
+        "20",
+        "--segment-bytes",
+        "64KiB",
+        "--write",
+        "1300",
+        "--server-pid",
+        &pid,
+    ])
+    .await;
+    assert!(status.success(), "{report:#}\n{stderr}");
+    let segments = 2 * 5 * 20;
+    assert_eq!(report["segments_expected"], segments);
+    assert_eq!(report["segments_complete"], segments);
+    assert_eq!(report["delivered_bytes"], segments * 65536);
+    assert_eq!(report["published_bytes"], 2 * 20 * 65536);
+    // 65536 = 50 × 1300 + 536: 51 writes per segment, each long enough to carry its send time.
+    assert_eq!(report["latency"]["writes"], segments * 51);
+    let p50 = report["latency"]["p50_ms"].as_f64().unwrap();
+    let max = report["latency"]["max_ms"].as_f64().unwrap();
+    assert!(p50 > 0.0 && p50 <= max, "{report:#}");
+    assert_eq!(report["errors"]["total"], 0);
+    assert_eq!(report["settings"]["max_lag"], 2);
+    let server = &report["server"];
+    assert!(server["cpu_seconds"].as_f64().unwrap() > 0.0, "{report:#}");
+    let start = server["rss_start_bytes"].as_u64().unwrap();
+    assert!(start > 1 << 20 && server["rss_peak_bytes"].as_u64().unwrap() >= start);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_paces_the_publisher() {
+    let (_server, addr) = spawn_serve(&["--listen", "127.0.0.1:0"], &[]).await;
+    // 10 segments of 10 kB at 50 kB/s: two seconds at least, however fast the machine.
+    let (status, report, stderr) = bench(&[
+        &format!("http://{addr}"),
+        "--subs",
+        "3",
+        "--segments",
+        "10",
+        "--segment-bytes",
+        "10000",
+        "--write",
+        "1000",
+        "--rate",
+        "50000",
+        "--max-lag",
+        "0",
+    ])
+    .await;
+    assert!(status.success(), "{report:#}\n{stderr}");
+    assert_eq!(report["segments_complete"], 30);
+    assert_eq!(report["settings"]["max_lag"], Value::Null);
+    let seconds = report["seconds"].as_f64().unwrap();
+    assert!(seconds >= 1.9, "took {seconds} s");
+}
+
+/// Forwards TCP to `upstream`, flipping the byte at `offset` of every server → client stream.
+async fn corrupting_proxy(upstream: SocketAddr, offset: usize) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let server = TcpStream::connect(upstream).await.unwrap();
+            let (mut client_read, mut client_write) = client.into_split();
+            let (mut server_read, mut server_write) = server.into_split();
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+            });
+            tokio::spawn(async move {
+                let mut seen = 0;
+                let mut buf = vec![0; 16 * 1024];
+                loop {
+                    let n = match server_read.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    if (seen..seen + n).contains(&offset) {
+                        buf[offset - seen] ^= 0x01;
+                    }
+                    seen += n;
+                    if client_write.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damage_on_the_wire_is_an_error() {
+    let (_server, addr) = spawn_serve(&["--listen", "127.0.0.1:0"], &[]).await;
+    let proxy = corrupting_proxy(addr.parse().unwrap(), 40_000).await;
+    let (status, report, _) = bench(&[
+        &format!("http://{proxy}"),
+        "--subs",
+        "2",
+        "--segments",
+        "5",
+        "--segment-bytes",
+        "100000",
+        "--write",
+        "10000",
+    ])
+    .await;
+    assert!(!status.success(), "{report:#}");
+    let errors = &report["errors"];
+    let damaged = errors["corrupted_segments"].as_u64().unwrap()
+        + errors["short_segments"].as_u64().unwrap()
+        + errors["http"].as_u64().unwrap();
+    assert!(damaged >= 1, "{report:#}");
+    assert!(report["segments_complete"].as_u64().unwrap() < 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_is_not_there_is_a_clear_error() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_trickle"))
+        .args(["bench", &format!("http://{addr}"), "--subs", "1"])
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("cannot create channel"),
+        "unexpected stderr: {stderr}"
+    );
+}
