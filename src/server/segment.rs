@@ -397,6 +397,10 @@ impl SegmentReader {
             }
             if batch.is_empty() {
                 notified.await;
+                // Let the tasks woken with us (the publisher's above all) run first: more bytes
+                // are then ready when we look, and an HTTP reader sends them in one write
+                // instead of one per publisher write (BENCHMARKS.md: −20% CPU per GB fanned out).
+                tokio::task::yield_now().await;
             }
         }
     }

@@ -32,6 +32,9 @@ use crate::client::{
     SubscriberOptions, new_http_client,
 };
 
+/// How long subscribers may take to finish after the last segment was published.
+const GRACE: Duration = Duration::from_secs(10);
+
 /// Named loads. Flags given as well override a profile's values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -337,17 +340,31 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             measured_from.clone(),
         )));
     }
-    for subscriber in subscribers {
-        subscriber.await.context("a subscriber task panicked")?;
-    }
-    let ended = Instant::now();
+    // Publishers first: once every segment is out, subscribers get GRACE to finish; any still
+    // waiting then (for a seq that will never come) are ended by closing their channels.
+    let mut open_channels = Vec::new();
     for publisher in publishers {
         if let Some(publisher) = publisher.await.context("a publisher task panicked")? {
-            let url = publisher.url().to_string();
-            if let Err(err) = publisher.close().await {
-                totals.error(format!("closing {url}: {err}"));
-            }
+            open_channels.push(publisher);
         }
+    }
+    let mut subscribers = futures_util::future::join_all(subscribers);
+    let stragglers = tokio::time::timeout(GRACE, &mut subscribers).await.is_err();
+    let ended = Instant::now();
+    if stragglers {
+        totals.error(format!(
+            "subscribers still reading {} s after the last segment was published: channels closed",
+            GRACE.as_secs()
+        ));
+    }
+    for publisher in open_channels {
+        let url = publisher.url().to_string();
+        if let Err(err) = publisher.close().await {
+            totals.error(format!("closing {url}: {err}"));
+        }
+    }
+    if stragglers && tokio::time::timeout(GRACE, &mut subscribers).await.is_err() {
+        totals.error("subscribers still running after their channels were closed".into());
     }
     ticker.abort();
     progress.finish_and_clear();
