@@ -243,6 +243,24 @@ impl ChannelRun {
     }
 }
 
+/// When measuring began (the first channel past its warm-up), and the server being watched.
+struct Window {
+    started: Mutex<Option<Instant>>,
+    watch: Option<process::Watch>,
+}
+
+impl Window {
+    fn begin(&self, at: Instant) {
+        let mut started = self.started.lock();
+        if started.is_none() {
+            *started = Some(at);
+            if let Some(watch) = &self.watch {
+                watch.mark_start();
+            }
+        }
+    }
+}
+
 /// Nanoseconds since the run began: the clock of every send time and latency.
 #[derive(Clone, Copy)]
 struct Clock(Instant);
@@ -274,13 +292,17 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Some(pid) => Some(process::Watch::start(pid)?),
         None => None,
     };
+    let window = Arc::new(Window {
+        started: Mutex::new(None),
+        watch,
+    });
 
     let clock = Clock(Instant::now());
     let totals = Arc::new(Totals::default());
-    let run_id = format!(
-        "{:08x}",
-        clock.0.elapsed().as_nanos() as u32 ^ std::process::id()
-    );
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let run_id = format!("{:08x}", since_epoch.as_nanos() as u32 ^ std::process::id());
     let layout = Layout {
         segment_bytes: settings.segment_bytes,
         write: settings.write,
@@ -291,7 +313,6 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 
     // Every channel is created before its subscribers connect, so their first GET waits for seq 0.
     let barrier = Arc::new(Barrier::new(settings.channels as usize));
-    let measured_from = Arc::new(Mutex::new(None::<Instant>));
     let mut publishers = Vec::new();
     let mut subscribers = Vec::new();
     for k in 0..settings.channels {
@@ -337,7 +358,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             clock,
             settings.clone(),
             barrier.clone(),
-            measured_from.clone(),
+            window.clone(),
         )));
     }
     // Publishers first: once every segment is out, subscribers get GRACE to finish; any still
@@ -368,11 +389,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     ticker.abort();
     progress.finish_and_clear();
-    let server = match watch {
+    let server = match &window.watch {
         Some(watch) => Some(watch.finish().await?),
         None => None,
     };
-    let started = measured_from.lock().unwrap_or(ended);
+    let started = window.started.lock().unwrap_or(ended);
     let report = Report::new(
         settings,
         &totals,
@@ -406,7 +427,7 @@ async fn publish(
     clock: Clock,
     settings: Settings,
     barrier: Arc<Barrier>,
-    measured_from: Arc<Mutex<Option<Instant>>>,
+    window: Arc<Window>,
 ) -> Option<Publisher> {
     let warm_up = write_segment(&mut publisher, &run, &totals, clock, 0, None).await;
     if warm_up.is_ok() {
@@ -417,7 +438,7 @@ async fn publish(
     let mut result = warm_up;
     if result.is_ok() {
         let start = Instant::now();
-        measured_from.lock().get_or_insert(start);
+        window.begin(start);
         let mut pacer = Pacer {
             start,
             rate: settings.rate,

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
+use parking_lot::Mutex;
 use tokio::task::JoinHandle;
 
 /// How often the resident set size is sampled for its peak.
@@ -11,7 +12,7 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(50);
 /// What the server process used during the run.
 #[derive(Clone, Copy, Debug, serde::Serialize)]
 pub struct ServerUsage {
-    /// User plus system CPU seconds spent during the run.
+    /// User plus system CPU seconds spent while measuring (after the warm-up).
     pub cpu_seconds: f64,
     /// Resident set size before the run started, in bytes.
     pub rss_start_bytes: u64,
@@ -19,12 +20,13 @@ pub struct ServerUsage {
     pub rss_peak_bytes: u64,
 }
 
-/// Watches a process from the start of the run until [`Watch::finish`].
+/// Watches a process: its memory from [`Watch::start`] (connection set-up included), its CPU time
+/// from [`Watch::mark_start`] (when measuring begins), both until [`Watch::finish`].
 pub struct Watch {
     pid: u32,
-    cpu_start: f64,
+    cpu_start: Mutex<f64>,
     rss_start: u64,
-    sampler: JoinHandle<u64>,
+    sampler: Mutex<Option<JoinHandle<u64>>>,
     stop: tokio::sync::watch::Sender<bool>,
 }
 
@@ -51,20 +53,31 @@ impl Watch {
         });
         Ok(Watch {
             pid,
-            cpu_start,
+            cpu_start: Mutex::new(cpu_start),
             rss_start,
-            sampler,
+            sampler: Mutex::new(Some(sampler)),
             stop,
         })
     }
 
-    pub async fn finish(self) -> anyhow::Result<ServerUsage> {
+    /// CPU time counts from now on.
+    pub fn mark_start(&self) {
+        if let Ok(cpu) = cpu_seconds(self.pid) {
+            *self.cpu_start.lock() = cpu;
+        }
+    }
+
+    pub async fn finish(&self) -> anyhow::Result<ServerUsage> {
         let _ = self.stop.send(true);
-        let peak = self.sampler.await.unwrap_or(self.rss_start);
+        let sampler = self.sampler.lock().take();
+        let peak = match sampler {
+            Some(sampler) => sampler.await.unwrap_or(self.rss_start),
+            None => self.rss_start,
+        };
         let cpu_end = cpu_seconds(self.pid)
             .with_context(|| format!("process {} ended during the run", self.pid))?;
         Ok(ServerUsage {
-            cpu_seconds: cpu_end - self.cpu_start,
+            cpu_seconds: cpu_end - *self.cpu_start.lock(),
             rss_start_bytes: self.rss_start,
             rss_peak_bytes: peak.max(rss_bytes(self.pid).unwrap_or(0)),
         })
