@@ -68,6 +68,10 @@ async fn a_small_run_delivers_everything_and_reports_it() {
     assert!(p50 > 0.0 && p50 <= max, "{report:#}");
     assert_eq!(report["errors"]["total"], 0);
     assert_eq!(report["settings"]["max_lag"], 2);
+    assert!(
+        report["bench_cpu_seconds"].as_f64().unwrap() > 0.0,
+        "{report:#}"
+    );
     let server = &report["server"];
     assert!(server["cpu_seconds"].as_f64().unwrap() > 0.0, "{report:#}");
     let start = server["rss_start_bytes"].as_u64().unwrap();

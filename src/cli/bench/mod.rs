@@ -247,6 +247,8 @@ impl ChannelRun {
 struct Window {
     started: Mutex<Option<Instant>>,
     watch: Option<process::Watch>,
+    /// The bench's own CPU seconds when measuring began.
+    own_cpu_start: Mutex<f64>,
 }
 
 impl Window {
@@ -254,11 +256,16 @@ impl Window {
         let mut started = self.started.lock();
         if started.is_none() {
             *started = Some(at);
+            *self.own_cpu_start.lock() = own_cpu_seconds();
             if let Some(watch) = &self.watch {
                 watch.mark_start();
             }
         }
     }
+}
+
+fn own_cpu_seconds() -> f64 {
+    process::cpu_seconds(std::process::id()).unwrap_or(0.0)
 }
 
 /// Nanoseconds since the run began: the clock of every send time and latency.
@@ -295,6 +302,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let window = Arc::new(Window {
         started: Mutex::new(None),
         watch,
+        own_cpu_start: Mutex::new(own_cpu_seconds()),
     });
 
     let clock = Clock(Instant::now());
@@ -394,10 +402,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         None => None,
     };
     let started = window.started.lock().unwrap_or(ended);
+    let own_cpu = own_cpu_seconds() - *window.own_cpu_start.lock();
     let report = Report::new(
         settings,
         &totals,
         ended.duration_since(started),
+        own_cpu,
         expected,
         server,
     );
@@ -675,6 +685,9 @@ struct Report {
     segments_complete: u64,
     latency: Option<Latency>,
     errors: Errors,
+    /// CPU seconds the bench itself used while measuring: on a machine it shares with the server,
+    /// a load generator near all cores bounds what can be measured.
+    bench_cpu_seconds: f64,
     server: Option<ServerReport>,
 }
 
@@ -683,6 +696,7 @@ impl Report {
         settings: Settings,
         totals: &Totals,
         elapsed: Duration,
+        own_cpu: f64,
         expected: u64,
         server: Option<ServerUsage>,
     ) -> Report {
@@ -717,6 +731,7 @@ impl Report {
                 http,
                 samples: totals.samples.lock().clone(),
             },
+            bench_cpu_seconds: own_cpu,
             server: server.map(|usage| ServerReport {
                 usage,
                 cores: usage.cpu_seconds / seconds,
@@ -791,6 +806,13 @@ impl Report {
         for sample in &e.samples {
             let _ = writeln!(out, "              {sample}");
         }
+        let own_cores = self.bench_cpu_seconds / self.seconds;
+        let _ = writeln!(
+            out,
+            "  load gen    {:.2} CPU s ({:.0}% of a core)",
+            self.bench_cpu_seconds,
+            own_cores * 100.0
+        );
         if let Some(server) = &self.server {
             let _ = writeln!(
                 out,
@@ -800,6 +822,14 @@ impl Report {
                 server.cpu_seconds_per_gb,
                 mb(server.usage.rss_start_bytes),
                 mb(server.usage.rss_peak_bytes)
+            );
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let busy = own_cores + self.server.as_ref().map_or(0.0, |s| s.cores);
+        if busy > 0.9 * cores as f64 {
+            let _ = writeln!(
+                out,
+                "  note        {busy:.1} of this machine's {cores} cores were busy: the figures are bounded by CPU"
             );
         }
         out

@@ -85,7 +85,7 @@ impl Watch {
 }
 
 /// utime + stime of a process, in seconds (`/proc/PID/stat` fields 14 and 15).
-fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // The command name (field 2) may hold spaces; the fields after it follow the last ')'.
     let after = stat
