@@ -43,6 +43,10 @@ pub struct ServeArgs {
     /// How long a POST or GET may wait without data before it is answered 408.
     #[arg(long, env = "TRICKLE_WAIT_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
     pub wait_timeout: Duration,
+    /// Also serve Prometheus metrics at `http://ADDR/metrics`, on this separate address (keep it
+    /// private: it lists no channel names, but it shows the load).
+    #[arg(long, env = "TRICKLE_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
 }
 
 impl ServeArgs {
@@ -75,6 +79,21 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .local_addr()
         .context("cannot read the bound address")?;
     let server = Server::new(args.config());
+    if let Some(metrics_addr) = &args.metrics_listen {
+        let metrics = tokio::net::TcpListener::bind(metrics_addr)
+            .await
+            .with_context(|| format!("cannot listen on {metrics_addr} (--metrics-listen)"))?;
+        let addr = metrics
+            .local_addr()
+            .context("cannot read the metrics address")?;
+        tracing::info!("serving metrics at http://{addr}/metrics");
+        let router = server.metrics_router();
+        tokio::spawn(async move {
+            if let Err(err) = axum::serve(metrics, router).await {
+                tracing::warn!(%err, "the metrics listener stopped");
+            }
+        });
+    }
     tracing::info!(
         "trickle listening on http://{addr}{} (HTTP/1.1 and h2c)",
         server.base_path()

@@ -21,8 +21,8 @@ use http_body_util::{BodyExt, StreamBody};
 use tokio::time::Instant;
 
 use super::channel::{Channel, PendingEnd, ReadLookup, WriteTarget};
-use super::segment::{SegmentWriter, Start, WriteError};
-use super::{RequestError, Server, Stat};
+use super::segment::{SegmentWriter, Start, Status, WriteError};
+use super::{Counter, RequestError, Server, Stat};
 use crate::protocol::{self, Error, SeqParam};
 
 pub fn router(server: Server) -> Router {
@@ -36,7 +36,21 @@ pub fn router(server: Server) -> Router {
             &format!("{base}{{name}}/{{seq}}"),
             get(subscribe).post(publish).delete(delete_segment),
         )
+        .layer(axum::middleware::map_response_with_state(
+            server.clone(),
+            count_status,
+        ))
         .with_state(server)
+}
+
+/// Counts the answers `/metrics` reports by status.
+async fn count_status(State(server): State<Server>, response: Response) -> Response {
+    match response.status().as_u16() {
+        404 => server.count(Counter::NotFound, 1),
+        470 => server.count(Counter::NotHeld, 1),
+        _ => {}
+    }
+    response
 }
 
 /// The raw (still percent-encoded) name and seq segments of a matched path.
@@ -279,7 +293,10 @@ async fn serve_segment(
     let frames = futures_util::stream::unfold(Some((reader, streaming)), |state| async move {
         let (mut reader, streaming) = state?;
         match reader.next_chunk().await {
-            Ok(Some(chunk)) => Some((Ok(Frame::data(chunk)), Some((reader, streaming)))),
+            Ok(Some(chunk)) => {
+                streaming.count(Counter::BytesOut, chunk.len() as u64);
+                Some((Ok(Frame::data(chunk)), Some((reader, streaming))))
+            }
             Ok(None) => None,
             // An abnormal end (D2): hyper drops the connection without the final chunk (HTTP/1.1)
             // or resets the stream (HTTP/2).
@@ -389,7 +406,11 @@ async fn wait_first_byte(
                     // A zero-byte segment is a real, empty segment.
                     return Err(match channel.start_writing(target) {
                         Ok(writer) => match writer.finish() {
-                            Ok(()) => closing(posted(target.seq)),
+                            Ok(()) => {
+                                server.count(Counter::SegmentsStarted, 1);
+                                server.count(Counter::SegmentsCompleted, 1);
+                                closing(posted(target.seq))
+                            }
                             Err(_) => end_of_stream(Some(target.seq)),
                         },
                         Err(Error::EndOfStream) => end_of_stream(Some(target.seq)),
@@ -411,8 +432,28 @@ async fn wait_first_byte(
     }
 }
 
-/// Streams the rest of a POST body into its version and answers the publisher.
+/// Streams the rest of a POST body into its version and answers the publisher; counts how the
+/// segment ended.
 async fn write_body(
+    server: &Server,
+    channel: &Channel,
+    writer: SegmentWriter,
+    first: Bytes,
+    body: Body,
+) -> Response {
+    server.count(Counter::SegmentsStarted, 1);
+    let segment = writer.segment().clone();
+    let response = stream_body(server, channel, writer, first, body).await;
+    match segment.snapshot().status {
+        Status::Complete => server.count(Counter::SegmentsCompleted, 1),
+        Status::Failed => server.count(Counter::SegmentsFailed, 1),
+        // Cannot happen: the writer is finished or failed by now.
+        Status::Open => {}
+    }
+    response
+}
+
+async fn stream_body(
     server: &Server,
     channel: &Channel,
     mut writer: SegmentWriter,
@@ -428,9 +469,11 @@ async fn write_body(
     loop {
         if let Some(data) = next.take() {
             channel.touch();
+            let len = data.len() as u64;
             if let Err(err) = writer.write(data) {
                 return refused_write(channel, seq, err);
             }
+            server.count(Counter::BytesIn, len);
             idle.as_mut().reset(Instant::now() + wait_timeout);
         }
         tokio::select! {

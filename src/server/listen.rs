@@ -15,14 +15,10 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
-use super::Server;
+use super::{Counter, Server};
 
 /// How long connections may take to finish after shutdown began.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
-
-async fn page_not_found() -> impl IntoResponse {
-    (StatusCode::NOT_FOUND, "404 page not found\n")
-}
 
 /// Serves `server` on `listener` until `shutdown` resolves or [`Server::shutdown`] is called.
 /// Returns once every channel is closed and connections have drained (or the drain timed out).
@@ -31,7 +27,11 @@ pub async fn serve(
     server: Server,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    let app = server.router().fallback(page_not_found);
+    let counted = server.clone();
+    let app = server.router().fallback(move || async move {
+        counted.count(Counter::NotFound, 1);
+        (StatusCode::NOT_FOUND, "404 page not found\n").into_response()
+    });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new());
     builder.http2().timer(TokioTimer::new());

@@ -10,11 +10,12 @@ mod changefeed;
 mod channel;
 mod http;
 mod listen;
+mod metrics;
 pub mod segment;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::RwLock;
@@ -22,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use self::channel::{Channel, PendingEnd, ReadLookup, WriteTarget};
 pub use self::listen::serve;
+pub use self::metrics::{Metrics, resident_memory_bytes};
 use crate::protocol::{self, Error};
 
 /// Server settings; the defaults are SPEC §4's.
@@ -104,6 +106,7 @@ struct Inner {
     shutdown: CancellationToken,
     epoch: Instant,
     gauges: [AtomicUsize; 4],
+    counters: [AtomicU64; 7],
 }
 
 /// What the server's requests are doing right now (gauges, for tests and metrics).
@@ -119,6 +122,22 @@ pub struct Stats {
     pub writing_posts: usize,
 }
 
+/// Running totals since the server started (for `/metrics`).
+#[derive(Clone, Copy)]
+pub(crate) enum Counter {
+    /// Segment bytes received from publishers.
+    BytesIn = 0,
+    /// Segment bytes handed to subscribers' connections.
+    BytesOut = 1,
+    SegmentsStarted = 2,
+    SegmentsCompleted = 3,
+    SegmentsFailed = 4,
+    /// `404` answers.
+    NotFound = 5,
+    /// `470` answers.
+    NotHeld = 6,
+}
+
 #[derive(Clone, Copy)]
 pub(crate) enum Stat {
     WaitingGets = 0,
@@ -131,6 +150,13 @@ pub(crate) enum Stat {
 pub(crate) struct StatGuard {
     inner: Arc<Inner>,
     stat: Stat,
+}
+
+impl StatGuard {
+    /// Adds to a counter through the server this guard belongs to.
+    pub(crate) fn count(&self, counter: Counter, n: u64) {
+        self.inner.counters[counter as usize].fetch_add(n, Ordering::Relaxed);
+    }
 }
 
 impl Drop for StatGuard {
@@ -178,6 +204,7 @@ impl Builder {
                 shutdown: CancellationToken::new(),
                 epoch: Instant::now(),
                 gauges: Default::default(),
+                counters: Default::default(),
             }),
         };
         if let Some(feed) = &server.inner.changefeed {
@@ -224,6 +251,11 @@ impl Server {
     /// `Router::merge`; it has no fallback of its own.
     pub fn router(&self) -> axum::Router {
         http::router(self.clone())
+    }
+
+    /// `GET /metrics` (Prometheus text) for this server, to serve on a listener of its own.
+    pub fn metrics_router(&self) -> axum::Router {
+        metrics::router(self.clone())
     }
 
     pub fn channel(&self, name: &str) -> Option<Arc<Channel>> {
@@ -331,6 +363,26 @@ impl Server {
         StatGuard {
             inner: self.inner.clone(),
             stat,
+        }
+    }
+
+    pub(crate) fn count(&self, counter: Counter, n: u64) {
+        self.inner.counters[counter as usize].fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Everything `/metrics` reports, read now.
+    pub fn metrics(&self) -> Metrics {
+        let c = |c: Counter| self.inner.counters[c as usize].load(Ordering::Relaxed);
+        Metrics {
+            channels: self.channel_count(),
+            stats: self.stats(),
+            bytes_in: c(Counter::BytesIn),
+            bytes_out: c(Counter::BytesOut),
+            segments_started: c(Counter::SegmentsStarted),
+            segments_completed: c(Counter::SegmentsCompleted),
+            segments_failed: c(Counter::SegmentsFailed),
+            responses_404: c(Counter::NotFound),
+            responses_470: c(Counter::NotHeld),
         }
     }
 

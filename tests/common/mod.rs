@@ -485,6 +485,15 @@ pub fn readme_commands(start_marker: &str, end_marker: &str) -> String {
 
 /// Starts `trickle serve` with `args` and returns the child and the address from its ready line.
 pub async fn spawn_serve(args: &[&str], env: &[(&str, &str)]) -> (tokio::process::Child, String) {
+    let (child, addr, _) = spawn_serve_with_log(args, env).await;
+    (child, addr)
+}
+
+/// Like [`spawn_serve`], and also returns the log lines printed before the ready line.
+pub async fn spawn_serve_with_log(
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (tokio::process::Child, String, Vec<String>) {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_trickle"));
     cmd.arg("serve")
         .args(args)
@@ -494,11 +503,13 @@ pub async fn spawn_serve(args: &[&str], env: &[(&str, &str)]) -> (tokio::process
         .kill_on_drop(true);
     let mut child = cmd.spawn().unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut before = Vec::new();
     let addr = tokio::time::timeout(PATIENCE, async {
         while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(rest) = line.split("listening on http://").nth(1) {
+            if let Some(rest) = line.split("trickle listening on http://").nth(1) {
                 return rest.split('/').next().unwrap().to_string();
             }
+            before.push(line);
         }
         panic!("trickle serve exited without a ready line");
     })
@@ -506,5 +517,5 @@ pub async fn spawn_serve(args: &[&str], env: &[(&str, &str)]) -> (tokio::process
     .expect("a ready line");
     // Keep draining stderr so the child never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, addr)
+    (child, addr, before)
 }

@@ -1,0 +1,156 @@
+//! What `trickle serve --metrics-listen` reports: a [`Metrics`] snapshot of the server's gauges
+//! and running totals, rendered in the Prometheus text format, and the router that serves it at
+//! `/metrics` on its own listener (so it can stay private while the Trickle port is public).
+
+use std::fmt::Write as _;
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::header;
+
+use super::{Server, Stats};
+
+/// A snapshot of everything `/metrics` reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Metrics {
+    /// Channels that exist now (`_changes` included).
+    pub channels: usize,
+    /// Requests in progress.
+    pub stats: Stats,
+    /// Segment bytes received from publishers.
+    pub bytes_in: u64,
+    /// Segment bytes handed to subscribers' connections.
+    pub bytes_out: u64,
+    /// Segments whose first byte arrived (zero-byte segments included).
+    pub segments_started: u64,
+    /// Segments that ended normally.
+    pub segments_completed: u64,
+    /// Segments that ended abnormally: the publisher went away or failed, the segment was too
+    /// large, the channel was closed under it.
+    pub segments_failed: u64,
+    pub responses_404: u64,
+    pub responses_470: u64,
+}
+
+impl Metrics {
+    /// The Prometheus text exposition format (version 0.0.4), with the process's resident memory.
+    pub fn prometheus(&self, resident_memory: Option<u64>) -> String {
+        let mut out = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        };
+        let s = &self.stats;
+        metric(
+            "trickle_channels",
+            "gauge",
+            "Channels that exist now.",
+            self.channels as u64,
+        );
+        metric(
+            "trickle_gets_waiting",
+            "gauge",
+            "GETs waiting for a segment's first byte.",
+            s.waiting_gets as u64,
+        );
+        metric(
+            "trickle_gets_streaming",
+            "gauge",
+            "GET responses streaming segment bytes.",
+            s.streaming_gets as u64,
+        );
+        metric(
+            "trickle_posts_waiting",
+            "gauge",
+            "POSTs waiting for their first body byte (preconnects).",
+            s.pending_posts as u64,
+        );
+        metric(
+            "trickle_posts_writing",
+            "gauge",
+            "POSTs streaming a body into a segment.",
+            s.writing_posts as u64,
+        );
+        metric(
+            "trickle_bytes_in_total",
+            "counter",
+            "Segment bytes received from publishers.",
+            self.bytes_in,
+        );
+        metric(
+            "trickle_bytes_out_total",
+            "counter",
+            "Segment bytes sent to subscribers.",
+            self.bytes_out,
+        );
+        metric(
+            "trickle_segments_started_total",
+            "counter",
+            "Segments whose first byte arrived.",
+            self.segments_started,
+        );
+        metric(
+            "trickle_segments_completed_total",
+            "counter",
+            "Segments that ended normally.",
+            self.segments_completed,
+        );
+        metric(
+            "trickle_segments_failed_total",
+            "counter",
+            "Segments that ended abnormally.",
+            self.segments_failed,
+        );
+        let _ = writeln!(
+            out,
+            "# HELP trickle_responses_total Error answers by status.\n# TYPE trickle_responses_total counter\n\
+             trickle_responses_total{{status=\"404\"}} {}\ntrickle_responses_total{{status=\"470\"}} {}",
+            self.responses_404, self.responses_470
+        );
+        if let Some(rss) = resident_memory {
+            let _ = writeln!(
+                out,
+                "# HELP process_resident_memory_bytes Resident memory size in bytes.\n\
+                 # TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {rss}"
+            );
+        }
+        out
+    }
+}
+
+/// This process's resident set size (`VmRSS` of `/proc/self/status`; Linux only).
+pub fn resident_memory_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
+/// `GET /metrics` for `server`, to run on a listener of its own.
+pub fn router(server: Server) -> Router {
+    Router::new()
+        .route("/metrics", get(scrape))
+        .with_state(server)
+}
+
+async fn scrape(State(server): State<Server>) -> Response {
+    let text = server.metrics().prometheus(resident_memory_bytes());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
