@@ -1,12 +1,13 @@
 //! `trickle serve`: flags (SPEC §4), the ready line, and shutdown on SIGINT/SIGTERM.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
 
 use super::{parse_duration, parse_size};
-use crate::server::{Config, Server, serve};
+use crate::server::{Config, Server, serve, serve_tls, tls};
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
@@ -47,6 +48,16 @@ pub struct ServeArgs {
     /// private: it lists no channel names, but it shows the load).
     #[arg(long, env = "TRICKLE_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key); HTTP/2 is chosen by ALPN.
+    #[arg(long, env = "TRICKLE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "TRICKLE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve HTTPS with a certificate for localhost made at start (local development; clients
+    /// need --insecure). Its SHA-256 fingerprint is logged.
+    #[arg(long, env = "TRICKLE_TLS_SELF_SIGNED", conflicts_with = "tls_cert")]
+    pub tls_self_signed: bool,
 }
 
 impl ServeArgs {
@@ -78,6 +89,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let addr = listener
         .local_addr()
         .context("cannot read the bound address")?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::from_pem_files(cert, key)?),
+        _ if args.tls_self_signed => {
+            let (config, fingerprint) = tls::self_signed()?;
+            tracing::info!(
+                "self-signed certificate for localhost, SHA-256 fingerprint {fingerprint}"
+            );
+            Some(config)
+        }
+        _ => None,
+    };
     let server = Server::new(args.config());
     if let Some(metrics_addr) = &args.metrics_listen {
         let metrics = tokio::net::TcpListener::bind(metrics_addr)
@@ -94,15 +116,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             }
         });
     }
+    let (scheme, protocols) = match tls {
+        Some(_) => ("https", "HTTP/1.1 and HTTP/2"),
+        None => ("http", "HTTP/1.1 and h2c"),
+    };
     tracing::info!(
-        "trickle listening on http://{addr}{} (HTTP/1.1 and h2c)",
+        "trickle listening on {scheme}://{addr}{} ({protocols})",
         server.base_path()
     );
-    serve(listener, server, async {
+    let shutdown = async {
         super::shutdown_signal().await;
         tracing::info!("shutting down: closing every channel");
-    })
-    .await?;
+    };
+    match tls {
+        Some(tls) => serve_tls(listener, server, tls, shutdown).await?,
+        None => serve(listener, server, shutdown).await?,
+    }
     tracing::info!("trickle stopped");
     Ok(())
 }

@@ -1,5 +1,5 @@
 //! Runs a [`Server`] on a TCP listener: HTTP/1.1 and HTTP/2 with prior knowledge (h2c) on the same
-//! port, `TCP_NODELAY` for latency, and a graceful shutdown that first closes every channel (so
+//! port, or both over TLS (HTTP/2 by ALPN), `TCP_NODELAY` for latency, and a graceful shutdown that first closes every channel (so
 //! waiting clients get end of stream) and then gives open connections a moment to finish.
 
 use std::future::Future;
@@ -15,7 +15,9 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
-use super::{Counter, Server};
+use super::{Counter, Server, tls};
+use std::sync::Arc;
+use tokio_rustls::TlsAcceptor;
 
 /// How long connections may take to finish after shutdown began.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -27,6 +29,26 @@ pub async fn serve(
     server: Server,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
+    run(listener, server, None, shutdown).await
+}
+
+/// Like [`serve`], over TLS: every connection first completes a handshake with `tls` (within
+/// [`tls::HANDSHAKE_TIMEOUT`]); ALPN `h2` selects HTTP/2.
+pub async fn serve_tls(
+    listener: TcpListener,
+    server: Server,
+    tls: Arc<rustls::ServerConfig>,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    run(listener, server, Some(TlsAcceptor::from(tls)), shutdown).await
+}
+
+async fn run(
+    listener: TcpListener,
+    server: Server,
+    tls: Option<TlsAcceptor>,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
     let counted = server.clone();
     let app = server.router().fallback(move || async move {
         counted.count(Counter::NotFound, 1);
@@ -35,6 +57,7 @@ pub async fn serve(
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new());
     builder.http2().timer(TokioTimer::new());
+    let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
     let mut shutdown = pin!(shutdown);
     loop {
@@ -53,12 +76,30 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(app.clone());
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let Some(tls) = &tls else {
+            let connection = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
+            let connection = graceful.watch(connection);
+            tokio::spawn(async move {
+                if let Err(err) = connection.await {
+                    tracing::debug!(%err, "connection ended with an error");
+                }
+            });
+            continue;
+        };
+        let (tls, builder, watcher) = (tls.clone(), builder.clone(), graceful.watcher());
         tokio::spawn(async move {
-            if let Err(err) = connection.await {
+            let stream =
+                match tokio::time::timeout(tls::HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(err)) => return tracing::debug!(%err, "TLS handshake failed"),
+                    Err(_) => return tracing::debug!("TLS handshake timed out"),
+                };
+            let connection = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
+            if let Err(err) = watcher.watch(connection).await {
                 tracing::debug!(%err, "connection ended with an error");
             }
         });

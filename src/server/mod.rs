@@ -12,6 +12,7 @@ mod http;
 mod listen;
 mod metrics;
 pub mod segment;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,7 +23,7 @@ use parking_lot::RwLock;
 use tokio_util::sync::CancellationToken;
 
 pub use self::channel::{Channel, PendingEnd, ReadLookup, WriteTarget};
-pub use self::listen::serve;
+pub use self::listen::{serve, serve_tls};
 pub use self::metrics::{Metrics, resident_memory_bytes};
 use crate::protocol::{self, Error};
 

@@ -506,7 +506,8 @@ pub async fn spawn_serve_with_log(
     let mut before = Vec::new();
     let addr = tokio::time::timeout(PATIENCE, async {
         while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(rest) = line.split("trickle listening on http://").nth(1) {
+            if let Some(rest) = line.split("trickle listening on ").nth(1) {
+                let rest = rest.split_once("://").expect("a URL in the ready line").1;
                 return rest.split('/').next().unwrap().to_string();
             }
             before.push(line);

@@ -1,0 +1,215 @@
+//! `trickle serve` over TLS, as a real process: a self-signed certificate whose logged fingerprint
+//! is the one the server presents, certificate files given with `--tls-cert/--tls-key`, HTTP/2
+//! chosen by ALPN (and HTTP/1.1 still served), our client with `--insecure`, and clear errors for
+//! unreadable files. A client speaking plain HTTP to the TLS port does not disturb anybody else.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use common::spawn_serve_with_log;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use trickle::client::{
+    ConnectOptions, Publisher, PublisherOptions, SubscribeStart, Subscriber, SubscriberOptions,
+};
+
+/// Accepts any certificate and remembers the one it was shown.
+#[derive(Debug, Default)]
+struct Capture(Mutex<Option<CertificateDer<'static>>>);
+
+impl ServerCertVerifier for Capture {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        *self.0.lock().unwrap() = Some(end_entity.clone().into_owned());
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        rustls::crypto::ring::default_provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// The certificate the server at `addr` presents, and the ALPN protocol it picked when offered
+/// `alpn`.
+async fn handshake(addr: &str, alpn: &[&[u8]]) -> (CertificateDer<'static>, Option<Vec<u8>>) {
+    let capture = Arc::new(Capture::default());
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .dangerous()
+    .with_custom_certificate_verifier(capture.clone())
+    .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let tls = connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let alpn = tls.get_ref().1.alpn_protocol().map(|p| p.to_vec());
+    let cert = capture.0.lock().unwrap().clone().expect("a certificate");
+    (cert, alpn)
+}
+
+fn insecure() -> ConnectOptions {
+    ConnectOptions {
+        insecure: true,
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn self_signed_serves_https_and_logs_its_fingerprint() {
+    let (_child, addr, log) =
+        spawn_serve_with_log(&["--listen", "127.0.0.1:0", "--tls-self-signed"], &[]).await;
+    let logged = log
+        .iter()
+        .find_map(|line| line.split("SHA-256 fingerprint ").nth(1))
+        .unwrap_or_else(|| panic!("no fingerprint in {log:?}"))
+        .trim()
+        .to_string();
+    let (cert, alpn) = handshake(&addr, &[b"h2", b"http/1.1"]).await;
+    assert_eq!(trickle::server::tls::fingerprint(&cert), logged);
+    assert_eq!(alpn.as_deref(), Some(&b"h2"[..]));
+    let (_, alpn) = handshake(&addr, &[b"http/1.1"]).await;
+    assert_eq!(alpn.as_deref(), Some(&b"http/1.1"[..]));
+
+    // Our clients, certificate checks off (they offer h2 by ALPN): a segment goes through.
+    let url = format!("https://{addr}/secure");
+    let mut publisher = Publisher::new(
+        &url,
+        PublisherOptions {
+            connect: insecure(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    publisher.create().await.unwrap();
+    let mut subscriber = Subscriber::new(
+        &url,
+        SubscriberOptions {
+            start: SubscribeStart::Seq(0),
+            connect: insecure(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    publisher.write_segment("over tls").await.unwrap();
+    let segment = subscriber.next_segment().await.unwrap().unwrap();
+    assert_eq!(segment.read_to_end().await.unwrap(), b"over tls");
+
+    // Without --insecure the self-signed certificate is refused.
+    let strict = Publisher::new(&url, PublisherOptions::default()).unwrap();
+    let err = strict.create().await.unwrap_err();
+    assert!(
+        matches!(err, trickle::client::ClientError::Transport(_)),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_files_are_served_and_plain_http_is_turned_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let cert_path = dir.path().join("cert.pem");
+    let key_path = dir.path().join("key.pem");
+    std::fs::write(&cert_path, certified.cert.pem()).unwrap();
+    std::fs::write(&key_path, certified.signing_key.serialize_pem()).unwrap();
+    let (_child, addr, _) = spawn_serve_with_log(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            cert_path.to_str().unwrap(),
+            "--tls-key",
+            key_path.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    let (served, _) = handshake(&addr, &[b"http/1.1"]).await;
+    assert_eq!(served, *certified.cert.der());
+
+    // Plain HTTP on the TLS port: the handshake fails and the connection closes.
+    let mut plain = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    plain
+        .write_all(b"GET /ch/0 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(common::PATIENCE, plain.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the connection was not closed");
+    assert!(!buf.starts_with(b"HTTP/1.1 200"));
+
+    // ...and TLS clients are still served.
+    let url = format!("https://{addr}/files");
+    let publisher = Publisher::new(
+        &url,
+        PublisherOptions {
+            connect: insecure(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    publisher.create().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_certificate_files_are_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.pem");
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(&garbage, "not a certificate\n").unwrap();
+    for (cert, expected) in [
+        (&missing, "cannot read the certificate chain from"),
+        (&garbage, "no CERTIFICATE block"),
+    ] {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_trickle"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--tls-cert"])
+            .arg(cert)
+            .arg("--tls-key")
+            .arg(&missing)
+            .output()
+            .await
+            .unwrap();
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    }
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_trickle"))
+        .args(["serve", "--tls-cert", "x.pem"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--tls-key"));
+}
