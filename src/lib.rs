@@ -10,8 +10,10 @@
 //! - [`media`]: media helpers; [`media::mpegts`] cuts an MPEG-TS stream into keyframe-aligned
 //!   segments for `trickle publish --mpegts`.
 //! - [`client`]: HTTP publisher and subscriber with the Go reference clients' semantics.
+//! - [`auth`]: access tokens (JWT HS256) for the server and `trickle token`.
 //! - [`cli`]: the `trickle` command line.
 
+pub mod auth;
 pub mod cli;
 pub mod client;
 pub mod local;

@@ -8,6 +8,7 @@ mod publish;
 mod serve;
 mod source;
 mod subscribe;
+mod token;
 
 use std::time::Duration;
 
@@ -19,6 +20,7 @@ pub use bench::BenchArgs;
 pub use publish::PublishArgs;
 pub use serve::ServeArgs;
 pub use subscribe::SubscribeArgs;
+pub use token::TokenArgs;
 
 use crate::client::ConnectOptions;
 
@@ -40,6 +42,8 @@ pub enum Command {
     Subscribe(SubscribeArgs),
     /// Load-test a Trickle server: publishers and subscribers, throughput, latency, errors.
     Bench(BenchArgs),
+    /// Mint an access token for a server started with --auth-secret.
+    Token(TokenArgs),
 }
 
 /// Connection flags shared by the clients.
@@ -126,6 +130,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Publish(args) => publish::run(args).await,
         Command::Subscribe(args) => subscribe::run(args).await,
         Command::Bench(args) => bench::run(args).await,
+        Command::Token(args) => token::run(args).await,
     }
 }
 

@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::Args;
 
 use super::{parse_duration, parse_size};
+use crate::auth::Secret;
 use crate::server::{Config, Server, serve, serve_tls, tls};
 
 #[derive(Args, Debug)]
@@ -58,11 +59,38 @@ pub struct ServeArgs {
     /// need --insecure). Its SHA-256 fingerprint is logged.
     #[arg(long, env = "TRICKLE_TLS_SELF_SIGNED", conflicts_with = "tls_cert")]
     pub tls_self_signed: bool,
+    /// Require a token signed with this secret on every request (at least 16 bytes; mint tokens
+    /// with `trickle token`). Prefer --auth-secret-file: a flag shows in `ps`.
+    #[arg(long, env = "TRICKLE_AUTH_SECRET", hide_env_values = true)]
+    pub auth_secret: Option<String>,
+    /// Like --auth-secret, read from a file (a trailing newline is ignored).
+    #[arg(long, env = "TRICKLE_AUTH_SECRET_FILE", conflicts_with = "auth_secret")]
+    pub auth_secret_file: Option<PathBuf>,
+}
+
+/// The secret of `--auth-secret` or `--auth-secret-file`, if either is given.
+pub fn read_secret(
+    secret: Option<&str>,
+    file: Option<&std::path::Path>,
+) -> anyhow::Result<Option<Secret>> {
+    let bytes = match (secret, file) {
+        (Some(secret), _) => secret.as_bytes().to_vec(),
+        (None, Some(path)) => {
+            let mut bytes = std::fs::read(path)
+                .with_context(|| format!("cannot read the secret file {}", path.display()))?;
+            while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                bytes.pop();
+            }
+            bytes
+        }
+        (None, None) => return Ok(None),
+    };
+    Ok(Some(Secret::new(bytes)?))
 }
 
 impl ServeArgs {
-    pub fn config(&self) -> Config {
-        Config {
+    pub fn config(&self) -> anyhow::Result<Config> {
+        Ok(Config {
             base_path: self.base_path.clone(),
             autocreate: !self.no_autocreate,
             changefeed: self.changefeed,
@@ -73,7 +101,11 @@ impl ServeArgs {
             max_name_bytes: self.max_name_bytes,
             max_segment_bytes: self.max_segment_bytes,
             wait_timeout: self.wait_timeout,
-        }
+            auth_secret: read_secret(
+                self.auth_secret.as_deref(),
+                self.auth_secret_file.as_deref(),
+            )?,
+        })
     }
 }
 
@@ -100,7 +132,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
         _ => None,
     };
-    let server = Server::new(args.config());
+    let config = args.config()?;
+    let auth = if config.auth_secret.is_some() {
+        ", tokens required"
+    } else {
+        ""
+    };
+    let server = Server::new(config);
     if let Some(metrics_addr) = &args.metrics_listen {
         let metrics = tokio::net::TcpListener::bind(metrics_addr)
             .await
@@ -121,7 +159,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         None => ("http", "HTTP/1.1 and h2c"),
     };
     tracing::info!(
-        "trickle listening on {scheme}://{addr}{} ({protocols})",
+        "trickle listening on {scheme}://{addr}{} ({protocols}{auth})",
         server.base_path()
     );
     let shutdown = async {

@@ -25,7 +25,7 @@ use super::segment::{SegmentWriter, Start, Status, WriteError};
 use super::{Counter, RequestError, Server, Stat};
 use crate::protocol::{self, Error, SeqParam};
 
-pub fn router(server: Server) -> Router {
+pub fn routes(server: Server) -> Router {
     let base = server.base_path().to_string();
     Router::new()
         .route(

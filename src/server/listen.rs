@@ -50,7 +50,7 @@ async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let counted = server.clone();
-    let app = server.router().fallback(move || async move {
+    let app = server.app(move || async move {
         counted.count(Counter::NotFound, 1);
         (StatusCode::NOT_FOUND, "404 page not found\n").into_response()
     });

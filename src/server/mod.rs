@@ -6,6 +6,7 @@
 //! and every channel is closed, which answers every waiting subscriber and preconnected publisher
 //! with end of stream.
 
+mod auth;
 mod changefeed;
 mod channel;
 mod http;
@@ -47,6 +48,8 @@ pub struct Config {
     pub max_segment_bytes: u64,
     /// How long a POST or GET may wait without data.
     pub wait_timeout: Duration,
+    /// When set, every request needs a token signed with this secret ([`crate::auth`]).
+    pub auth_secret: Option<crate::auth::Secret>,
 }
 
 impl Default for Config {
@@ -62,6 +65,7 @@ impl Default for Config {
             max_name_bytes: 256,
             max_segment_bytes: 64 << 20,
             wait_timeout: Duration::from_secs(600),
+            auth_secret: None,
         }
     }
 }
@@ -108,6 +112,7 @@ struct Inner {
     epoch: Instant,
     gauges: [AtomicUsize; 4],
     counters: [AtomicU64; 7],
+    verifier: Option<crate::auth::Verifier>,
 }
 
 /// What the server's requests are doing right now (gauges, for tests and metrics).
@@ -166,6 +171,10 @@ impl Drop for StatGuard {
     }
 }
 
+fn tower_layer<L: tower_layer::Layer<axum::Router>>(layer: L, service: axum::Router) -> L::Service {
+    layer.layer(service)
+}
+
 /// Builds a [`Server`] with optional hooks.
 pub struct Builder {
     config: Config,
@@ -194,6 +203,11 @@ impl Builder {
     /// the server shuts down or the last handle is dropped).
     pub fn build(self) -> Server {
         let base = self.config.normalized_base();
+        let verifier = self
+            .config
+            .auth_secret
+            .as_ref()
+            .map(crate::auth::Verifier::new);
         let server = Server {
             inner: Arc::new(Inner {
                 changefeed: self.config.changefeed.then(changefeed::Changefeed::new),
@@ -206,6 +220,7 @@ impl Builder {
                 epoch: Instant::now(),
                 gauges: Default::default(),
                 counters: Default::default(),
+                verifier,
             }),
         };
         if let Some(feed) = &server.inner.changefeed {
@@ -248,10 +263,33 @@ impl Server {
         &self.inner.base
     }
 
-    /// The axum router serving every route under the base path. Merge it into a larger app with
-    /// `Router::merge`; it has no fallback of its own.
+    /// The axum router serving every route under the base path (behind the token check when
+    /// auth is on). Merge it into a larger app with `Router::merge`; it has no fallback of its own.
     pub fn router(&self) -> axum::Router {
-        http::router(self.clone())
+        self.guarded(http::routes(self.clone()))
+    }
+
+    /// `routes` behind the token check, when auth is on. The check runs before routing because it
+    /// may cut a token out of the path.
+    fn guarded(&self, routes: axum::Router) -> axum::Router {
+        if self.inner.verifier.is_none() {
+            return routes;
+        }
+        let layer = axum::middleware::from_fn_with_state(self.clone(), auth::guard);
+        axum::Router::new().fallback_service(tower_layer(layer, routes))
+    }
+
+    /// [`Server::router`] with a fallback for everything else, as [`serve`] runs it.
+    pub(crate) fn app<H, T>(&self, fallback: H) -> axum::Router
+    where
+        H: axum::handler::Handler<T, ()>,
+        T: 'static,
+    {
+        self.guarded(http::routes(self.clone()).fallback(fallback))
+    }
+
+    pub(crate) fn verifier(&self) -> Option<&crate::auth::Verifier> {
+        self.inner.verifier.as_ref()
     }
 
     /// `GET /metrics` (Prometheus text) for this server, to serve on a listener of its own.

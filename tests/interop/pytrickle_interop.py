@@ -359,6 +359,16 @@ async def drain_posts(pub, who: str) -> None:
                      f"({len(pub._background_tasks)} publisher tasks still running)", 0.01)
 
 
+async def posts_in_order(pub, who: str) -> None:
+    """pytrickle sends every POST on its own connection, and aiohttp sends its
+    headers only with the first body chunk, so a POST can overtake the one
+    before it. A seq older than the write head then moves the head back (the
+    reference server does the same), and the subscriber's preconnect for the
+    next seq gets a 470 that makes pytrickle read a segment twice. So the next
+    segment starts only once the previous POST was answered."""
+    await drain_posts(pub, who)
+
+
 async def run_concurrently(*coros) -> None:
     tasks = [asyncio.ensure_future(c) for c in coros]
     try:
@@ -441,6 +451,7 @@ async def run_a(pt_pub, pt_sub, session, base: str, errors: ErrorLog) -> dict:
                 step(f"A: publish seq {j} ({len(data)} B)")
                 if j >= 1:  # never start seq j+2 before seq j was fully read
                     await progress.wait_read(j - 1, f"A: publisher before seq {j}")
+                    await posts_in_order(pub, f"A/publisher before seq {j}")
                 await publish_segment(pub, errors, "A/publisher", data, write_rng, j,
                                       on_first_write if j == 0 else None)
 
@@ -510,6 +521,7 @@ async def run_b(pt_pub, pt_sub, session, base: str, errors: ErrorLog) -> dict:
                 step(f"B: publish seq {first_seq + j} ({len(data)} B)")
                 if j >= 1:
                     await progress.wait_read(j - 1, f"B: publisher before seq {first_seq + j}")
+                    await posts_in_order(pub, f"B/publisher before seq {first_seq + j}")
                 await publish_segment(pub, errors, "B/publisher", data, write_rng,
                                       first_seq + j)
 

@@ -1,0 +1,234 @@
+//! Tokens (`--auth-secret`) over real sockets: the token in the path (`/{token}/{channel}/{seq}`,
+//! for clients that only append `/{seq}`) or as `Authorization: Bearer`; missing or invalid → 401,
+//! out of scope → 403, the same answers whether the channel exists or not; the changefeed needs
+//! `admin`; our own clients with the token in their URL; `trickle token` mints what the server
+//! accepts.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestServer, spawn_serve};
+use trickle::Config;
+use trickle::auth::{Claims, Secret, expiry_in, mint};
+use trickle::client::{Publisher, PublisherOptions, SubscribeStart, Subscriber, SubscriberOptions};
+
+const SECRET: &str = "a test secret of 32 bytes, or so";
+
+fn token(publish: &[&str], subscribe: &[&str], admin: bool) -> String {
+    mint(
+        &Secret::new(SECRET).unwrap(),
+        &Claims {
+            exp: expiry_in(Duration::from_secs(600)),
+            publish: publish.iter().map(|s| s.to_string()).collect(),
+            subscribe: subscribe.iter().map(|s| s.to_string()).collect(),
+            admin,
+        },
+    )
+    .unwrap()
+}
+
+async fn server() -> TestServer {
+    TestServer::with_config(Config {
+        auth_secret: Some(Secret::new(SECRET).unwrap()),
+        changefeed: true,
+        ..Config::default()
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_token_or_a_bad_one_is_401_and_reveals_nothing() {
+    let s = server().await;
+    let cam = token(&["cam-*"], &["*"], false);
+    assert_eq!(
+        s.post(&format!("/{cam}/cam-1/0"), b"data").await.status,
+        200
+    );
+
+    let expired = mint(
+        &Secret::new(SECRET).unwrap(),
+        &Claims {
+            exp: 1,
+            admin: true,
+            ..Claims::default()
+        },
+    )
+    .unwrap();
+    let foreign = mint(
+        &Secret::new("some other secret, 32 bytes long").unwrap(),
+        &Claims {
+            exp: expiry_in(Duration::from_secs(600)),
+            admin: true,
+            ..Claims::default()
+        },
+    )
+    .unwrap();
+    for prefix in [
+        String::new(),
+        format!("/{expired}"),
+        format!("/{foreign}"),
+        "/a.b.c".into(),
+    ] {
+        let mut answers = Vec::new();
+        for (method, path) in [
+            ("GET", "/cam-1/0"),
+            ("GET", "/missing/0"),
+            ("POST", "/cam-1/1"),
+            ("DELETE", "/cam-1"),
+        ] {
+            let r = s.request(method, &format!("{prefix}{path}"), b"").await;
+            assert_eq!(r.status, 401, "{method} {prefix}{path}: {r:?}");
+            assert_eq!(r.header("www-authenticate"), Some("Bearer"));
+            assert!(r.header("lp-trickle-latest").is_none());
+            answers.push(r.text());
+        }
+        // An existing and a missing channel get the very same answer.
+        assert_eq!(answers[0], answers[1]);
+    }
+    // A Bearer header with a bad token is no better.
+    let r = s
+        .request_with(
+            "GET",
+            "/cam-1/0",
+            &[("Authorization", "Bearer nonsense")],
+            b"",
+        )
+        .await;
+    assert_eq!(r.status, 401);
+    assert!(s.server.channel("cam-1").unwrap().next_write() == 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_in_the_path_or_a_header_are_scoped() {
+    let s = server().await;
+    let cam = token(&["cam-*"], &["*"], false);
+    let viewer = token(&[], &["cam-1"], false);
+    let bearer = |t: &str| format!("Bearer {t}");
+
+    // Path form: publish, read, /next, create and delete.
+    assert_eq!(
+        s.post(&format!("/{cam}/cam-1/0"), b"hello").await.status,
+        200
+    );
+    assert_eq!(s.get(&format!("/{cam}/cam-1/0")).await.text(), "hello");
+    assert_eq!(s.get(&format!("/{cam}/cam-1/next")).await.text(), "1");
+    assert_eq!(s.post(&format!("/{cam}/cam-2"), b"").await.status, 200);
+    assert_eq!(s.delete(&format!("/{cam}/cam-2")).await.status, 200);
+    // Header form.
+    let r = s
+        .request_with(
+            "GET",
+            "/cam-1/0",
+            &[("Authorization", &bearer(&viewer))],
+            b"",
+        )
+        .await;
+    assert_eq!(r.text(), "hello");
+
+    // Out of scope: 403, the same for an existing and a missing channel.
+    let mut answers = Vec::new();
+    for (t, method, path) in [
+        (&cam, "POST", "/other/0"),
+        (&cam, "POST", "/missing-other/0"),
+        (&viewer, "POST", "/cam-1/1"),
+        (&viewer, "DELETE", "/cam-1"),
+        (&viewer, "GET", "/cam-2/0"),
+        (&cam, "GET", "/_changes/0"),
+    ] {
+        let r = s.request(method, &format!("/{t}{path}"), b"").await;
+        assert_eq!(r.status, 403, "{method} {path}: {r:?}");
+        answers.push(r.text());
+    }
+    assert_eq!(answers[0], answers[1]);
+    assert!(s.server.channel("other").is_none());
+    assert_eq!(s.server.channel("cam-1").unwrap().next_write(), 1);
+
+    // The changefeed needs admin.
+    let admin = token(&[], &[], true);
+    let r = s.get(&format!("/{admin}/_changes/0")).await;
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("added"), "{}", r.text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_clients_carry_the_token_in_their_url() {
+    let s = server().await;
+    let url = format!(
+        "http://{}/{}/cam-9",
+        s.addr,
+        token(&["cam-*"], &["cam-*"], false)
+    );
+    let mut publisher = Publisher::new(&url, PublisherOptions::default()).unwrap();
+    publisher.create().await.unwrap();
+    let mut subscriber = Subscriber::new(
+        &url,
+        SubscriberOptions {
+            start: SubscribeStart::Seq(0),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    publisher.write_segment("with a token").await.unwrap();
+    let segment = subscriber.next_segment().await.unwrap().unwrap();
+    assert_eq!(segment.read_to_end().await.unwrap(), b"with a token");
+    publisher.close().await.unwrap();
+    assert!(subscriber.next_segment().await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trickle_token_mints_what_trickle_serve_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("secret");
+    std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
+    let (_child, addr) = spawn_serve(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--auth-secret-file",
+            secret_file.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    let mint = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_trickle"))
+            .arg("token")
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).trim().to_string(),
+            String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        )
+    };
+    let (ok, minted, stderr) = mint(&[
+        "--secret",
+        SECRET,
+        "--publish",
+        "cam-*",
+        "--subscribe",
+        "*",
+        "--ttl",
+        "1h",
+    ]);
+    assert!(ok, "{stderr}");
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    let mut raw = common::Raw::connect(addr).await;
+    raw.send_request("POST", &format!("/{minted}/cam-1/0"), &[], Some(b"ok"))
+        .await;
+    assert_eq!(raw.head().await.status, 200);
+    let mut raw = common::Raw::connect(addr).await;
+    raw.send_request("POST", &format!("/{minted}/x/0"), &[], Some(b"no"))
+        .await;
+    assert_eq!(raw.head().await.status, 403);
+
+    // Clear errors.
+    let (ok, _, stderr) = mint(&["--publish", "*"]);
+    assert!(!ok && stderr.contains("secret is needed"), "{stderr}");
+    let (ok, _, stderr) = mint(&["--secret", SECRET]);
+    assert!(!ok && stderr.contains("must allow something"), "{stderr}");
+    let (ok, _, stderr) = mint(&["--secret", "short", "--admin"]);
+    assert!(!ok && stderr.contains("at least 16 bytes"), "{stderr}");
+}
