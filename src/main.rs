@@ -3,11 +3,8 @@
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-/// mimalloc keeps freed memory for reuse. With the system allocator every evicted segment went back
-/// to the kernel and the next one page-faulted it in again, which cost more than moving the bytes
-/// (BENCHMARKS.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+// The system allocator: over HTTP it costs the same CPU per GB as mimalloc, holds less memory, and
+// `trickle serve` gives what a burst freed back with malloc_trim (BENCHMARKS.md, `cli/serve.rs`).
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {

@@ -45,6 +45,9 @@ pub struct ServeArgs {
     /// How long a POST or GET may wait without data before it is answered 408.
     #[arg(long, env = "TRICKLE_WAIT_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
     pub wait_timeout: Duration,
+    /// Close a connection whose request headers take longer than this to arrive (slowloris).
+    #[arg(long, env = "TRICKLE_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
     /// Also serve Prometheus metrics at `http://ADDR/metrics`, on this separate address (keep it
     /// private: it lists no channel names, but it shows the load).
     #[arg(long, env = "TRICKLE_METRICS_LISTEN")]
@@ -101,6 +104,7 @@ impl ServeArgs {
             max_name_bytes: self.max_name_bytes,
             max_segment_bytes: self.max_segment_bytes,
             wait_timeout: self.wait_timeout,
+            header_timeout: self.header_timeout,
             auth_secret: read_secret(
                 self.auth_secret.as_deref(),
                 self.auth_secret_file.as_deref(),
@@ -139,6 +143,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         ""
     };
     let server = Server::new(config);
+    tokio::spawn(trim_after_load_drops(server.clone()));
     if let Some(metrics_addr) = &args.metrics_listen {
         let metrics = tokio::net::TcpListener::bind(metrics_addr)
             .await
@@ -173,3 +178,41 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!("trickle stopped");
     Ok(())
 }
+
+/// How often the load is looked at, and the longest time between two trims.
+const TRIM_CHECK: Duration = Duration::from_secs(5);
+const TRIM_AT_LEAST_EVERY: Duration = Duration::from_secs(60);
+
+/// Gives memory that a burst freed back to the kernel. glibc keeps freed memory in its arenas:
+/// after 10,000 abandoned connections `trickle serve` stayed at 88 of 122 MB. Trimming while busy
+/// costs page faults when the memory is needed again (trimming every 2 s under the `max` bench
+/// cost up to 30% more CPU per GB), so this trims when the requests in progress have halved since
+/// the last look, and otherwise once a minute.
+async fn trim_after_load_drops(server: Server) {
+    let mut peak = 0;
+    let mut last_trim = std::time::Instant::now();
+    let mut tick = tokio::time::interval(TRIM_CHECK);
+    while !server.is_shut_down() {
+        tick.tick().await;
+        let s = server.stats();
+        let active = s.waiting_gets + s.streaming_gets + s.pending_posts + s.writing_posts;
+        if (peak > 0 && active <= peak / 2) || last_trim.elapsed() >= TRIM_AT_LEAST_EVERY {
+            trim();
+            last_trim = std::time::Instant::now();
+            peak = active;
+        } else {
+            peak = peak.max(active);
+        }
+    }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn trim() {
+    // SAFETY: malloc_trim only returns free memory of glibc's arenas to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn trim() {}

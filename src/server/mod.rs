@@ -50,6 +50,8 @@ pub struct Config {
     pub wait_timeout: Duration,
     /// When set, every request needs a token signed with this secret ([`crate::auth`]).
     pub auth_secret: Option<crate::auth::Secret>,
+    /// How long an HTTP/1.1 client may take to send a request's headers (against slowloris).
+    pub header_timeout: Duration,
 }
 
 impl Default for Config {
@@ -66,6 +68,7 @@ impl Default for Config {
             max_segment_bytes: 64 << 20,
             wait_timeout: Duration::from_secs(600),
             auth_secret: None,
+            header_timeout: Duration::from_secs(10),
         }
     }
 }
