@@ -186,22 +186,17 @@ const TRIM_AT_LEAST_EVERY: Duration = Duration::from_secs(60);
 /// Gives memory that a burst freed back to the kernel. glibc keeps freed memory in its arenas:
 /// after 10,000 abandoned connections `trickle serve` stayed at 88 of 122 MB. Trimming while busy
 /// costs page faults when the memory is needed again (trimming every 2 s under the `max` bench
-/// cost up to 30% more CPU per GB), so this trims when the requests in progress have halved since
-/// the last look, and otherwise once a minute.
+/// cost up to 30% more CPU per GB), so this trims when the requests in progress have dropped to
+/// less than half of their peak since the last look, and otherwise once a minute.
 async fn trim_after_load_drops(server: Server) {
-    let mut peak = 0;
     let mut last_trim = std::time::Instant::now();
     let mut tick = tokio::time::interval(TRIM_CHECK);
     while !server.is_shut_down() {
         tick.tick().await;
-        let s = server.stats();
-        let active = s.waiting_gets + s.streaming_gets + s.pending_posts + s.writing_posts;
-        if (peak > 0 && active <= peak / 2) || last_trim.elapsed() >= TRIM_AT_LEAST_EVERY {
+        let (peak, now) = server.take_request_peak();
+        if peak >= 2 * now + 64 || last_trim.elapsed() >= TRIM_AT_LEAST_EVERY {
             trim();
             last_trim = std::time::Instant::now();
-            peak = active;
-        } else {
-            peak = peak.max(active);
         }
     }
 }

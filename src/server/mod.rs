@@ -115,6 +115,8 @@ struct Inner {
     epoch: Instant,
     gauges: [AtomicUsize; 4],
     counters: [AtomicU64; 7],
+    /// Most requests in progress at once since [`Server::take_request_peak`] last looked.
+    request_peak: AtomicUsize,
     verifier: Option<crate::auth::Verifier>,
 }
 
@@ -223,6 +225,7 @@ impl Builder {
                 epoch: Instant::now(),
                 gauges: Default::default(),
                 counters: Default::default(),
+                request_peak: AtomicUsize::new(0),
                 verifier,
             }),
         };
@@ -402,6 +405,13 @@ impl Server {
 
     pub(crate) fn stat(&self, stat: Stat) -> StatGuard {
         self.inner.gauges[stat as usize].fetch_add(1, Ordering::Relaxed);
+        let active: usize = self
+            .inner
+            .gauges
+            .iter()
+            .map(|g| g.load(Ordering::Relaxed))
+            .sum();
+        self.inner.request_peak.fetch_max(active, Ordering::Relaxed);
         StatGuard {
             inner: self.inner.clone(),
             stat,
@@ -426,6 +436,15 @@ impl Server {
             responses_404: c(Counter::NotFound),
             responses_470: c(Counter::NotHeld),
         }
+    }
+
+    /// The most requests that were in progress at once since the last call (or the start), and
+    /// the count now; the next call measures from now on. For deciding when a burst is over.
+    pub fn take_request_peak(&self) -> (usize, usize) {
+        let s = self.stats();
+        let now = s.waiting_gets + s.streaming_gets + s.pending_posts + s.writing_posts;
+        let peak = self.inner.request_peak.swap(now, Ordering::Relaxed);
+        (peak.max(now), now)
     }
 
     pub fn stats(&self) -> Stats {
