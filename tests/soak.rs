@@ -5,7 +5,7 @@
 //! of a subscriber that rejoined behind the ring. The server's RSS is sampled every second and
 //! must show no upward trend, and when everybody has left the request gauges return to zero.
 //!
-//! It runs for `TRICKLE_SOAK_SECS` seconds: 120 when `CI` is set (as in `scripts/test.sh`), 15
+//! It runs for `TRICKLE_SOAK_SECS` seconds: 120 when `CI` is set (as `.ci/run` does), 15
 //! otherwise. `scripts/soak.sh 1800` runs the 30-minute soak of RELIABILITY.md.
 
 mod common;
