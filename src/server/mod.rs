@@ -269,8 +269,10 @@ impl Server {
         &self.inner.base
     }
 
-    /// The axum router serving every route under the base path (behind the token check when
-    /// auth is on). Merge it into a larger app with `Router::merge`; it has no fallback of its own.
+    /// The axum router serving every route under the base path. Merge it into a larger app with
+    /// `Router::merge`; it has no fallback of its own. With auth on, the token check must see a
+    /// request before routing (it may cut a token out of the path), so the router is then one
+    /// fallback service: make it the larger app's fallback (`Router::fallback_service`) instead.
     pub fn router(&self) -> axum::Router {
         self.guarded(http::routes(self.clone()))
     }
