@@ -24,7 +24,10 @@ fuzz_target!(|data: &[u8]| {
             Event::Data(bytes) => {
                 assert!(started, "data before the first Start");
                 assert_eq!(bytes.len() % 188, 0, "a partial packet");
-                assert!(bytes.chunks(188).all(|p| p[0] == 0x47), "a packet without sync byte");
+                assert!(
+                    bytes.chunks(188).all(|p| p[0] == 0x47),
+                    "a packet without sync byte"
+                );
             }
             Event::Clock(_) => {}
         }
