@@ -29,8 +29,13 @@ pub(crate) async fn guard(State(server): State<Server>, mut req: Request, next: 
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| t.trim().to_string());
+        .and_then(|v| {
+            // The scheme is case-insensitive (RFC 9110).
+            let (scheme, token) = v.split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| token.trim().to_string())
+        });
     let (token, path) = match rest.split_once('/') {
         Some((first, after)) if bearer.is_none() && looks_like_token(first) => {
             (Some(first.to_string()), after.to_string())
