@@ -115,7 +115,7 @@ async fn tokens_in_the_path_or_a_header_are_scoped() {
     assert_eq!(s.get(&format!("/{cam}/cam-1/next")).await.text(), "1");
     assert_eq!(s.post(&format!("/{cam}/cam-2"), b"").await.status, 200);
     assert_eq!(s.delete(&format!("/{cam}/cam-2")).await.status, 200);
-    // Header form.
+    // Header form (the scheme in any case).
     let r = s
         .request_with(
             "GET",
@@ -123,6 +123,11 @@ async fn tokens_in_the_path_or_a_header_are_scoped() {
             &[("Authorization", &bearer(&viewer))],
             b"",
         )
+        .await;
+    assert_eq!(r.text(), "hello");
+    let lower = format!("bearer {viewer}");
+    let r = s
+        .request_with("GET", "/cam-1/0", &[("Authorization", &lower)], b"")
         .await;
     assert_eq!(r.text(), "hello");
 
