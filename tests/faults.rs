@@ -191,20 +191,6 @@ fn raise_open_files() -> u64 {
     trickle::cli::raise_open_files_limit(0).unwrap()
 }
 
-fn rss_of(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .unwrap()
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .unwrap();
-    kib * 1024
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_abandoned_connections_give_their_memory_back() {
     let limit = raise_open_files();
@@ -221,7 +207,7 @@ async fn ten_thousand_abandoned_connections_give_their_memory_back() {
     raw.send_request("POST", "/ch/0", &[], Some(b"warm")).await;
     assert_eq!(raw.head().await.status, 200);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let baseline = rss_of(pid);
+    let baseline = common::rss_of(pid);
 
     // A third idle, a third with half a request, a third waiting for the next segment.
     let mut connections = Vec::with_capacity(count);
@@ -238,14 +224,14 @@ async fn ten_thousand_abandoned_connections_give_their_memory_back() {
         connections.push(stream);
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let loaded = rss_of(pid);
+    let loaded = common::rss_of(pid);
     drop(connections);
 
     let deadline = Instant::now() + Duration::from_secs(30);
-    let mut after = rss_of(pid);
+    let mut after = common::rss_of(pid);
     while after > baseline + 16 * 1024 * 1024 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        after = rss_of(pid);
+        after = common::rss_of(pid);
     }
     println!(
         "RSS: baseline {} KiB, with {count} connections {} KiB, after {} KiB",

@@ -81,16 +81,6 @@ fn soak_duration() -> Duration {
     Duration::from_secs(secs)
 }
 
-fn rss_of(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .unwrap_or(0)
-        * 1024
-}
-
 async fn publish(ch: usize, url: String, stop: Arc<AtomicBool>, totals: Arc<Totals>) {
     let mut publisher = Publisher::new(
         &url,
@@ -254,7 +244,7 @@ async fn soak() {
     let mut rss = Vec::new();
     while started.elapsed() < duration {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        rss.push(rss_of(pid));
+        rss.push(common::rss_of(pid));
     }
     // Publishers finish their segment; subscribers simply go away (one of them may be waiting
     // for a segment that will not come).
