@@ -182,3 +182,27 @@ async fn a_server_that_is_not_there_is_a_clear_error() {
         "unexpected stderr: {stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_named_profile_runs_with_smaller_numbers() {
+    let (_server, addr) = spawn_serve(&["--listen", "127.0.0.1:0"], &[]).await;
+    let (status, report, stderr) = bench(&[
+        &format!("http://{addr}"),
+        "--profile",
+        "paced",
+        "--subs",
+        "3",
+        "--segments",
+        "3",
+    ])
+    .await;
+    assert!(status.success(), "{report:#}\n{stderr}");
+    let settings = &report["settings"];
+    assert_eq!(settings["profile"], "paced");
+    assert_eq!(settings["write"], 1300);
+    assert_eq!(settings["segment_bytes"], 256 * 1024);
+    assert_eq!(settings["rate"], 1_250_000);
+    assert_eq!(report["segments_complete"], 9);
+    // Three segments of 256 KiB at 1.25 MB/s take at least 0.6 s.
+    assert!(report["seconds"].as_f64().unwrap() >= 0.6, "{report:#}");
+}
