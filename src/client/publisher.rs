@@ -306,6 +306,12 @@ impl Publisher {
     }
 
     /// Deletes the channel (`DELETE /{channel}`): its subscribers get end of stream.
+    ///
+    /// Known race: the POST preconnected for the next seq travels on its own connection. If the
+    /// server reads it only after the DELETE, autocreate makes the channel again and it lingers
+    /// (empty, with a waiting POST that ends when this process does) until the idle sweep; a
+    /// subscriber already waiting for that seq waits with it. Servers without autocreate, or a
+    /// publisher that closes some time after its last segment started, are not affected.
     pub async fn close(mut self) -> Result<(), ClientError> {
         let response = self.context.client.delete(&self.context.url).send().await?;
         self.pending = None;
