@@ -16,6 +16,8 @@ async fn counters_and_gauges_follow_the_traffic() {
     .await;
     assert_eq!(s.post("/ch/0", b"hello").await.status, 200);
     assert_eq!(s.get("/ch/0").await.text(), "hello");
+    // Bytes out are added when the response's stream is dropped, just after its last byte.
+    eventually("the response counted", || s.server.metrics().bytes_out == 5).await;
     let m = s.server.metrics();
     assert_eq!((m.bytes_in, m.bytes_out), (5, 5));
     assert_eq!((m.segments_started, m.segments_completed), (1, 1));

@@ -291,10 +291,10 @@ async fn serve_segment(
     let reader = segment.reader();
     let streaming = server.stat(Stat::StreamingGets);
     let frames = futures_util::stream::unfold(Some((reader, streaming)), |state| async move {
-        let (mut reader, streaming) = state?;
+        let (mut reader, mut streaming) = state?;
         match reader.next_chunk().await {
             Ok(Some(chunk)) => {
-                streaming.count(Counter::BytesOut, chunk.len() as u64);
+                streaming.add_bytes_out(chunk.len() as u64);
                 Some((Ok(Frame::data(chunk)), Some((reader, streaming))))
             }
             Ok(None) => None,

@@ -138,7 +138,7 @@ pub struct Stats {
 pub(crate) enum Counter {
     /// Segment bytes received from publishers.
     BytesIn = 0,
-    /// Segment bytes handed to subscribers' connections.
+    /// Segment bytes handed to subscribers' connections (added when each response ends).
     BytesOut = 1,
     SegmentsStarted = 2,
     SegmentsCompleted = 3,
@@ -157,27 +157,29 @@ pub(crate) enum Stat {
     WritingPosts = 3,
 }
 
-/// Counts one request in a gauge for as long as it lives.
+/// Counts one request in a gauge for as long as it lives. A streaming GET's guard also tallies the
+/// bytes it hands out and adds them to the shared total once, when the response ends: a shared
+/// counter bumped per chunk per subscriber would be a contended cache line on the hot path.
 pub(crate) struct StatGuard {
     inner: Arc<Inner>,
     stat: Stat,
+    bytes_out: u64,
 }
 
 impl StatGuard {
-    /// Adds to a counter through the server this guard belongs to.
-    pub(crate) fn count(&self, counter: Counter, n: u64) {
-        self.inner.counters[counter as usize].fetch_add(n, Ordering::Relaxed);
+    pub(crate) fn add_bytes_out(&mut self, n: u64) {
+        self.bytes_out += n;
     }
 }
 
 impl Drop for StatGuard {
     fn drop(&mut self) {
         self.inner.gauges[self.stat as usize].fetch_sub(1, Ordering::Relaxed);
+        if self.bytes_out > 0 {
+            self.inner.counters[Counter::BytesOut as usize]
+                .fetch_add(self.bytes_out, Ordering::Relaxed);
+        }
     }
-}
-
-fn tower_layer<L: tower_layer::Layer<axum::Router>>(layer: L, service: axum::Router) -> L::Service {
-    layer.layer(service)
 }
 
 /// Builds a [`Server`] with optional hooks.
@@ -284,7 +286,7 @@ impl Server {
             return routes;
         }
         let layer = axum::middleware::from_fn_with_state(self.clone(), auth::guard);
-        axum::Router::new().fallback_service(tower_layer(layer, routes))
+        axum::Router::new().fallback_service(tower_layer::Layer::layer(&layer, routes))
     }
 
     /// [`Server::router`] with a fallback for everything else, as [`serve`] runs it.
@@ -417,6 +419,7 @@ impl Server {
         StatGuard {
             inner: self.inner.clone(),
             stat,
+            bytes_out: 0,
         }
     }
 
