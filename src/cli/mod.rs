@@ -22,6 +22,7 @@ pub use serve::ServeArgs;
 pub use subscribe::SubscribeArgs;
 pub use token::TokenArgs;
 
+use crate::auth::Secret;
 use crate::client::ConnectOptions;
 
 /// Trickle: live segmented publish/subscribe over plain HTTP.
@@ -121,6 +122,27 @@ pub fn raise_open_files_limit(needed: u64) -> anyhow::Result<u64> {
         );
     }
     Ok(available)
+}
+
+/// A token secret given inline or as a file (`trickle serve --auth-secret[-file]`, `trickle token
+/// --secret[-file]`), if either is given.
+pub fn read_secret(
+    secret: Option<&str>,
+    file: Option<&std::path::Path>,
+) -> anyhow::Result<Option<Secret>> {
+    let bytes = match (secret, file) {
+        (Some(secret), _) => secret.as_bytes().to_vec(),
+        (None, Some(path)) => {
+            let mut bytes = std::fs::read(path)
+                .with_context(|| format!("cannot read the secret file {}", path.display()))?;
+            while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                bytes.pop();
+            }
+            bytes
+        }
+        (None, None) => return Ok(None),
+    };
+    Ok(Some(Secret::new(bytes)?))
 }
 
 /// Runs the parsed command line.

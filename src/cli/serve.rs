@@ -6,8 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 
-use super::{parse_duration, parse_size};
-use crate::auth::Secret;
+use super::{parse_duration, parse_size, read_secret};
 use crate::server::{Config, Server, serve, serve_tls, tls};
 
 #[derive(Args, Debug)]
@@ -69,26 +68,6 @@ pub struct ServeArgs {
     /// Like --auth-secret, read from a file (a trailing newline is ignored).
     #[arg(long, env = "TRICKLE_AUTH_SECRET_FILE", conflicts_with = "auth_secret")]
     pub auth_secret_file: Option<PathBuf>,
-}
-
-/// The secret of `--auth-secret` or `--auth-secret-file`, if either is given.
-pub fn read_secret(
-    secret: Option<&str>,
-    file: Option<&std::path::Path>,
-) -> anyhow::Result<Option<Secret>> {
-    let bytes = match (secret, file) {
-        (Some(secret), _) => secret.as_bytes().to_vec(),
-        (None, Some(path)) => {
-            let mut bytes = std::fs::read(path)
-                .with_context(|| format!("cannot read the secret file {}", path.display()))?;
-            while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-                bytes.pop();
-            }
-            bytes
-        }
-        (None, None) => return Ok(None),
-    };
-    Ok(Some(Secret::new(bytes)?))
 }
 
 impl ServeArgs {

@@ -7,8 +7,7 @@ use std::time::Duration;
 use anyhow::bail;
 use clap::Args;
 
-use super::parse_duration;
-use super::serve::read_secret;
+use super::{parse_duration, read_secret};
 use crate::auth::{Claims, expiry_in, mint};
 
 #[derive(Args, Debug)]

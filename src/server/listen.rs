@@ -1,6 +1,7 @@
 //! Runs a [`Server`] on a TCP listener: HTTP/1.1 and HTTP/2 with prior knowledge (h2c) on the same
-//! port, or both over TLS (HTTP/2 by ALPN), `TCP_NODELAY` for latency, and a graceful shutdown that first closes every channel (so
-//! waiting clients get end of stream) and then gives open connections a moment to finish.
+//! port, or both over TLS (HTTP/2 by ALPN); `TCP_NODELAY` for latency; and a graceful shutdown
+//! that first closes every channel (so waiting clients get end of stream) and then gives open
+//! connections a moment to finish.
 
 use std::future::Future;
 use std::io;
@@ -15,9 +16,13 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
-use super::{Counter, Server, tls};
 use std::sync::Arc;
+
+use hyper_util::server::graceful::Watcher;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::TlsAcceptor;
+
+use super::{Counter, Server, tls};
 
 /// How long connections may take to finish after shutdown began.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -79,31 +84,15 @@ async fn run(
         };
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(app.clone());
-        let Some(tls) = &tls else {
-            let connection = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .into_owned();
-            let connection = graceful.watch(connection);
-            tokio::spawn(async move {
-                if let Err(err) = connection.await {
-                    tracing::debug!(%err, "connection ended with an error");
-                }
-            });
-            continue;
-        };
         let (tls, builder, watcher) = (tls.clone(), builder.clone(), graceful.watcher());
         tokio::spawn(async move {
-            let stream =
-                match tokio::time::timeout(tls::HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
-                    Ok(Ok(stream)) => stream,
-                    Ok(Err(err)) => return tracing::debug!(%err, "TLS handshake failed"),
-                    Err(_) => return tracing::debug!("TLS handshake timed out"),
-                };
-            let connection = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .into_owned();
-            if let Err(err) = watcher.watch(connection).await {
-                tracing::debug!(%err, "connection ended with an error");
+            let Some(tls) = tls else {
+                return connection(&builder, watcher, stream, service).await;
+            };
+            match tokio::time::timeout(tls::HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+                Ok(Ok(stream)) => connection(&builder, watcher, stream, service).await,
+                Ok(Err(err)) => tracing::debug!(%err, "TLS handshake failed"),
+                Err(_) => tracing::debug!("TLS handshake timed out"),
             }
         });
     }
@@ -114,4 +103,19 @@ async fn run(
         _ = tokio::time::sleep(DRAIN_TIMEOUT) => tracing::warn!("connections still open after the drain timeout"),
     }
     Ok(())
+}
+
+/// Serves one connection (plain or after its TLS handshake) until it ends or shutdown drains it.
+async fn connection<S>(
+    builder: &auto::Builder<TokioExecutor>,
+    watcher: Watcher,
+    stream: S,
+    service: TowerToHyperService<axum::Router>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    if let Err(err) = watcher.watch(connection).await {
+        tracing::debug!(%err, "connection ended with an error");
+    }
 }

@@ -124,7 +124,15 @@ impl Metrics {
 
 /// This process's resident set size (`VmRSS` of `/proc/self/status`; Linux only).
 pub fn resident_memory_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    vm_rss(&std::fs::read_to_string("/proc/self/status").ok()?)
+}
+
+/// Another process's resident set size (`VmRSS` of `/proc/PID/status`; Linux only).
+pub fn resident_memory_bytes_of(pid: u32) -> Option<u64> {
+    vm_rss(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?)
+}
+
+fn vm_rss(status: &str) -> Option<u64> {
     let kib: u64 = status
         .lines()
         .find_map(|line| line.strip_prefix("VmRSS:"))?

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use self::channel::{Channel, PendingEnd, ReadLookup, WriteTarget};
 pub use self::listen::{serve, serve_tls};
-pub use self::metrics::{Metrics, resident_memory_bytes};
+pub use self::metrics::{Metrics, resident_memory_bytes, resident_memory_bytes_of};
 use crate::protocol::{self, Error};
 
 /// Server settings; the defaults are SPEC §4's.
@@ -131,6 +131,13 @@ pub struct Stats {
     pub pending_posts: usize,
     /// POSTs streaming a body into a segment.
     pub writing_posts: usize,
+}
+
+impl Stats {
+    /// Requests in progress, of every kind.
+    pub fn requests(&self) -> usize {
+        self.waiting_gets + self.streaming_gets + self.pending_posts + self.writing_posts
+    }
 }
 
 /// Running totals since the server started (for `/metrics`).
@@ -409,13 +416,10 @@ impl Server {
 
     pub(crate) fn stat(&self, stat: Stat) -> StatGuard {
         self.inner.gauges[stat as usize].fetch_add(1, Ordering::Relaxed);
-        let active: usize = self
-            .inner
-            .gauges
-            .iter()
-            .map(|g| g.load(Ordering::Relaxed))
-            .sum();
-        self.inner.request_peak.fetch_max(active, Ordering::Relaxed);
+        let requests = self.stats().requests();
+        self.inner
+            .request_peak
+            .fetch_max(requests, Ordering::Relaxed);
         StatGuard {
             inner: self.inner.clone(),
             stat,
@@ -446,8 +450,7 @@ impl Server {
     /// The most requests that were in progress at once since the last call (or the start), and
     /// the count now; the next call measures from now on. For deciding when a burst is over.
     pub fn take_request_peak(&self) -> (usize, usize) {
-        let s = self.stats();
-        let now = s.waiting_gets + s.streaming_gets + s.pending_posts + s.writing_posts;
+        let now = self.stats().requests();
         let peak = self.inner.request_peak.swap(now, Ordering::Relaxed);
         (peak.max(now), now)
     }

@@ -523,11 +523,5 @@ pub async fn spawn_serve_with_log(
 
 /// The resident set size of a process, in bytes (0 if it is gone).
 pub fn rss_of(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .unwrap_or(0)
-        * 1024
+    trickle::server::resident_memory_bytes_of(pid).unwrap_or(0)
 }

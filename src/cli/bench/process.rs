@@ -106,19 +106,10 @@ pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     Ok((utime + stime) / hz)
 }
 
-/// The resident set size of a process, in bytes (`VmRSS` of `/proc/PID/status`).
-pub fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .with_context(|| format!("cannot read process {pid}"))?;
-    let kib = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .context("no VmRSS in /proc/PID/status")?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse::<u64>()?;
-    Ok(kib * 1024)
+/// The resident set size of a process, in bytes.
+fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
+    crate::server::resident_memory_bytes_of(pid)
+        .with_context(|| format!("cannot read the memory of process {pid}"))
 }
 
 #[cfg(test)]
