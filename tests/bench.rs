@@ -8,6 +8,7 @@ mod common;
 
 use std::net::SocketAddr;
 use std::process::Stdio;
+use std::time::Duration;
 
 use common::{PATIENCE, spawn_serve};
 use serde_json::Value;
@@ -205,4 +206,67 @@ async fn a_named_profile_runs_with_smaller_numbers() {
     assert_eq!(report["segments_complete"], 9);
     // Three segments of 256 KiB at 1.25 MB/s take at least 0.6 s.
     assert!(report["seconds"].as_f64().unwrap() >= 0.6, "{report:#}");
+}
+
+/// Forwards TCP to `upstream`, pausing 5 ms after every server → client read: slow subscribers.
+async fn slow_proxy(upstream: SocketAddr) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let server = TcpStream::connect(upstream).await.unwrap();
+            let (mut client_read, mut client_write) = client.into_split();
+            let (mut server_read, mut server_write) = server.into_split();
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+            });
+            tokio::spawn(async move {
+                let mut buf = vec![0; 16 * 1024];
+                while let Ok(n) = server_read.read(&mut buf).await {
+                    if n == 0 || client_write.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_lag_holds_the_publisher_back_for_slow_subscribers() {
+    // A ring of two and subscribers slowed by a proxy: an unchecked publisher pushes them out of
+    // the ring (470s), a closed loop with --max-lag 1 never does.
+    let (_server, addr) = spawn_serve(&["--listen", "127.0.0.1:0", "--ring", "2"], &[]).await;
+    let proxy = slow_proxy(addr.parse().unwrap()).await;
+    let run = |lag: &'static str| {
+        let url = format!("http://{proxy}");
+        async move {
+            bench(&[
+                &url,
+                "--subs",
+                "2",
+                "--segments",
+                "20",
+                "--segment-bytes",
+                "64KiB",
+                "--write",
+                "8KiB",
+                "--max-lag",
+                lag,
+            ])
+            .await
+        }
+    };
+    let (status, report, _) = run("0").await;
+    assert!(!status.success(), "{report:#}");
+    assert!(
+        report["errors"]["jumps_470"].as_u64().unwrap() >= 1,
+        "{report:#}"
+    );
+    let (status, report, stderr) = run("1").await;
+    assert!(status.success(), "{report:#}\n{stderr}");
+    assert_eq!(report["errors"]["total"], 0);
+    assert_eq!(report["segments_complete"], 40);
 }
