@@ -291,6 +291,7 @@ def describe_mismatch(got: bytes, want: bytes) -> str:
 async def publish_segment(pub, errors: ErrorLog, who: str, data: bytes,
                           rng: random.Random, expected_seq: int,
                           after_first_write=None) -> None:
+    await posts_in_order(pub, f"{who} before seq {expected_seq}")
     writer = await asyncio.wait_for(pub.next(), STEP_TIMEOUT_S)
     check(writer.queue is not None,
           f"{who}: next() for seq {expected_seq} returned a dead writer "
@@ -451,7 +452,6 @@ async def run_a(pt_pub, pt_sub, session, base: str, errors: ErrorLog) -> dict:
                 step(f"A: publish seq {j} ({len(data)} B)")
                 if j >= 1:  # never start seq j+2 before seq j was fully read
                     await progress.wait_read(j - 1, f"A: publisher before seq {j}")
-                    await posts_in_order(pub, f"A/publisher before seq {j}")
                 await publish_segment(pub, errors, "A/publisher", data, write_rng, j,
                                       on_first_write if j == 0 else None)
 
@@ -521,7 +521,6 @@ async def run_b(pt_pub, pt_sub, session, base: str, errors: ErrorLog) -> dict:
                 step(f"B: publish seq {first_seq + j} ({len(data)} B)")
                 if j >= 1:
                     await progress.wait_read(j - 1, f"B: publisher before seq {first_seq + j}")
-                    await posts_in_order(pub, f"B/publisher before seq {first_seq + j}")
                 await publish_segment(pub, errors, "B/publisher", data, write_rng,
                                       first_seq + j)
 
