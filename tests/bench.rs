@@ -237,7 +237,7 @@ async fn slow_proxy(upstream: SocketAddr) -> SocketAddr {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_lag_holds_the_publisher_back_for_slow_subscribers() {
     // A ring of two and subscribers slowed by a proxy: an unchecked publisher pushes them out of
-    // the ring (470s), a closed loop with --max-lag 1 never does.
+    // the ring, a closed loop with --max-lag 1 never does.
     let (_server, addr) = spawn_serve(&["--listen", "127.0.0.1:0", "--ring", "2"], &[]).await;
     let proxy = slow_proxy(addr.parse().unwrap()).await;
     let run = |lag: &'static str| {
@@ -259,10 +259,12 @@ async fn max_lag_holds_the_publisher_back_for_slow_subscribers() {
             .await
         }
     };
+    // Unchecked, slow subscribers lose segments (470 jumps, or a gap they wait in until the
+    // channel is closed): the run fails.
     let (status, report, _) = run("0").await;
     assert!(!status.success(), "{report:#}");
     assert!(
-        report["errors"]["jumps_470"].as_u64().unwrap() >= 1,
+        report["segments_complete"].as_u64().unwrap() < 40,
         "{report:#}"
     );
     let (status, report, stderr) = run("1").await;
