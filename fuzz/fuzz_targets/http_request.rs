@@ -1,14 +1,11 @@
-//! Whole HTTP requests, as bytes on an in-memory connection to a real server (HTTP/1.1 or, with the
-//! h2 preface, HTTP/2): no panic, and the connection always ends (answered or closed) within a
+//! Whole HTTP requests, as bytes on an in-memory connection to a real server (our HTTP/1.1 front,
+//! hyper behind it, or with the h2 preface HTTP/2): no panic, and the connection always ends (answered or closed) within a
 //! bounded time. The server has a channel `ch` with a segment, auth off.
 #![no_main]
 
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
 use libfuzzer_sys::fuzz_target;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -27,13 +24,10 @@ fuzz_target!(|data: &[u8]| {
         });
         server.create_channel("ch", "text/plain").unwrap();
         let (client, server_io) = tokio::io::duplex(64 * 1024);
-        let service = TowerToHyperService::new(server.router());
-        let connection = tokio::spawn(async move {
-            let builder = auto::Builder::new(TokioExecutor::new());
-            let _ = builder
-                .serve_connection_with_upgrades(TokioIo::new(server_io), service)
-                .await;
-        });
+        let connection = tokio::spawn(trickle::server::serve_connection(
+            server.clone(),
+            server_io,
+        ));
         let (mut read, mut write) = tokio::io::split(client);
         let _ = write.write_all(data).await;
         let _ = write.shutdown().await;

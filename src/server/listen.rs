@@ -22,7 +22,7 @@ use hyper_util::server::graceful::Watcher;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::TlsAcceptor;
 
-use super::{Counter, Server, tls};
+use super::{Counter, Server, http1, tls};
 
 /// How long connections may take to finish after shutdown began.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -54,18 +54,7 @@ async fn run(
     tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    let counted = server.clone();
-    let app = server.app(move || async move {
-        counted.count(Counter::NotFound, 1);
-        (StatusCode::NOT_FOUND, "404 page not found\n").into_response()
-    });
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(server.config().header_timeout);
-    builder.http2().timer(TokioTimer::new());
-    let builder = Arc::new(builder);
+    let shared = Shared::new(server.clone());
     let graceful = GracefulShutdown::new();
     let mut shutdown = pin!(shutdown);
     loop {
@@ -83,14 +72,13 @@ async fn run(
             _ = server.shut_down() => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
-        let (tls, builder, watcher) = (tls.clone(), builder.clone(), graceful.watcher());
+        let (shared, tls, watcher) = (shared.clone(), tls.clone(), graceful.watcher());
         tokio::spawn(async move {
             let Some(tls) = tls else {
-                return connection(&builder, watcher, stream, service).await;
+                return front(stream, shared, Some(watcher)).await;
             };
             match tokio::time::timeout(tls::HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
-                Ok(Ok(stream)) => connection(&builder, watcher, stream, service).await,
+                Ok(Ok(stream)) => front(stream, shared, Some(watcher)).await,
                 Ok(Err(err)) => tracing::debug!(%err, "TLS handshake failed"),
                 Err(_) => tracing::debug!("TLS handshake timed out"),
             }
@@ -105,17 +93,67 @@ async fn run(
     Ok(())
 }
 
-/// Serves one connection (plain or after its TLS handshake) until it ends or shutdown drains it.
-async fn connection<S>(
-    builder: &auto::Builder<TokioExecutor>,
-    watcher: Watcher,
-    stream: S,
-    service: TowerToHyperService<axum::Router>,
-) where
+/// Serves one accepted connection, any byte stream (a socket, a TLS stream after its handshake,
+/// an in-memory pipe), until it ends: what [`serve`] does for each of its connections, without
+/// the graceful drain.
+pub async fn serve_connection<S>(server: Server, stream: S)
+where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-    if let Err(err) = watcher.watch(connection).await {
-        tracing::debug!(%err, "connection ended with an error");
+    front(stream, Shared::new(server), None).await
+}
+
+/// What all connections of a listener share: the router, hyper's settings, the server.
+#[derive(Clone)]
+struct Shared {
+    app: axum::Router,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    server: Server,
+}
+
+impl Shared {
+    fn new(server: Server) -> Shared {
+        let counted = server.clone();
+        let app = server.app(move || async move {
+            counted.count(Counter::NotFound, 1);
+            (StatusCode::NOT_FOUND, "404 page not found\n").into_response()
+        });
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(server.config().header_timeout);
+        builder.http2().timer(TokioTimer::new());
+        Shared {
+            app,
+            builder: Arc::new(builder),
+            server,
+        }
     }
+}
+
+/// Serves one connection until it ends or shutdown drains it: requests start in our lean
+/// HTTP/1.1 front ([`http1`]), which hands hyper whatever it does not take. `watcher` lives as
+/// long as the connection, so a graceful shutdown waits for it.
+async fn front<S>(stream: S, shared: Shared, watcher: Option<Watcher>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let Shared {
+        app,
+        builder,
+        server,
+    } = shared;
+    let service = TowerToHyperService::new(app.clone());
+    let hyper = |stream| async move {
+        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+        let ended = match watcher {
+            Some(watcher) => watcher.watch(connection).await,
+            None => connection.await,
+        };
+        if let Err(err) = ended {
+            tracing::debug!(%err, "connection ended with an error");
+        }
+    };
+    http1::serve(stream, app, server, hyper).await
 }

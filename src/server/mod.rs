@@ -10,6 +10,7 @@ mod auth;
 mod changefeed;
 mod channel;
 mod http;
+mod http1;
 mod listen;
 mod metrics;
 pub mod segment;
@@ -24,7 +25,7 @@ use parking_lot::RwLock;
 use tokio_util::sync::CancellationToken;
 
 pub use self::channel::{Channel, PendingEnd, ReadLookup, WriteTarget};
-pub use self::listen::{serve, serve_tls};
+pub use self::listen::{serve, serve_connection, serve_tls};
 pub use self::metrics::{Metrics, resident_memory_bytes, resident_memory_bytes_of};
 use crate::protocol::{self, Error};
 

@@ -1,0 +1,580 @@
+//! A lean HTTP/1.1 front for the requests a busy server is mostly made of: subscribers' GETs.
+//!
+//! Why: hyper gives every connection an 8 KiB read buffer and an 8 KiB header buffer for its whole
+//! life. With ten thousand subscribers, each waiting on a GET and holding a preconnect for the
+//! next, those buffers are most of the server's memory (BENCHMARKS.md). This front reads a request
+//! head through a small stack buffer into a heap buffer that exists only while a head is
+//! incomplete, runs bodiless GET and DELETE requests through the same axum router as everything
+//! else, and writes the response itself: the head together with the first bytes of the body, then
+//! the body in HTTP/1.1 chunks, every frame that is ready gathered into one `writev`.
+//!
+//! Anything else (a request with a body such as a POST, HEAD, HTTP/1.0, `Expect`, `Upgrade`,
+//! HTTP/2's preface, a head it cannot parse or one longer than [`MAX_HEAD`]) is handed to hyper
+//! together with the bytes already read ([`Prefixed`]), and hyper serves the connection from then
+//! on. So the router stays the one place where requests are answered, and hyper the one place where
+//! malformed input gets its 400.
+//!
+//! Like hyper with `half_close(false)`, a client that closes its side while its request is waiting
+//! or streaming is gone: the handler is dropped (ending the wait) and the connection closes.
+
+use std::collections::VecDeque;
+use std::future::{Future, poll_fn};
+use std::io::{self, IoSlice, Write as _};
+use std::pin::{Pin, pin};
+use std::task::{Context, Poll, ready};
+
+use axum::Router;
+use axum::body::Body;
+use bytes::{Buf, Bytes, BytesMut};
+use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version, header};
+use http_body::Body as _;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Instant;
+use tower::ServiceExt;
+
+use super::Server;
+
+/// The longest request head parsed here; a longer one goes to hyper, which has its own limit.
+pub const MAX_HEAD: usize = 16 * 1024;
+/// Bytes read from the socket per read call while a head is incomplete or a request runs.
+const READ_SIZE: usize = 512;
+/// Headers parsed here per request; a request with more goes to hyper.
+const MAX_HEADERS: usize = 32;
+/// Most slices handed to one `writev` (Linux allows 1024).
+const MAX_IOV: usize = 64;
+
+/// Serves one connection until it ends, or until a request this front does not take, when it
+/// calls `hand_over` with the connection and the bytes already read.
+pub async fn serve<S, H, F>(mut stream: S, app: Router, server: Server, hand_over: H)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    H: FnOnce(Prefixed<S>) -> F,
+    F: Future<Output = ()>,
+{
+    let mut buf = BytesMut::new();
+    loop {
+        let (request, mut close) = match next_head(&mut stream, &mut buf, &server).await {
+            Head::Native { request, close } => (request, close),
+            Head::Other => {
+                let prefix = buf.freeze();
+                return hand_over(Prefixed {
+                    prefix,
+                    inner: stream,
+                })
+                .await;
+            }
+            Head::Closed => return,
+        };
+        let handled = pin!(app.clone().oneshot(request));
+        let Some(Ok(response)) = while_connected(&mut stream, &mut buf, handled).await else {
+            return;
+        };
+        close |= response
+            .headers()
+            .get(header::CONNECTION)
+            .is_some_and(|v| has_token(v.as_bytes(), b"close"));
+        match respond(&mut stream, &mut buf, response, close).await {
+            Ok(()) if !close => {}
+            Ok(()) => return,
+            Err(err) => {
+                tracing::debug!(%err, "connection ended with an error");
+                return;
+            }
+        }
+    }
+}
+
+/// What the next request head asks for.
+#[allow(clippy::large_enum_variant)] // one at a time, moved straight into the router
+enum Head {
+    /// A request this front answers; `close` when the client asked to close afterwards.
+    Native { request: Request<Body>, close: bool },
+    /// A request for hyper (its bytes are still in the buffer).
+    Other,
+    /// The client went away, sent half a head for too long, or the server is shutting down.
+    Closed,
+}
+
+/// Reads until a complete head is buffered. An idle connection may wait for its next request as
+/// long as it likes; once a head's first byte is in, the rest must follow within the header
+/// timeout (against slowloris), as with hyper.
+async fn next_head<S>(stream: &mut S, buf: &mut BytesMut, server: &Server) -> Head
+where
+    S: AsyncRead + Unpin,
+{
+    let mut deadline = None;
+    loop {
+        if !buf.is_empty() {
+            match parse(buf) {
+                Some(head) => return head,
+                None if buf.len() >= MAX_HEAD => return Head::Other,
+                None => {}
+            }
+            deadline.get_or_insert_with(|| Instant::now() + server.config().header_timeout);
+        }
+        let read = poll_fn(|cx| poll_read_into(stream, buf, cx));
+        let read = match deadline {
+            None => tokio::select! {
+                biased;
+                _ = server.shut_down() => return Head::Closed,
+                read = read => read,
+            },
+            Some(deadline) => tokio::select! {
+                biased;
+                _ = server.shut_down() => return Head::Closed,
+                _ = tokio::time::sleep_until(deadline) => return Head::Closed,
+                read = read => read,
+            },
+        };
+        if !matches!(read, Ok(n) if n > 0) {
+            return Head::Closed;
+        }
+    }
+}
+
+/// Parses the head at the front of `buf`, if complete (`None`: not yet), and takes it off if it is
+/// one this front answers.
+fn parse(buf: &mut BytesMut) -> Option<Head> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut head = httparse::Request::new(&mut headers);
+    let len = match head.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return None,
+        Err(_) => return Some(Head::Other),
+    };
+    let method = match head.method {
+        Some("GET") => Method::GET,
+        Some("DELETE") => Method::DELETE,
+        _ => return Some(Head::Other),
+    };
+    if head.version != Some(1) {
+        return Some(Head::Other);
+    }
+    let mut request = Request::builder()
+        .method(method)
+        .uri(head.path.unwrap_or_default())
+        .version(Version::HTTP_11);
+    let mut close = false;
+    for h in head.headers.iter() {
+        let Ok(name) = HeaderName::from_bytes(h.name.as_bytes()) else {
+            return Some(Head::Other);
+        };
+        let takes_a_body = (name == header::CONTENT_LENGTH && h.value != b"0")
+            || name == header::TRANSFER_ENCODING;
+        if takes_a_body || name == header::EXPECT || name == header::UPGRADE {
+            return Some(Head::Other);
+        }
+        if name == header::CONNECTION {
+            close |= has_token(h.value, b"close");
+        }
+        let Ok(value) = HeaderValue::from_bytes(h.value) else {
+            return Some(Head::Other);
+        };
+        request = request.header(name, value);
+    }
+    let Ok(request) = request.body(Body::empty()) else {
+        return Some(Head::Other);
+    };
+    buf.advance(len);
+    if buf.is_empty() {
+        // Free the head's memory while the request waits (often for a long time).
+        *buf = BytesMut::new();
+    }
+    Some(Head::Native { request, close })
+}
+
+/// Whether a comma-separated header value holds `token` (ASCII case-insensitive).
+fn has_token(value: &[u8], token: &[u8]) -> bool {
+    value
+        .split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+/// Reads once through a small stack buffer and appends to `buf`: the heap buffer grows only by
+/// what arrived, and a connection with nothing to read holds no buffer at all.
+fn poll_read_into<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<usize>> {
+    let mut space = [0u8; READ_SIZE];
+    let mut read = ReadBuf::new(&mut space);
+    ready!(Pin::new(stream).poll_read(cx, &mut read))?;
+    buf.extend_from_slice(read.filled());
+    Poll::Ready(Ok(read.filled().len()))
+}
+
+/// Keeps reading while a request is answered, so that a client closing its side is noticed even
+/// when no byte is due for it (pipelined bytes are kept for the next head). `Ready` when the
+/// client is gone.
+fn poll_gone<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    cx: &mut Context<'_>,
+) -> Poll<()> {
+    // With a full head pipelined already, stop reading: a closed client then shows on the
+    // next write.
+    while buf.len() < MAX_HEAD {
+        match ready!(poll_read_into(stream, buf, cx)) {
+            Ok(0) | Err(_) => return Poll::Ready(()),
+            Ok(_) => {}
+        }
+    }
+    Poll::Pending
+}
+
+/// Runs `work` while the client is connected: `None` if it went away first.
+async fn while_connected<S, F>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    mut work: Pin<&mut F>,
+) -> Option<F::Output>
+where
+    S: AsyncRead + Unpin,
+    F: Future,
+{
+    poll_fn(|cx| {
+        if poll_gone(stream, buf, cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        work.as_mut().poll(cx).map(Some)
+    })
+    .await
+}
+
+/// How a response body goes on the wire.
+#[derive(Clone, Copy, PartialEq)]
+enum Framing {
+    /// No body (HEAD is not answered here; 1xx, 204 and 304 have none).
+    None,
+    /// `content-length`: the body as it is.
+    Length,
+    /// `transfer-encoding: chunked`.
+    Chunked,
+}
+
+/// Writes `response`: the head, then the body as its frames become ready. Body frames that are
+/// ready together go out as one chunk in one write. An error from the body (a failed segment)
+/// ends the connection without the final chunk, so the client sees the stream break (D2).
+async fn respond<S>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    response: Response<Body>,
+    close: bool,
+) -> io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (head, framing) = head(&response, close);
+    let mut body = response.into_body();
+    let mut out = Outbox::default();
+    out.push(Piece::Shared(head));
+    let mut body_done = framing == Framing::None || body.is_end_stream();
+    let mut failed = None;
+    let mut gathered: Vec<Bytes> = Vec::new();
+    poll_fn(|cx| {
+        loop {
+            if poll_gone(stream, buf, cx).is_ready() {
+                return Poll::Ready(Err(io::ErrorKind::ConnectionAborted.into()));
+            }
+            // Take every frame that is ready, up to what one write can carry.
+            while !body_done && out.len() + gathered.len() + 3 < MAX_IOV {
+                match Pin::new(&mut body).poll_frame(cx) {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        if let Ok(data) = frame.into_data()
+                            && !data.is_empty()
+                        {
+                            gathered.push(data);
+                        }
+                    }
+                    Poll::Ready(Some(Err(err))) => {
+                        failed = Some(io::Error::other(err));
+                        body_done = true;
+                    }
+                    Poll::Ready(None) => {
+                        body_done = true;
+                    }
+                    Poll::Pending => break,
+                }
+            }
+            if !gathered.is_empty() {
+                let size: usize = gathered.iter().map(Bytes::len).sum();
+                if framing == Framing::Chunked {
+                    out.push(Piece::chunk_size(size));
+                }
+                out.extend(gathered.drain(..).map(Piece::Shared));
+                if framing == Framing::Chunked {
+                    out.push(Piece::Shared(Bytes::from_static(b"\r\n")));
+                }
+            }
+            if body_done && failed.is_none() && framing == Framing::Chunked && !out.ended {
+                out.push(Piece::Shared(Bytes::from_static(b"0\r\n\r\n")));
+                out.ended = true;
+            }
+            if out.len() == 0 {
+                // Everything is written; a TLS stream may still hold it in its own buffer.
+                ready!(Pin::new(&mut *stream).poll_flush(cx))?;
+                if !body_done {
+                    return Poll::Pending;
+                }
+                return Poll::Ready(match failed.take() {
+                    Some(err) => Err(err),
+                    None => Ok(()),
+                });
+            }
+            ready!(out.poll_write(stream, cx))?;
+        }
+    })
+    .await
+}
+
+/// The status line and headers, and how the body is framed.
+fn head(response: &Response<Body>, close: bool) -> (Bytes, Framing) {
+    let status = response.status();
+    let headers = response.headers();
+    let mut head = Vec::with_capacity(256);
+    let _ = write!(
+        head,
+        "HTTP/1.1 {} {}\r\n",
+        status.as_str(),
+        status.canonical_reason().unwrap_or("<none>")
+    );
+    for (name, value) in headers {
+        head.extend_from_slice(name.as_str().as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    let bodiless = status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let framing = if bodiless {
+        Framing::None
+    } else if headers.contains_key(header::CONTENT_LENGTH) {
+        Framing::Length
+    } else if let Some(len) = response.body().size_hint().exact() {
+        let _ = write!(head, "content-length: {len}\r\n");
+        Framing::Length
+    } else {
+        head.extend_from_slice(b"transfer-encoding: chunked\r\n");
+        Framing::Chunked
+    };
+    if close && !headers.contains_key(header::CONNECTION) {
+        head.extend_from_slice(b"connection: close\r\n");
+    }
+    let _ = write!(
+        head,
+        "date: {}\r\n\r\n",
+        httpdate::fmt_http_date(std::time::SystemTime::now())
+    );
+    (Bytes::from(head), framing)
+}
+
+/// Bytes on their way to the socket, written with as few `writev`s as the socket allows.
+#[derive(Default)]
+struct Outbox {
+    pieces: VecDeque<Piece>,
+    /// The final chunk is queued.
+    ended: bool,
+}
+
+/// One slice of the outbox: bytes shared with the segment (or static), or a chunk-size line kept
+/// inline, so that framing a chunk allocates nothing.
+enum Piece {
+    Shared(Bytes),
+    Line { bytes: [u8; 18], start: u8, end: u8 },
+}
+
+impl Piece {
+    /// `{size:x}\r\n`
+    fn chunk_size(size: usize) -> Piece {
+        let mut bytes = [0u8; 18];
+        let mut rest = &mut bytes[..];
+        let _ = write!(rest, "{size:x}\r\n");
+        let end = (18 - rest.len()) as u8;
+        Piece::Line {
+            bytes,
+            start: 0,
+            end,
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Piece::Shared(bytes) => bytes,
+            Piece::Line { bytes, start, end } => &bytes[*start as usize..*end as usize],
+        }
+    }
+
+    fn advance(&mut self, n: usize) {
+        match self {
+            Piece::Shared(bytes) => bytes.advance(n),
+            Piece::Line { start, .. } => *start += n as u8,
+        }
+    }
+}
+
+impl Outbox {
+    fn len(&self) -> usize {
+        self.pieces.len()
+    }
+
+    fn push(&mut self, piece: Piece) {
+        self.pieces.push_back(piece);
+    }
+
+    fn extend(&mut self, pieces: impl Iterator<Item = Piece>) {
+        self.pieces.extend(pieces);
+    }
+
+    /// Writes until the outbox is empty or the socket is full.
+    fn poll_write<S: AsyncWrite + Unpin>(
+        &mut self,
+        stream: &mut S,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        while !self.pieces.is_empty() {
+            let mut slices = [IoSlice::new(&[]); MAX_IOV];
+            let count = self
+                .pieces
+                .iter()
+                .zip(slices.iter_mut())
+                .map(|(piece, slice)| *slice = IoSlice::new(piece.as_slice()))
+                .count();
+            let mut written =
+                ready!(Pin::new(&mut *stream).poll_write_vectored(cx, &slices[..count]))?;
+            if written == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            while written > 0 {
+                let front = &mut self.pieces[0];
+                let len = front.as_slice().len();
+                if written >= len {
+                    written -= len;
+                    self.pieces.pop_front();
+                } else {
+                    front.advance(written);
+                    written = 0;
+                }
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// A connection handed to hyper: the bytes this front already read come first.
+pub struct Prefixed<S> {
+    prefix: Bytes,
+    inner: S,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.prefix.is_empty() {
+            return Pin::new(&mut this.inner).poll_read(cx, out);
+        }
+        let n = this.prefix.len().min(out.remaining());
+        out.put_slice(&this.prefix[..n]);
+        this.prefix.advance(n);
+        if this.prefix.is_empty() {
+            this.prefix = Bytes::new();
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, data)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, data)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(head: &[u8]) -> (Option<Head>, BytesMut) {
+        let mut buf = BytesMut::from(head);
+        (parse(&mut buf), buf)
+    }
+
+    #[test]
+    fn bodiless_gets_and_deletes_are_taken_and_consumed() {
+        let (p, rest) = parsed(b"GET /ch/3 HTTP/1.1\r\nHost: x\r\n\r\nGET /ch/4");
+        let Some(Head::Native { request, close }) = p else {
+            panic!("not taken")
+        };
+        assert_eq!(request.uri().path(), "/ch/3");
+        assert_eq!(request.headers()["host"], "x");
+        assert!(!close);
+        assert_eq!(&rest[..], b"GET /ch/4");
+        let (p, rest) = parsed(
+            b"DELETE /ch HTTP/1.1\r\nConnection: keep-alive, Close\r\nContent-Length: 0\r\n\r\n",
+        );
+        assert!(matches!(p, Some(Head::Native { close: true, .. })));
+        assert!(rest.is_empty());
+    }
+
+    #[test]
+    fn everything_else_goes_to_hyper_untouched() {
+        for head in [
+            &b"POST /ch/0 HTTP/1.1\r\n\r\n"[..],
+            b"HEAD /ch/0 HTTP/1.1\r\n\r\n",
+            b"GET /ch/0 HTTP/1.0\r\n\r\n",
+            b"GET /ch/0 HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc",
+            b"GET /ch/0 HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"GET /ch/0 HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
+            b"GET / HTTP/1.1\r\nUpgrade: h2c\r\n\r\n",
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            b"GET /ch/0 HTTP/9.9\r\n\r\n",
+            b"\x00\x01 not http\r\n\r\n",
+        ] {
+            let (p, rest) = parsed(head);
+            assert!(
+                matches!(p, Some(Head::Other)),
+                "{:?}",
+                String::from_utf8_lossy(head)
+            );
+            assert_eq!(&rest[..], head, "bytes kept for hyper");
+        }
+        assert!(parsed(b"GET /ch/0 HTTP/1.1\r\nHo").0.is_none());
+    }
+
+    #[test]
+    fn chunk_size_lines_are_hex_and_can_be_written_in_parts() {
+        assert_eq!(Piece::chunk_size(0).as_slice(), b"0\r\n");
+        let mut line = Piece::chunk_size(usize::MAX);
+        assert_eq!(line.as_slice(), b"ffffffffffffffff\r\n");
+        line.advance(15);
+        assert_eq!(line.as_slice(), b"f\r\n");
+    }
+}

@@ -1,0 +1,128 @@
+//! The lean HTTP/1.1 front (`src/server/http1.rs`) over raw sockets: bodiless GETs and DELETEs are
+//! answered by it, everything else is handed to hyper mid-connection with the bytes already read,
+//! and a client that goes away ends its request.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_connection_serves_gets_then_is_handed_to_hyper_for_a_post() {
+    let s = TestServer::start().await;
+    assert_eq!(s.post("/ch/0", b"zero").await.status, 200);
+    let mut raw = s.connect().await;
+    for _ in 0..2 {
+        raw.send_request("GET", "/ch/0", &[], Some(b"")).await;
+        let head = raw.head().await;
+        assert_eq!(head.status, 200);
+        assert!(head.chunked());
+        assert_eq!(head.header("lp-trickle-seq"), Some("0"));
+        assert!(head.header("date").is_some());
+        assert_eq!(raw.body_to_end(&head).await.unwrap(), b"zero");
+    }
+    // A body: hyper takes over this connection and answers from then on.
+    raw.send_request("POST", "/ch/1", &[], Some(b"one")).await;
+    assert_eq!(raw.head().await.status, 200);
+    raw.send_request("GET", "/ch/1", &[], Some(b"")).await;
+    let head = raw.head().await;
+    assert_eq!(raw.body_to_end(&head).await.unwrap(), b"one");
+    raw.send_request("DELETE", "/ch", &[], Some(b"")).await;
+    assert_eq!(raw.head().await.status, 200);
+    assert!(s.server.channel("ch").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_are_answered_in_order_across_the_hand_over() {
+    let s = TestServer::start().await;
+    assert_eq!(s.post("/ch/0", b"zero").await.status, 200);
+    let mut raw = s.connect().await;
+    raw.send_raw(
+        b"GET /ch/0 HTTP/1.1\r\nHost: x\r\n\r\n\
+          GET /ch/next HTTP/1.1\r\nHost: x\r\n\r\n\
+          POST /ch/1 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\none\
+          GET /ch/1 HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .await;
+    let head = raw.head().await;
+    assert_eq!(raw.body_to_end(&head).await.unwrap(), b"zero");
+    let head = raw.head().await;
+    assert_eq!(raw.body_to_end(&head).await.unwrap(), b"1");
+    let head = raw.head().await;
+    assert_eq!(head.status, 200);
+    raw.body_to_end(&head).await.unwrap();
+    let head = raw.head().await;
+    assert_eq!(raw.body_to_end(&head).await.unwrap(), b"one");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_close_and_http_1_0_are_honoured() {
+    let s = TestServer::start().await;
+    assert_eq!(s.post("/ch/0", b"zero").await.status, 200);
+    let mut raw = s.connect().await;
+    raw.send_request("GET", "/ch/0", &[("Connection", "close")], Some(b""))
+        .await;
+    let head = raw.head().await;
+    assert_eq!(head.header("connection"), Some("close"));
+    assert_eq!(raw.body_to_end(&head).await.unwrap(), b"zero");
+    assert!(raw.closed_within(PATIENCE).await);
+
+    // HTTP/1.0 has no chunked encoding: hyper answers it, delimited by the close.
+    let mut raw = s.connect().await;
+    raw.send_raw(b"GET /ch/0 HTTP/1.0\r\n\r\n").await;
+    let head = raw.head().await;
+    assert_eq!(head.status, 200);
+    assert!(!head.chunked());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_too_long_for_the_front_still_gets_an_answer() {
+    let s = TestServer::start().await;
+    assert_eq!(s.post("/ch/0", b"zero").await.status, 200);
+    let mut raw = s.connect().await;
+    let filler = "x".repeat(20_000);
+    raw.send_request("GET", "/ch/0", &[("X-Filler", &filler)], Some(b""))
+        .await;
+    let head = raw.head().await;
+    assert_eq!(raw.body_to_end(&head).await.unwrap(), b"zero");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_segment_arrives_as_written_and_a_closed_client_ends_its_get() {
+    let s = TestServer::start().await;
+    let mut publisher = s.connect().await;
+    publisher.start_post("/ch/0").await;
+    publisher.chunk(b"first").await;
+    let mut raw = s.connect().await;
+    raw.send_request("GET", "/ch/0", &[], Some(b"")).await;
+    let head = raw.head().await;
+    assert_eq!(raw.body_chunk(&head).await.unwrap().unwrap(), b"first");
+    publisher.chunk(b"second").await;
+    assert_eq!(raw.body_chunk(&head).await.unwrap().unwrap(), b"second");
+
+    // One GET streaming, one waiting for seq 1: both end when their clients close, with no
+    // byte due to either of them.
+    let mut waiting = TcpStream::connect(s.addr).await.unwrap();
+    waiting
+        .write_all(b"GET /ch/1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    eventually("one GET waits, one streams", || {
+        let stats = s.server.stats();
+        stats.waiting_gets == 1 && stats.streaming_gets == 1
+    })
+    .await;
+    drop(waiting);
+    drop(raw);
+    eventually("both GETs ended", || {
+        let stats = s.server.stats();
+        stats.waiting_gets == 0 && stats.streaming_gets == 0
+    })
+    .await;
+    publisher.end_body().await;
+    assert_eq!(publisher.head().await.status, 200);
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}
