@@ -1,6 +1,7 @@
-//! Whole HTTP requests, as bytes on an in-memory connection to a real server (our HTTP/1.1 front,
-//! hyper behind it, or with the h2 preface HTTP/2): no panic, and the connection always ends (answered or closed) within a
-//! bounded time. The server has a channel `ch` with a segment, auth off.
+//! Whole HTTP requests, as bytes on an in-memory connection to a real server, through
+//! `serve_connection`: our HTTP/1.1 front, hyper behind it, or with the h2 preface HTTP/2. No
+//! panic, and the connection always ends (answered or closed) within a bounded time. The server
+//! has a channel `ch` with a segment, auth off.
 #![no_main]
 
 use std::sync::LazyLock;
