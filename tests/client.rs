@@ -624,3 +624,60 @@ async fn a_failing_input_stream_fails_the_segment() {
         other => panic!("a truncated segment must not look complete: {other:?}"),
     }
 }
+
+/// A proxy that holds back every connection whose first request is `POST {path}` for `delay`
+/// before passing it on: a preconnect that reaches the server late.
+async fn late_post_proxy(upstream: SocketAddr, path: &'static str, delay: Duration) -> SocketAddr {
+    use tokio::io::AsyncReadExt;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut inbound, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut outbound = tokio::net::TcpStream::connect(upstream).await.unwrap();
+                let mut first = vec![0u8; 4096];
+                let Ok(n) = inbound.read(&mut first).await else {
+                    return;
+                };
+                if first[..n].starts_with(format!("POST {path} ").as_bytes()) {
+                    tokio::time::sleep(delay).await;
+                }
+                if outbound.write_all(&first[..n]).await.is_ok() {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_deletes_again_when_the_preconnect_arrived_after_the_delete() {
+    let s = TestServer::start().await;
+    let proxy = late_post_proxy(s.addr, "/ch/1", Duration::from_millis(300)).await;
+    let mut publisher =
+        Publisher::new(&format!("http://{proxy}/ch"), PublisherOptions::default()).unwrap();
+    assert_eq!(publisher.write_segment("zero").await.unwrap(), 0);
+    // The DELETE overtakes the preconnect for seq 1, which then makes the channel again
+    // (autocreate) until close notices and deletes it once more.
+    within("close", publisher.close()).await.unwrap();
+    assert!(
+        s.server.channel("ch").is_none(),
+        "the late preconnect's channel is left"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(s.server.channel("ch").is_none());
+    // Without a late preconnect, close returns as soon as the server ended it.
+    let mut publisher = self::publisher(&s, "other");
+    publisher.write_segment("zero").await.unwrap();
+    eventually("1 preconnected", || s.server.stats().pending_posts == 1).await;
+    let started = std::time::Instant::now();
+    publisher.close().await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(s.server.channel("other").is_none());
+}

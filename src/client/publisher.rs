@@ -307,17 +307,40 @@ impl Publisher {
 
     /// Deletes the channel (`DELETE /{channel}`): its subscribers get end of stream.
     ///
-    /// Known race: the POST preconnected for the next seq travels on its own connection. If the
-    /// server reads it only after the DELETE, autocreate makes the channel again and it lingers
-    /// (empty, with a waiting POST that ends when this process does) until the idle sweep; a
-    /// subscriber already waiting for that seq waits with it. Servers without autocreate, or a
-    /// publisher that closes some time after its last segment started, are not affected.
+    /// The POST preconnected for the next seq travels on its own connection, so the server may
+    /// read it only after the DELETE, and with autocreate that makes the channel again (a
+    /// subscriber waiting for that seq would then wait on it). So after the DELETE this waits
+    /// for the preconnect's answer: a server that had it answers it with end of stream (or 404
+    /// without autocreate). Any other outcome, or none within [`PRECONNECT_SETTLE`], means it
+    /// came late: it is ended and the channel deleted once more (a 404 then is fine).
     pub async fn close(mut self) -> Result<(), ClientError> {
         let response = self.context.client.delete(&self.context.url).send().await?;
-        self.pending = None;
-        simple_outcome(response).await
+        simple_outcome(response).await?;
+        let Some(mut pending) = self.pending.take() else {
+            return Ok(());
+        };
+        let Some(mut answer) = pending.response.take() else {
+            return Ok(());
+        };
+        let settled = tokio::time::timeout(PRECONNECT_SETTLE, &mut answer).await;
+        if let Ok(Ok(Err(ClientError::EndOfStream | ClientError::StreamNotFound))) = settled {
+            return Ok(());
+        }
+        // Ending the body abnormally makes sure the server never takes it for a segment.
+        drop(pending);
+        answer.abort();
+        let _ = answer.await;
+        let response = self.context.client.delete(&self.context.url).send().await?;
+        match simple_outcome(response).await {
+            Ok(()) | Err(ClientError::StreamNotFound) => Ok(()),
+            Err(err) => Err(err),
+        }
     }
 }
+
+/// How long [`Publisher::close`] waits for the server's answer to the preconnected POST after
+/// the DELETE before it assumes the POST arrived late.
+const PRECONNECT_SETTLE: Duration = Duration::from_secs(1);
 
 /// The outcome of a create or delete: 200, or a typed error.
 async fn simple_outcome(response: reqwest::Response) -> Result<(), ClientError> {
