@@ -93,6 +93,7 @@ async fn a_head_too_long_for_the_front_still_gets_an_answer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_streamed_segment_arrives_as_written_and_a_closed_client_ends_its_get() {
     let s = TestServer::start().await;
+    assert_eq!(s.post("/ch", b"").await.status, 200);
     let mut publisher = s.connect().await;
     publisher.start_post("/ch/0").await;
     publisher.chunk(b"first").await;

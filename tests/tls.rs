@@ -58,6 +58,19 @@ impl ServerCertVerifier for Capture {
 /// The certificate the server at `addr` presents, and the ALPN protocol it picked when offered
 /// `alpn`.
 async fn handshake(addr: &str, alpn: &[&[u8]]) -> (CertificateDer<'static>, Option<Vec<u8>>) {
+    let (_, cert, alpn) = tls_connect(addr, alpn).await;
+    (cert, alpn)
+}
+
+/// A TLS connection to `addr` offering `alpn`, with the certificate shown and the protocol picked.
+async fn tls_connect(
+    addr: &str,
+    alpn: &[&[u8]],
+) -> (
+    tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    CertificateDer<'static>,
+    Option<Vec<u8>>,
+) {
     let capture = Arc::new(Capture::default());
     let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
@@ -76,7 +89,28 @@ async fn handshake(addr: &str, alpn: &[&[u8]]) -> (CertificateDer<'static>, Opti
         .unwrap();
     let alpn = tls.get_ref().1.alpn_protocol().map(|p| p.to_vec());
     let cert = capture.0.lock().unwrap().clone().expect("a certificate");
-    (cert, alpn)
+    (tls, cert, alpn)
+}
+
+/// Reads from `stream` into `got` until it holds `needle`.
+async fn read_until(stream: &mut (impl AsyncReadExt + Unpin), got: &mut Vec<u8>, needle: &[u8]) {
+    let found = async {
+        while !got.windows(needle.len()).any(|w| w == needle) {
+            let mut buf = [0u8; 4096];
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed before {:?}", String::from_utf8_lossy(needle));
+            got.extend_from_slice(&buf[..n]);
+        }
+    };
+    tokio::time::timeout(common::PATIENCE, found)
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "no {:?} in {:?}",
+                String::from_utf8_lossy(needle),
+                String::from_utf8_lossy(got)
+            )
+        });
 }
 
 fn insecure() -> ConnectOptions {
@@ -133,6 +167,37 @@ async fn self_signed_serves_https_and_logs_its_fingerprint() {
         matches!(err, trickle::client::ClientError::Transport(_)),
         "{err}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http1_over_tls_delivers_each_write_as_it_comes() {
+    let (_child, addr, _) =
+        spawn_serve_with_log(&["--listen", "127.0.0.1:0", "--tls-self-signed"], &[]).await;
+    let url = format!("https://{addr}/live");
+    let mut publisher = Publisher::new(
+        &url,
+        PublisherOptions {
+            connect: insecure(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    publisher.create().await.unwrap();
+    let (mut tls, _, alpn) = tls_connect(&addr, &[b"http/1.1"]).await;
+    assert_eq!(alpn.as_deref(), Some(&b"http/1.1"[..]));
+    tls.write_all(b"GET /live/0 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut segment = publisher.next_segment();
+    segment.write("first write").await.unwrap();
+    // It arrives while the segment is still open: nothing is left in a TLS buffer.
+    let mut got = Vec::new();
+    read_until(&mut tls, &mut got, b"first write").await;
+    assert!(got.starts_with(b"HTTP/1.1 200"), "{got:?}");
+    segment.write("second write").await.unwrap();
+    read_until(&mut tls, &mut got, b"second write").await;
+    segment.finish().await.unwrap();
+    read_until(&mut tls, &mut got, b"\r\n0\r\n\r\n").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -28,7 +28,7 @@ use axum::body::Body;
 use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version, header};
 use http_body::Body as _;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::Instant;
 use tower::ServiceExt;
 
@@ -75,7 +75,11 @@ where
             .is_some_and(|v| has_token(v.as_bytes(), b"close"));
         match respond(&mut stream, &mut buf, response, close).await {
             Ok(()) if !close => {}
-            Ok(()) => return,
+            Ok(()) => {
+                // A FIN (and TLS close_notify) after the last byte, rather than a bare close.
+                let _ = stream.shutdown().await;
+                return;
+            }
             Err(err) => {
                 tracing::debug!(%err, "connection ended with an error");
                 return;
