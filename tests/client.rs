@@ -349,6 +349,8 @@ async fn a_preconnected_publisher_gets_end_of_stream() {
 async fn an_aborted_segment_fails_for_its_subscribers() {
     let s = TestServer::start().await;
     let mut publisher = publisher(&s, "ch");
+    // The publisher's preconnect creates the channel (autocreate); a subscriber before it gets 404.
+    eventually("seq 0 preconnected", || s.server.stats().pending_posts == 1).await;
     let mut sub = subscriber(&s, "ch", SubscribeStart::Next);
     let reader = tokio::spawn(async move {
         let mut segment = sub.next_segment().await.unwrap().unwrap();
@@ -590,6 +592,8 @@ async fn tls_certificates_are_verified_unless_insecure() {
 async fn a_failing_input_stream_fails_the_segment() {
     let s = TestServer::start().await;
     let mut publisher = publisher(&s, "ch");
+    // The publisher's preconnect creates the channel (autocreate); a subscriber before it gets 404.
+    eventually("seq 0 preconnected", || s.server.stats().pending_posts == 1).await;
     let mut sub = subscriber(&s, "ch", SubscribeStart::Next);
     eventually("waiting", || s.server.stats().waiting_gets == 1).await;
     // An input that fails before its first byte publishes nothing and opens no segment.

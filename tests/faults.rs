@@ -93,6 +93,11 @@ async fn subscribers_killed_reading_or_waiting_leave_nothing_behind() {
     let mut writer = Raw::connect(s.addr).await;
     writer.start_post("/ch/0").await;
     writer.chunk(&[1u8; 100_000]).await;
+    // The POST makes the channel; a GET that overtook it would get 404.
+    eventually("seq 0 is being written", || {
+        s.server.stats().writing_posts == 1
+    })
+    .await;
 
     // Raw readers in the middle of seq 0, raw waiters on seq 1, and two `trickle subscribe`
     // processes, all killed at once.

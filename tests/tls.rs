@@ -120,6 +120,17 @@ fn insecure() -> ConnectOptions {
     }
 }
 
+fn insecure_publisher(url: &str) -> Publisher {
+    Publisher::new(
+        url,
+        PublisherOptions {
+            connect: insecure(),
+            ..Default::default()
+        },
+    )
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn self_signed_serves_https_and_logs_its_fingerprint() {
     let (_child, addr, log) =
@@ -138,14 +149,7 @@ async fn self_signed_serves_https_and_logs_its_fingerprint() {
 
     // Our clients, certificate checks off (they offer h2 by ALPN): a segment goes through.
     let url = format!("https://{addr}/secure");
-    let mut publisher = Publisher::new(
-        &url,
-        PublisherOptions {
-            connect: insecure(),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let mut publisher = insecure_publisher(&url);
     publisher.create().await.unwrap();
     let mut subscriber = Subscriber::new(
         &url,
@@ -174,14 +178,7 @@ async fn http1_over_tls_delivers_each_write_as_it_comes() {
     let (_child, addr, _) =
         spawn_serve_with_log(&["--listen", "127.0.0.1:0", "--tls-self-signed"], &[]).await;
     let url = format!("https://{addr}/live");
-    let mut publisher = Publisher::new(
-        &url,
-        PublisherOptions {
-            connect: insecure(),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let mut publisher = insecure_publisher(&url);
     publisher.create().await.unwrap();
     let (mut tls, _, alpn) = tls_connect(&addr, &[b"http/1.1"]).await;
     assert_eq!(alpn.as_deref(), Some(&b"http/1.1"[..]));
@@ -236,14 +233,7 @@ async fn certificate_files_are_served_and_plain_http_is_turned_away() {
 
     // ...and TLS clients are still served.
     let url = format!("https://{addr}/files");
-    let publisher = Publisher::new(
-        &url,
-        PublisherOptions {
-            connect: insecure(),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let publisher = insecure_publisher(&url);
     publisher.create().await.unwrap();
 }
 

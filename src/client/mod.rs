@@ -11,6 +11,7 @@
 mod publisher;
 mod subscriber;
 
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use http::HeaderMap;
@@ -93,14 +94,54 @@ pub(crate) fn http_client(options: &ConnectOptions) -> Result<reqwest::Client, C
     if let Some(client) = &options.http {
         return Ok(client.clone());
     }
+    // Building a client loads and parses the system's root certificates (milliseconds; far more
+    // in a debug build), and a subscriber that rejoins makes a new one each time: so clients are
+    // kept per set of options, and publishers and subscribers with the same options share one
+    // connection pool, like Go's default transport.
+    static CLIENTS: Mutex<Vec<(ClientKey, reqwest::Client)>> = Mutex::new(Vec::new());
+    let key = ClientKey::of(options);
+    if let Some((_, client)) = CLIENTS.lock().iter().find(|(k, _)| *k == key) {
+        return Ok(client.clone());
+    }
     install_crypto_provider();
-    reqwest::Client::builder()
+    let client = reqwest::Client::builder()
         .default_headers(options.headers.clone())
         .tcp_nodelay(true)
         .pool_idle_timeout(Duration::from_secs(60))
         .danger_accept_invalid_certs(options.insecure)
-        .build()
-        .map_err(ClientError::from)
+        .build()?;
+    let mut clients = CLIENTS.lock();
+    if clients.len() >= MAX_CACHED_CLIENTS {
+        // Options that keep changing (a token per subscriber, say): start over.
+        clients.clear();
+    }
+    clients.push((key, client.clone()));
+    Ok(client)
+}
+
+/// How many differently configured clients [`http_client`] keeps.
+const MAX_CACHED_CLIENTS: usize = 16;
+
+/// What tells two client configurations apart.
+#[derive(PartialEq)]
+struct ClientKey {
+    insecure: bool,
+    headers: Vec<(String, Vec<u8>)>,
+}
+
+impl ClientKey {
+    fn of(options: &ConnectOptions) -> ClientKey {
+        let mut headers: Vec<_> = options
+            .headers
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.as_bytes().to_vec()))
+            .collect();
+        headers.sort();
+        ClientKey {
+            insecure: options.insecure,
+            headers,
+        }
+    }
 }
 
 /// rustls needs a process-wide crypto provider; ring is ours. Installing twice is harmless.
