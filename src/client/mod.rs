@@ -74,9 +74,10 @@ pub struct ConnectOptions {
     pub headers: HeaderMap,
     /// Accept any TLS certificate (self-signed development servers). Never use in production.
     pub insecure: bool,
-    /// Use this HTTP client (and its connection pool) instead of building one per publisher or
-    /// subscriber, as a load generator with thousands of subscribers does. `headers` and
-    /// `insecure` are then ignored: they are the client's own settings.
+    /// Use this HTTP client (and its connection pool) instead of the one this process keeps for
+    /// these options (publishers and subscribers with equal options share that one), as a load
+    /// generator does to control its pool. `headers` and `insecure` are then ignored: they are
+    /// the client's own settings.
     pub http: Option<reqwest::Client>,
 }
 
