@@ -160,7 +160,7 @@ async fn damage_on_the_wire_is_an_error() {
     let errors = &report["errors"];
     let damaged = errors["corrupted_segments"].as_u64().unwrap()
         + errors["short_segments"].as_u64().unwrap()
-        + errors["http"].as_u64().unwrap();
+        + errors["other"].as_u64().unwrap();
     assert!(damaged >= 1, "{report:#}");
     assert!(report["segments_complete"].as_u64().unwrap() < 10);
 }

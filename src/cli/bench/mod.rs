@@ -181,7 +181,9 @@ struct Totals {
     short: AtomicU64,
     corrupt: AtomicU64,
     jumps: AtomicU64,
-    http_errors: AtomicU64,
+    /// Everything else that went wrong: HTTP errors, a dropped connection, an unexpected end of
+    /// stream or seq, a publisher failure, subscribers that never finished.
+    other_errors: AtomicU64,
     /// The first few distinct error messages, for the report.
     samples: Mutex<Vec<String>>,
     latency: Mutex<Option<Histogram<u64>>>,
@@ -189,7 +191,7 @@ struct Totals {
 
 impl Totals {
     fn error(&self, message: String) {
-        self.http_errors.fetch_add(1, Ordering::Relaxed);
+        self.other_errors.fetch_add(1, Ordering::Relaxed);
         self.note(message);
     }
 
@@ -659,7 +661,8 @@ struct Errors {
     jumps_470: u64,
     short_segments: u64,
     corrupted_segments: u64,
-    http: u64,
+    /// HTTP, connection and protocol failures (see `Totals::other_errors`).
+    other: u64,
     samples: Vec<String>,
 }
 
@@ -713,7 +716,7 @@ impl Report {
         let jumps = totals.jumps.load(Ordering::Relaxed);
         let short = totals.short.load(Ordering::Relaxed);
         let corrupt = totals.corrupt.load(Ordering::Relaxed);
-        let http = totals.http_errors.load(Ordering::Relaxed);
+        let other = totals.other_errors.load(Ordering::Relaxed);
         Report {
             settings,
             seconds,
@@ -724,11 +727,11 @@ impl Report {
             segments_complete: totals.complete.load(Ordering::Relaxed),
             latency,
             errors: Errors {
-                total: jumps + short + corrupt + http,
+                total: jumps + short + corrupt + other,
                 jumps_470: jumps,
                 short_segments: short,
                 corrupted_segments: corrupt,
-                http,
+                other,
                 samples: totals.samples.lock().clone(),
             },
             bench_cpu_seconds: own_cpu,
@@ -800,8 +803,8 @@ impl Report {
         let e = &self.errors;
         let _ = writeln!(
             out,
-            "  errors      {} (470 jumps {}, short {}, corrupted {}, HTTP {})",
-            e.total, e.jumps_470, e.short_segments, e.corrupted_segments, e.http
+            "  errors      {} (470 jumps {}, short {}, corrupted {}, other {})",
+            e.total, e.jumps_470, e.short_segments, e.corrupted_segments, e.other
         );
         for sample in &e.samples {
             let _ = writeln!(out, "              {sample}");
