@@ -127,3 +127,74 @@ async fn a_streamed_segment_arrives_as_written_and_a_closed_client_ends_its_get(
     assert_eq!(publisher.head().await.status, 200);
     tokio::time::sleep(Duration::from_millis(10)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_are_all_answered_when_the_client_half_closes_after_them() {
+    use tokio::io::AsyncReadExt;
+    let s = TestServer::start().await;
+    assert_eq!(s.post("/ch/0", b"zero").await.status, 200);
+    let mut stream = TcpStream::connect(s.addr).await.unwrap();
+    stream
+        .write_all(
+            b"GET /ch/0 HTTP/1.1\r\nHost: x\r\n\r\n\
+              GET /ch/next HTTP/1.1\r\nHost: x\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    stream.shutdown().await.unwrap();
+    let mut answers = Vec::new();
+    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut answers))
+        .await
+        .expect("answered and closed")
+        .unwrap();
+    let answers = String::from_utf8_lossy(&answers);
+    assert_eq!(answers.matches("HTTP/1.1 200 OK").count(), 2, "{answers}");
+    assert!(answers.contains("zero"), "{answers}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_preface_after_http1_answers_is_not_taken_for_http2() {
+    use tokio::io::AsyncReadExt;
+    let s = TestServer::start().await;
+    assert_eq!(s.post("/ch/0", b"zero").await.status, 200);
+    let mut stream = TcpStream::connect(s.addr).await.unwrap();
+    stream
+        .write_all(b"GET /ch/0 HTTP/1.1\r\nHost: x\r\n\r\nPRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answers = Vec::new();
+    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut answers))
+        .await
+        .expect("the connection ends")
+        .unwrap();
+    // The GET's answer, then HTTP/1.1's refusal of the preface (never an HTTP/2 SETTINGS frame).
+    let first_end = answers
+        .windows(5)
+        .position(|w| w == b"0\r\n\r\n")
+        .expect("the GET's answer")
+        + 5;
+    let rest = &answers[first_end..];
+    assert!(
+        rest.is_empty() || rest.starts_with(b"HTTP/1.1 4"),
+        "{:?}",
+        String::from_utf8_lossy(rest)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_keep_alive_connections_are_closed_after_the_header_timeout() {
+    let s = TestServer::with_config(trickle::Config {
+        header_timeout: Duration::from_millis(300),
+        ..trickle::Config::default()
+    })
+    .await;
+    assert_eq!(s.post("/ch/0", b"zero").await.status, 200);
+    let mut raw = s.connect().await;
+    raw.send_request("GET", "/ch/0", &[], Some(b"")).await;
+    let head = raw.head().await;
+    assert_eq!(raw.body_to_end(&head).await.unwrap(), b"zero");
+    assert!(raw.closed_within(Duration::from_secs(3)).await);
+    // A connection that never sends a byte goes the same way.
+    let mut silent = s.connect().await;
+    assert!(silent.closed_within(Duration::from_secs(3)).await);
+}

@@ -14,8 +14,12 @@
 //! on. So the router stays the one place where requests are answered, and hyper the one place where
 //! malformed input gets its 400.
 //!
-//! Like hyper with `half_close(false)`, a client that closes its side while its request is waiting
-//! or streaming is gone: the handler is dropped (ending the wait) and the connection closes.
+//! Where HTTP/1.1 leaves room, it behaves as hyper did for these requests: the header timeout also
+//! closes idle keep-alive connections; a client that closes its side while its request waits for
+//! data (and nothing more of it is buffered) is gone, and the handler is dropped, ending the wait;
+//! an answer that is ready still goes out; the framing headers are this front's own, and a body
+//! that does not match its `content-length` closes the connection. A connection it answered on
+//! is handed over as HTTP/1.1 only, so an HTTP/2 preface cannot switch it mid-way.
 
 use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
@@ -45,34 +49,47 @@ const MAX_IOV: usize = 64;
 
 /// Serves one connection until it ends, or until a request this front does not take, when it
 /// calls `hand_over` with the connection and the bytes already read.
+/// `hand_over` learns whether this front answered requests on the connection before: then it is
+/// an HTTP/1.1 connection for good (no switch to HTTP/2 by a preface in the middle).
 pub async fn serve<S, H, F>(mut stream: S, app: Router, server: Server, hand_over: H)
 where
     S: AsyncRead + AsyncWrite + Unpin,
-    H: FnOnce(Prefixed<S>) -> F,
+    H: FnOnce(Prefixed<S>, bool) -> F,
     F: Future<Output = ()>,
 {
     let mut buf = BytesMut::new();
+    let mut answered = false;
     loop {
         let (request, mut close) = match next_head(&mut stream, &mut buf, &server).await {
             Head::Native { request, close } => (request, close),
             Head::Other => {
                 let prefix = buf.freeze();
-                return hand_over(Prefixed {
-                    prefix,
-                    inner: stream,
-                })
+                return hand_over(
+                    Prefixed {
+                        prefix,
+                        inner: stream,
+                    },
+                    answered,
+                )
                 .await;
             }
             Head::Closed => return,
         };
         let handled = pin!(app.clone().oneshot(request));
-        let Some(Ok(response)) = while_connected(&mut stream, &mut buf, handled).await else {
+        let Some(Ok(mut response)) = while_connected(&mut stream, &mut buf, handled).await else {
             return;
         };
+        if response.status().is_informational() {
+            // Only hyper may send interim answers; as hyper does, this becomes an error.
+            response = Response::new(Body::empty());
+            *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+        }
         close |= response
             .headers()
-            .get(header::CONNECTION)
-            .is_some_and(|v| has_token(v.as_bytes(), b"close"));
+            .get_all(header::CONNECTION)
+            .iter()
+            .any(|v| has_token(v.as_bytes(), b"close"));
+        answered = true;
         match respond(&mut stream, &mut buf, response, close).await {
             Ok(()) if !close => {}
             Ok(()) => {
@@ -99,14 +116,14 @@ enum Head {
     Closed,
 }
 
-/// Reads until a complete head is buffered. An idle connection may wait for its next request as
-/// long as it likes; once a head's first byte is in, the rest must follow within the header
-/// timeout (against slowloris), as with hyper.
+/// Reads until a complete head is buffered. As with hyper, the whole head must arrive within the
+/// header timeout counted from when the connection became ready for it: an idle keep-alive
+/// connection is closed after that long, and a slowloris client cut off.
 async fn next_head<S>(stream: &mut S, buf: &mut BytesMut, server: &Server) -> Head
 where
     S: AsyncRead + Unpin,
 {
-    let mut deadline = None;
+    let deadline = Instant::now() + server.config().header_timeout;
     loop {
         if !buf.is_empty() {
             match parse(buf) {
@@ -114,21 +131,13 @@ where
                 None if buf.len() >= MAX_HEAD => return Head::Other,
                 None => {}
             }
-            deadline.get_or_insert_with(|| Instant::now() + server.config().header_timeout);
         }
         let read = poll_fn(|cx| poll_read_into(stream, buf, cx));
-        let read = match deadline {
-            None => tokio::select! {
-                biased;
-                _ = server.shut_down() => return Head::Closed,
-                read = read => read,
-            },
-            Some(deadline) => tokio::select! {
-                biased;
-                _ = server.shut_down() => return Head::Closed,
-                _ = tokio::time::sleep_until(deadline) => return Head::Closed,
-                read = read => read,
-            },
+        let read = tokio::select! {
+            biased;
+            _ = server.shut_down() => return Head::Closed,
+            _ = tokio::time::sleep_until(deadline) => return Head::Closed,
+            read = read => read,
         };
         if !matches!(read, Ok(n) if n > 0) {
             return Head::Closed;
@@ -209,16 +218,15 @@ fn poll_read_into<S: AsyncRead + Unpin>(
 }
 
 /// Keeps reading while a request is answered, so that a client closing its side is noticed even
-/// when no byte is due for it (pipelined bytes are kept for the next head). `Ready` when the
-/// client is gone.
+/// when no byte is due for it. `Ready` when the client is gone. Like hyper, it stops once anything
+/// is buffered: pipelined requests are then answered in turn (a client that half-closes after
+/// them still gets its answers), and a waiting request holds at most one small read.
 fn poll_gone<S: AsyncRead + Unpin>(
     stream: &mut S,
     buf: &mut BytesMut,
     cx: &mut Context<'_>,
 ) -> Poll<()> {
-    // With a full head pipelined already, stop reading: a closed client then shows on the
-    // next write.
-    while buf.len() < MAX_HEAD {
+    while buf.is_empty() {
         match ready!(poll_read_into(stream, buf, cx)) {
             Ok(0) | Err(_) => return Poll::Ready(()),
             Ok(_) => {}
@@ -238,10 +246,14 @@ where
     F: Future,
 {
     poll_fn(|cx| {
+        // An answer that is ready goes out even to a client that already half-closed.
+        if let Poll::Ready(output) = work.as_mut().poll(cx) {
+            return Poll::Ready(Some(output));
+        }
         if poll_gone(stream, buf, cx).is_ready() {
             return Poll::Ready(None);
         }
-        work.as_mut().poll(cx).map(Some)
+        Poll::Pending
     })
     .await
 }
@@ -249,7 +261,7 @@ where
 /// How a response body goes on the wire.
 #[derive(Clone, Copy, PartialEq)]
 enum Framing {
-    /// No body (HEAD is not answered here; 1xx, 204 and 304 have none).
+    /// No body (HEAD is not answered here; 204 and 304 have none; 1xx never gets here).
     None,
     /// `content-length`: the body as it is.
     Length,
@@ -269,25 +281,36 @@ async fn respond<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let (head, framing) = head(&response, close);
+    let (head, framing, mut length_left) = head(&response, close);
     let mut body = response.into_body();
     let mut out = Outbox::default();
     out.push(Piece::Shared(head));
     let mut body_done = framing == Framing::None || body.is_end_stream();
     let mut failed = None;
+    if body_done && length_left.is_some_and(|left| left > 0) {
+        failed = Some(io::Error::other("body shorter than its length"));
+    }
     let mut gathered: Vec<Bytes> = Vec::new();
     poll_fn(|cx| {
         loop {
-            if poll_gone(stream, buf, cx).is_ready() {
-                return Poll::Ready(Err(io::ErrorKind::ConnectionAborted.into()));
-            }
             // Take every frame that is ready, up to what one write can carry.
             while !body_done && out.len() + gathered.len() + 3 < MAX_IOV {
                 match Pin::new(&mut body).poll_frame(cx) {
                     Poll::Ready(Some(Ok(frame))) => {
-                        if let Ok(data) = frame.into_data()
-                            && !data.is_empty()
-                        {
+                        let Ok(mut data) = frame.into_data() else {
+                            continue;
+                        };
+                        if let Some(left) = length_left.as_mut() {
+                            // Never more than the content-length said: the rest would be read
+                            // as the next response.
+                            if data.len() as u64 > *left {
+                                data.truncate(*left as usize);
+                                failed = Some(io::Error::other("body longer than its length"));
+                                body_done = true;
+                            }
+                            *left -= data.len() as u64;
+                        }
+                        if !data.is_empty() {
                             gathered.push(data);
                         }
                     }
@@ -296,6 +319,9 @@ where
                         body_done = true;
                     }
                     Poll::Ready(None) => {
+                        if length_left.is_some_and(|left| left > 0) {
+                            failed = Some(io::Error::other("body shorter than its length"));
+                        }
                         body_done = true;
                     }
                     Poll::Pending => break,
@@ -319,6 +345,10 @@ where
                 // Everything is written; a TLS stream may still hold it in its own buffer.
                 ready!(Pin::new(&mut *stream).poll_flush(cx))?;
                 if !body_done {
+                    // Waiting for the body: watch for the client going away meanwhile.
+                    if poll_gone(stream, buf, cx).is_ready() {
+                        return Poll::Ready(Err(io::ErrorKind::ConnectionAborted.into()));
+                    }
                     return Poll::Pending;
                 }
                 return Poll::Ready(match failed.take() {
@@ -332,10 +362,23 @@ where
     .await
 }
 
-/// The status line and headers, and how the body is framed.
-fn head(response: &Response<Body>, close: bool) -> (Bytes, Framing) {
+/// The status line and headers, how the body is framed, and for `content-length` how many body
+/// bytes are due. The framing headers (`content-length`, `transfer-encoding`, `connection` when
+/// closing) are this front's to write; the handler's own are dropped.
+fn head(response: &Response<Body>, close: bool) -> (Bytes, Framing, Option<u64>) {
     let status = response.status();
     let headers = response.headers();
+    let bodiless = status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+    let (framing, length) = if bodiless {
+        (Framing::None, None)
+    } else if let Some(len) = declared.or(response.body().size_hint().exact()) {
+        (Framing::Length, Some(len))
+    } else {
+        (Framing::Chunked, None)
+    };
     let mut head = Vec::with_capacity(256);
     let _ = write!(
         head,
@@ -344,34 +387,36 @@ fn head(response: &Response<Body>, close: bool) -> (Bytes, Framing) {
         status.canonical_reason().unwrap_or("<none>")
     );
     for (name, value) in headers {
+        let framing_header = name == header::CONTENT_LENGTH
+            || name == header::TRANSFER_ENCODING
+            || (close && name == header::CONNECTION);
+        if framing_header {
+            continue;
+        }
         head.extend_from_slice(name.as_str().as_bytes());
         head.extend_from_slice(b": ");
         head.extend_from_slice(value.as_bytes());
         head.extend_from_slice(b"\r\n");
     }
-    let bodiless = status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED;
-    let framing = if bodiless {
-        Framing::None
-    } else if headers.contains_key(header::CONTENT_LENGTH) {
-        Framing::Length
-    } else if let Some(len) = response.body().size_hint().exact() {
-        let _ = write!(head, "content-length: {len}\r\n");
-        Framing::Length
-    } else {
-        head.extend_from_slice(b"transfer-encoding: chunked\r\n");
-        Framing::Chunked
-    };
-    if close && !headers.contains_key(header::CONNECTION) {
+    match (framing, length) {
+        (Framing::Length, Some(len)) => {
+            let _ = write!(head, "content-length: {len}\r\n");
+        }
+        (Framing::Chunked, _) => head.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        _ => {}
+    }
+    if close {
         head.extend_from_slice(b"connection: close\r\n");
     }
-    let _ = write!(
-        head,
-        "date: {}\r\n\r\n",
-        httpdate::fmt_http_date(std::time::SystemTime::now())
-    );
-    (Bytes::from(head), framing)
+    if !headers.contains_key(header::DATE) {
+        let _ = write!(
+            head,
+            "date: {}\r\n",
+            httpdate::fmt_http_date(std::time::SystemTime::now())
+        );
+    }
+    head.extend_from_slice(b"\r\n");
+    (Bytes::from(head), framing, length)
 }
 
 /// Bytes on their way to the socket, written with as few `writev`s as the socket allows.

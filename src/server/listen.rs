@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 
 use std::sync::Arc;
 
-use hyper_util::server::graceful::Watcher;
+use hyper_util::server::graceful::{GracefulConnection, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::TlsAcceptor;
 
@@ -107,7 +107,10 @@ where
 #[derive(Clone)]
 struct Shared {
     app: axum::Router,
+    /// For connections that start with hyper: HTTP/1.1, or HTTP/2 by its preface.
     builder: Arc<auto::Builder<TokioExecutor>>,
+    /// For connections handed over after our front answered on them: HTTP/1.1 only.
+    http1_builder: Arc<auto::Builder<TokioExecutor>>,
     server: Server,
 }
 
@@ -126,6 +129,7 @@ impl Shared {
         builder.http2().timer(TokioTimer::new());
         Shared {
             app,
+            http1_builder: Arc::new(builder.clone().http1_only()),
             builder: Arc::new(builder),
             server,
         }
@@ -142,18 +146,33 @@ where
     let Shared {
         app,
         builder,
+        http1_builder,
         server,
     } = shared;
     let service = TowerToHyperService::new(app.clone());
-    let hyper = |stream| async move {
-        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-        let ended = match watcher {
-            Some(watcher) => watcher.watch(connection).await,
-            None => connection.await,
-        };
-        if let Err(err) = ended {
-            tracing::debug!(%err, "connection ended with an error");
+    let hyper = |stream, answered_before: bool| async move {
+        let io = TokioIo::new(stream);
+        if answered_before {
+            // HTTP/1.1 for good (`http1_only` holds only without upgrades).
+            finish(http1_builder.serve_connection(io, service), watcher).await
+        } else {
+            finish(builder.serve_connection_with_upgrades(io, service), watcher).await
         }
     };
     http1::serve(stream, app, server, hyper).await
+}
+
+/// Drives a hyper connection to its end, draining it gracefully when `watcher` says so.
+async fn finish<C>(connection: C, watcher: Option<Watcher>)
+where
+    C: GracefulConnection,
+    C::Error: std::fmt::Display,
+{
+    let ended = match watcher {
+        Some(watcher) => watcher.watch(connection).await,
+        None => connection.await,
+    };
+    if let Err(err) = ended {
+        tracing::debug!(%err, "connection ended with an error");
+    }
 }
