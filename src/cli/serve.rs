@@ -44,7 +44,9 @@ pub struct ServeArgs {
     /// How long a POST or GET may wait without data before it is answered 408.
     #[arg(long, env = "TRICKLE_WAIT_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
     pub wait_timeout: Duration,
-    /// Close a connection whose request headers take longer than this to arrive (slowloris).
+    /// Close a connection whose next request's headers take longer than this to arrive, counted
+    /// from when the connection is ready for them: against slowloris, and the limit for idle
+    /// keep-alive connections.
     #[arg(long, env = "TRICKLE_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub header_timeout: Duration,
     /// Also serve Prometheus metrics at `http://ADDR/metrics`, on this separate address (keep it

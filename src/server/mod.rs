@@ -51,7 +51,8 @@ pub struct Config {
     pub wait_timeout: Duration,
     /// When set, every request needs a token signed with this secret ([`crate::auth`]).
     pub auth_secret: Option<crate::auth::Secret>,
-    /// How long an HTTP/1.1 client may take to send a request's headers (against slowloris).
+    /// How long an HTTP/1.1 client may take to send its next request's headers, counted from when
+    /// the connection is ready for them (against slowloris; also the idle keep-alive limit).
     pub header_timeout: Duration,
 }
 
