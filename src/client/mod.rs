@@ -81,29 +81,9 @@ pub struct ConnectOptions {
     pub http: Option<reqwest::Client>,
 }
 
-/// A new HTTP client for Trickle with these options (to share via [`ConnectOptions::http`]).
+/// A new HTTP client for Trickle with these options, with a connection pool of its own (to share
+/// via [`ConnectOptions::http`]).
 pub fn new_http_client(options: &ConnectOptions) -> Result<reqwest::Client, ClientError> {
-    http_client(&ConnectOptions {
-        http: None,
-        ..options.clone()
-    })
-}
-
-/// An HTTP client for Trickle: no overall timeout (segments and waits are long), TCP_NODELAY,
-/// HTTP/1.1 by default like the reference clients, and HTTP/2 when TLS negotiates it.
-pub(crate) fn http_client(options: &ConnectOptions) -> Result<reqwest::Client, ClientError> {
-    if let Some(client) = &options.http {
-        return Ok(client.clone());
-    }
-    // Building a client loads and parses the system's root certificates (milliseconds; far more
-    // in a debug build), and a subscriber that rejoins makes a new one each time: so clients are
-    // kept per set of options, and publishers and subscribers with the same options share one
-    // connection pool, like Go's default transport.
-    static CLIENTS: Mutex<Vec<(ClientKey, reqwest::Client)>> = Mutex::new(Vec::new());
-    let key = ClientKey::of(options);
-    if let Some((_, client)) = CLIENTS.lock().iter().find(|(k, _)| *k == key) {
-        return Ok(client.clone());
-    }
     install_crypto_provider();
     let client = reqwest::Client::builder()
         .default_headers(options.headers.clone())
@@ -111,39 +91,41 @@ pub(crate) fn http_client(options: &ConnectOptions) -> Result<reqwest::Client, C
         .pool_idle_timeout(Duration::from_secs(60))
         .danger_accept_invalid_certs(options.insecure)
         .build()?;
+    Ok(client)
+}
+
+/// The HTTP client for these options: no overall timeout (segments and waits are long),
+/// TCP_NODELAY, HTTP/1.1 by default like the reference clients, and HTTP/2 when TLS negotiates
+/// it.
+///
+/// Building a client loads and parses the system's root certificates (milliseconds; far more in
+/// a debug build), and a subscriber that rejoins makes a new one each time: so clients are kept
+/// per set of options, and publishers and subscribers with the same options share one
+/// connection pool, like Go's default transport.
+pub(crate) fn http_client(options: &ConnectOptions) -> Result<reqwest::Client, ClientError> {
+    if let Some(client) = &options.http {
+        return Ok(client.clone());
+    }
+    type Key = (bool, HeaderMap);
+    static CLIENTS: Mutex<Vec<(Key, reqwest::Client)>> = Mutex::new(Vec::new());
     let mut clients = CLIENTS.lock();
+    let found = clients.iter().find(|((insecure, headers), _)| {
+        *insecure == options.insecure && *headers == options.headers
+    });
+    if let Some((_, client)) = found {
+        return Ok(client.clone());
+    }
+    let client = new_http_client(options)?;
     if clients.len() >= MAX_CACHED_CLIENTS {
         // Options that keep changing (a token per subscriber, say): start over.
         clients.clear();
     }
-    clients.push((key, client.clone()));
+    clients.push(((options.insecure, options.headers.clone()), client.clone()));
     Ok(client)
 }
 
 /// How many differently configured clients [`http_client`] keeps.
 const MAX_CACHED_CLIENTS: usize = 16;
-
-/// What tells two client configurations apart.
-#[derive(PartialEq)]
-struct ClientKey {
-    insecure: bool,
-    headers: Vec<(String, Vec<u8>)>,
-}
-
-impl ClientKey {
-    fn of(options: &ConnectOptions) -> ClientKey {
-        let mut headers: Vec<_> = options
-            .headers
-            .iter()
-            .map(|(name, value)| (name.to_string(), value.as_bytes().to_vec()))
-            .collect();
-        headers.sort();
-        ClientKey {
-            insecure: options.insecure,
-            headers,
-        }
-    }
-}
 
 /// rustls needs a process-wide crypto provider; ring is ours. Installing twice is harmless.
 fn install_crypto_provider() {
