@@ -144,13 +144,12 @@ pub fn expiry_in(ttl: Duration) -> u64 {
 /// Whether a path segment has the shape of a JWT (three base64url parts joined by dots), so that
 /// `/{token}/{channel}/{seq}` can be told from `/{channel}/{seq}`.
 pub fn looks_like_token(segment: &str) -> bool {
-    let parts: Vec<&str> = segment.split('.').collect();
-    parts.len() == 3
-        && parts.iter().all(|p| {
-            !p.is_empty()
-                && p.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
+    let base64url = |p: &str| {
+        !p.is_empty()
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    segment.split('.').count() == 3 && segment.split('.').all(base64url)
 }
 
 #[cfg(test)]

@@ -131,7 +131,9 @@ async fn tokens_in_the_path_or_a_header_are_scoped() {
         .await;
     assert_eq!(r.text(), "hello");
 
-    // Out of scope: 403, the same for an existing and a missing channel.
+    // Out of scope: 403, the same for an existing and a missing channel, and the connection
+    // closes (a refused request's body is not read).
+    s.server.create_channel("other", "text/plain").unwrap();
     let mut answers = Vec::new();
     for (t, method, path) in [
         (&cam, "POST", "/other/0"),
@@ -143,10 +145,12 @@ async fn tokens_in_the_path_or_a_header_are_scoped() {
     ] {
         let r = s.request(method, &format!("/{t}{path}"), b"").await;
         assert_eq!(r.status, 403, "{method} {path}: {r:?}");
+        assert_eq!(r.header("connection"), Some("close"), "{method} {path}");
         answers.push(r.text());
     }
     assert_eq!(answers[0], answers[1]);
-    assert!(s.server.channel("other").is_none());
+    assert_eq!(s.server.channel("other").unwrap().next_write(), 0);
+    assert!(s.server.channel("missing-other").is_none());
     assert_eq!(s.server.channel("cam-1").unwrap().next_write(), 1);
 
     // The changefeed needs admin.

@@ -8,10 +8,11 @@
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use http::{HeaderValue, Method, StatusCode, Uri, header};
 
 use super::Server;
+use super::http::{closing, text};
 use crate::auth::{Action, looks_like_token};
 use crate::protocol;
 
@@ -24,7 +25,6 @@ pub(crate) async fn guard(State(server): State<Server>, mut req: Request, next: 
         // Not under the base path: nothing of ours, the router answers 404.
         return next.run(req).await;
     };
-    let rest = rest.to_string();
     let bearer = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -32,22 +32,20 @@ pub(crate) async fn guard(State(server): State<Server>, mut req: Request, next: 
         .and_then(|v| {
             // The scheme is case-insensitive (RFC 9110).
             let (scheme, token) = v.split_once(' ')?;
-            scheme
-                .eq_ignore_ascii_case("bearer")
-                .then(|| token.trim().to_string())
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
         });
-    let (token, path) = match rest.split_once('/') {
-        Some((first, after)) if bearer.is_none() && looks_like_token(first) => {
-            (Some(first.to_string()), after.to_string())
-        }
-        _ => (bearer, rest),
+    // `/{token}/{channel}/…`: the token and the path the routes are to see.
+    let in_path = match rest.split_once('/') {
+        Some((first, after)) if bearer.is_none() && looks_like_token(first) => Some((first, after)),
+        _ => None,
     };
-    let Some(token) = token else {
+    let Some(token) = bearer.or(in_path.map(|(token, _)| token)) else {
         return unauthorized("a token is required");
     };
-    let Ok(claims) = verifier.verify(&token) else {
+    let Ok(claims) = verifier.verify(token) else {
         return unauthorized("the token is invalid or expired");
     };
+    let path = in_path.map_or(rest, |(_, after)| after);
     let raw_name = path.split('/').next().unwrap_or("");
     let name = protocol::decode_name(raw_name).unwrap_or_default();
     let action = if protocol::is_reserved(&name) {
@@ -65,13 +63,11 @@ pub(crate) async fn guard(State(server): State<Server>, mut req: Request, next: 
     {
         return forbidden();
     }
-    // Route the request as if the token had never been in the path.
-    let query = req
-        .uri()
-        .query()
-        .map(|q| format!("?{q}"))
-        .unwrap_or_default();
-    if let Ok(uri) = format!("{base}{path}{query}").parse::<Uri>() {
+    if in_path.is_some() {
+        // Route the request as if the token had never been in the path (no route reads a query).
+        let Ok(uri) = format!("{base}{path}").parse::<Uri>() else {
+            return closing(text(StatusCode::BAD_REQUEST, "Bad request: invalid path"));
+        };
         *req.uri_mut() = uri;
     }
     next.run(req).await
@@ -79,21 +75,19 @@ pub(crate) async fn guard(State(server): State<Server>, mut req: Request, next: 
 
 /// Both refusals close the connection: a request body, if any, is not read.
 fn unauthorized(why: &str) -> Response {
-    let mut response = (StatusCode::UNAUTHORIZED, format!("Unauthorized: {why}\n")).into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    let mut response = closing(text(
+        StatusCode::UNAUTHORIZED,
+        &format!("Unauthorized: {why}"),
+    ));
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     response
 }
 
 fn forbidden() -> Response {
-    let mut response = (
+    closing(text(
         StatusCode::FORBIDDEN,
-        "Forbidden: the token does not allow this\n",
-    )
-        .into_response();
-    response
-        .headers_mut()
-        .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    response
+        "Forbidden: the token does not allow this",
+    ))
 }

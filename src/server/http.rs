@@ -67,7 +67,7 @@ fn channel_name(server: &Server, raw: &str) -> Result<String, Error> {
 }
 
 /// A one-line plain-text answer (the reference's `http.Error` format).
-fn text(status: StatusCode, message: &str) -> Response {
+pub(super) fn text(status: StatusCode, message: &str) -> Response {
     let mut response = Response::new(Body::from(format!("{message}\n")));
     *response.status_mut() = status;
     let headers = response.headers_mut();
@@ -92,7 +92,7 @@ fn set(response: &mut Response, name: &'static str, value: impl ToString) {
 }
 
 /// Marks an answer sent before the request body was read: the connection cannot be reused.
-fn closing(mut response: Response) -> Response {
+pub(super) fn closing(mut response: Response) -> Response {
     response
         .headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
