@@ -7,10 +7,9 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::time::Duration;
 
-use common::{PATIENCE, spawn_serve};
+use common::{PATIENCE, spawn_serve, trickle};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -18,13 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 async fn bench(args: &[&str]) -> (std::process::ExitStatus, Value, String) {
     let output = tokio::time::timeout(
         PATIENCE * 6,
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_trickle"))
-            .arg("bench")
-            .args(args)
-            .arg("--json")
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .output(),
+        trickle().arg("bench").args(args).arg("--json").output(),
     )
     .await
     .expect("the bench finishes")
@@ -106,8 +99,13 @@ async fn rate_paces_the_publisher() {
     assert!(seconds >= 1.9, "took {seconds} s");
 }
 
-/// Forwards TCP to `upstream`, flipping the byte at `offset` of every server → client stream.
-async fn corrupting_proxy(upstream: SocketAddr, offset: usize) -> SocketAddr {
+/// Forwards TCP to `upstream`. Every server → client read passes through `tamper` (with the
+/// stream offset of its first byte) before it is forwarded; `tamper` may change it and returns
+/// how long to pause afterwards.
+async fn proxy<F>(upstream: SocketAddr, tamper: F) -> SocketAddr
+where
+    F: Fn(&mut [u8], usize) -> Duration + Clone + Send + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -118,6 +116,7 @@ async fn corrupting_proxy(upstream: SocketAddr, offset: usize) -> SocketAddr {
             tokio::spawn(async move {
                 let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
             });
+            let tamper = tamper.clone();
             tokio::spawn(async move {
                 let mut seen = 0;
                 let mut buf = vec![0; 16 * 1024];
@@ -126,18 +125,30 @@ async fn corrupting_proxy(upstream: SocketAddr, offset: usize) -> SocketAddr {
                         Ok(0) | Err(_) => break,
                         Ok(n) => n,
                     };
-                    if (seen..seen + n).contains(&offset) {
-                        buf[offset - seen] ^= 0x01;
-                    }
+                    let pause = tamper(&mut buf[..n], seen);
                     seen += n;
                     if client_write.write_all(&buf[..n]).await.is_err() {
                         break;
+                    }
+                    if !pause.is_zero() {
+                        tokio::time::sleep(pause).await;
                     }
                 }
             });
         }
     });
     addr
+}
+
+/// Flips the byte at `offset` of every server → client stream.
+async fn corrupting_proxy(upstream: SocketAddr, offset: usize) -> SocketAddr {
+    proxy(upstream, move |read, seen| {
+        if let Some(byte) = offset.checked_sub(seen).and_then(|i| read.get_mut(i)) {
+            *byte ^= 0x01;
+        }
+        Duration::ZERO
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -170,9 +181,8 @@ async fn a_server_that_is_not_there_is_a_clear_error() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     drop(listener);
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_trickle"))
+    let output = trickle()
         .args(["bench", &format!("http://{addr}"), "--subs", "1"])
-        .stdin(Stdio::null())
         .output()
         .await
         .unwrap();
@@ -208,30 +218,9 @@ async fn a_named_profile_runs_with_smaller_numbers() {
     assert!(report["seconds"].as_f64().unwrap() >= 0.6, "{report:#}");
 }
 
-/// Forwards TCP to `upstream`, pausing 5 ms after every server → client read: slow subscribers.
+/// Pauses 5 ms after every server → client read: slow subscribers.
 async fn slow_proxy(upstream: SocketAddr) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
-            let server = TcpStream::connect(upstream).await.unwrap();
-            let (mut client_read, mut client_write) = client.into_split();
-            let (mut server_read, mut server_write) = server.into_split();
-            tokio::spawn(async move {
-                let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
-            });
-            tokio::spawn(async move {
-                let mut buf = vec![0; 16 * 1024];
-                while let Ok(n) = server_read.read(&mut buf).await {
-                    if n == 0 || client_write.write_all(&buf[..n]).await.is_err() {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-            });
-        }
-    });
-    addr
+    proxy(upstream, |_, _| Duration::from_millis(5)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,16 +7,10 @@ mod common;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{PATIENCE, TestServer, eventually, pattern};
+use common::{PATIENCE, TestServer, eventually, pattern, trickle};
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 use trickle::Config;
-
-fn trickle() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_trickle"));
-    command.kill_on_drop(true).stdin(Stdio::null());
-    command
-}
 
 async fn finished(command: &mut Command) -> std::process::Output {
     tokio::time::timeout(PATIENCE, command.output())

@@ -8,17 +8,11 @@ mod common;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{PATIENCE, Raw, TestServer, eventually};
+use common::{PATIENCE, Raw, TestServer, eventually, trickle};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use trickle::Config;
 use trickle::client::{ClientError, SubscribeStart, Subscriber, SubscriberOptions};
-
-fn trickle() -> tokio::process::Command {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_trickle"));
-    command.kill_on_drop(true);
-    command
-}
 
 fn sigkill(child: &tokio::process::Child) {
     // SAFETY: kill only sends a signal to a child we own.

@@ -125,7 +125,6 @@ async fn a_streamed_segment_arrives_as_written_and_a_closed_client_ends_its_get(
     .await;
     publisher.end_body().await;
     assert_eq!(publisher.head().await.status, 200);
-    tokio::time::sleep(Duration::from_millis(10)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

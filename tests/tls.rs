@@ -7,7 +7,7 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 
-use common::spawn_serve_with_log;
+use common::{spawn_serve_with_log, trickle};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
@@ -247,7 +247,7 @@ async fn unreadable_certificate_files_are_a_clear_error() {
         (&missing, "cannot read the certificate chain from"),
         (&garbage, "no CERTIFICATE block"),
     ] {
-        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_trickle"))
+        let output = trickle()
             .args(["serve", "--listen", "127.0.0.1:0", "--tls-cert"])
             .arg(cert)
             .arg("--tls-key")
@@ -260,7 +260,7 @@ async fn unreadable_certificate_files_are_a_clear_error() {
         assert!(stderr.contains(expected), "{stderr}");
         assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     }
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_trickle"))
+    let output = trickle()
         .args(["serve", "--tls-cert", "x.pem"])
         .output()
         .await

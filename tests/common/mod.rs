@@ -489,18 +489,26 @@ pub async fn spawn_serve(args: &[&str], env: &[(&str, &str)]) -> (tokio::process
     (child, addr)
 }
 
+/// The `trickle` binary under test, killed when dropped, with nothing on its stdin.
+pub fn trickle() -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_trickle"));
+    command
+        .kill_on_drop(true)
+        .stdin(std::process::Stdio::null());
+    command
+}
+
 /// Like [`spawn_serve`], and also returns the log lines printed before the ready line.
 pub async fn spawn_serve_with_log(
     args: &[&str],
     env: &[(&str, &str)],
 ) -> (tokio::process::Child, String, Vec<String>) {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_trickle"));
+    let mut cmd = trickle();
     cmd.arg("serve")
         .args(args)
         .envs(env.iter().copied())
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true);
+        .stderr(std::process::Stdio::piped());
     let mut child = cmd.spawn().unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let mut before = Vec::new();
