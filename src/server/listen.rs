@@ -77,11 +77,14 @@ async fn run(
             let Some(tls) = tls else {
                 return front(stream, shared, Some(watcher)).await;
             };
-            match tokio::time::timeout(tls::HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
-                Ok(Ok(stream)) => front(stream, shared, Some(watcher)).await,
-                Ok(Err(err)) => tracing::debug!(%err, "TLS handshake failed"),
-                Err(_) => tracing::debug!("TLS handshake timed out"),
-            }
+            Box::pin(async move {
+                match tokio::time::timeout(tls::HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+                    Ok(Ok(stream)) => front(stream, shared, Some(watcher)).await,
+                    Ok(Err(err)) => tracing::debug!(%err, "TLS handshake failed"),
+                    Err(_) => tracing::debug!("TLS handshake timed out"),
+                }
+            })
+            .await
         });
     }
     drop(listener);
@@ -150,14 +153,16 @@ where
         server,
     } = shared;
     let service = TowerToHyperService::new(app.clone());
-    let hyper = |stream, answered_before: bool| async move {
-        let io = TokioIo::new(stream);
-        if answered_before {
-            // HTTP/1.1 for good (`http1_only` holds only without upgrades).
-            finish(http1_builder.serve_connection(io, service), watcher).await
-        } else {
-            finish(builder.serve_connection_with_upgrades(io, service), watcher).await
-        }
+    let hyper = |stream, answered_before: bool| {
+        Box::pin(async move {
+            let io = TokioIo::new(stream);
+            if answered_before {
+                // HTTP/1.1 for good (`http1_only` holds only without upgrades).
+                finish(http1_builder.serve_connection(io, service), watcher).await
+            } else {
+                finish(builder.serve_connection_with_upgrades(io, service), watcher).await
+            }
+        })
     };
     http1::serve(stream, app, server, hyper).await
 }
