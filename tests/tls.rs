@@ -174,6 +174,33 @@ async fn self_signed_serves_https_and_logs_its_fingerprint() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_runs_over_https() {
+    // Over https the bench's subscribers are the library's (cli/bench/mod.rs, `Reader`).
+    let (_child, addr, _) =
+        spawn_serve_with_log(&["--listen", "127.0.0.1:0", "--tls-self-signed"], &[]).await;
+    let url = format!("https://{addr}");
+    let output = common::trickle()
+        .args([
+            "bench",
+            &url,
+            "--insecure",
+            "--subs",
+            "3",
+            "--segments",
+            "5",
+        ])
+        .args(["--segment-bytes", "20000", "--json"])
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["segments_complete"], 15, "{report:#}");
+    assert_eq!(report["errors"]["total"], 0, "{report:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http1_over_tls_delivers_each_write_as_it_comes() {
     let (_child, addr, _) =
         spawn_serve_with_log(&["--listen", "127.0.0.1:0", "--tls-self-signed"], &[]).await;

@@ -1,7 +1,9 @@
 //! `trickle bench URL`: a load generator for any Trickle server, like `redis-benchmark`.
 //!
 //! Each channel gets one publisher and `--subs` subscribers, all real HTTP clients of the reference
-//! wire protocol ([`crate::client`]: preconnects, 470 jumps), sharing one connection pool. Every
+//! wire protocol (preconnects, 470 jumps): the publisher is [`crate::client`]'s, the subscribers
+//! the bench's own lean HTTP/1.1 ones ([`wire`]) for `http://` servers, the library's (sharing one
+//! connection pool) for `https://`. Every
 //! write carries its send time ([`payload`]), so each subscriber measures publish → receive latency
 //! per write and checks every byte. Seq 0 is a warm-up: the publisher waits until every subscriber
 //! has read it, so all of them are connected before anything is measured. With `--max-lag K` the
@@ -11,6 +13,7 @@
 
 mod payload;
 mod process;
+mod wire;
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -347,18 +350,37 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             .create()
             .await
             .with_context(|| format!("cannot create channel {}", run.url))?;
+        let target = match reqwest_url.scheme() {
+            "http" => {
+                let url = run.url.parse().context("invalid channel URL")?;
+                Some(Arc::new(
+                    wire::Target::resolve(&url, &connect.headers).await?,
+                ))
+            }
+            _ => None,
+        };
         for _ in 0..settings.subs {
-            let options = SubscriberOptions {
-                start: SubscribeStart::Seq(0),
-                on_gap: OnGap::Jump,
-                connect: connect.clone(),
-                ..Default::default()
+            let reader = match &target {
+                Some(target) => Reader::Wire(wire::WireSubscriber::new(target.clone(), 0)),
+                None => {
+                    let options = SubscriberOptions {
+                        start: SubscribeStart::Seq(0),
+                        on_gap: OnGap::Jump,
+                        connect: connect.clone(),
+                        ..Default::default()
+                    };
+                    Reader::Library {
+                        subscriber: Box::new(Subscriber::new(&run.url, options)?),
+                        segment: None,
+                        chunk: Default::default(),
+                    }
+                }
             };
             subscribers.push(tokio::spawn(subscribe(
                 run.clone(),
                 totals.clone(),
                 clock,
-                options,
+                reader,
             )));
         }
         publishers.push(tokio::spawn(publish(
@@ -520,36 +542,69 @@ impl Pacer {
     }
 }
 
-/// One subscriber: reads seqs 0..=last in order, checks every byte, measures every write.
-async fn subscribe(
-    run: Arc<ChannelRun>,
-    totals: Arc<Totals>,
-    clock: Clock,
-    options: SubscriberOptions,
-) {
-    let mut subscriber = match Subscriber::new(&run.url, options) {
-        Ok(subscriber) => subscriber,
-        Err(err) => {
-            totals.error(err.to_string());
-            run.mark_done(0..=run.last);
-            return;
+/// A subscriber of the run: the bench's own ([`wire`]) for `http://` servers, the library's for
+/// `https://`.
+enum Reader {
+    Wire(wire::WireSubscriber),
+    Library {
+        subscriber: Box<Subscriber>,
+        segment: Option<crate::client::Segment>,
+        chunk: bytes::Bytes,
+    },
+}
+
+impl Reader {
+    /// The next segment's seq, `None` at the end of the stream.
+    async fn next_segment(&mut self) -> anyhow::Result<Option<u64>> {
+        match self {
+            Reader::Wire(wire) => wire.next_segment().await,
+            Reader::Library {
+                subscriber,
+                segment,
+                ..
+            } => {
+                *segment = subscriber.next_segment().await?;
+                Ok(segment.as_ref().map(|segment| segment.seq))
+            }
         }
-    };
+    }
+
+    /// The next bytes of the current segment, `None` at its end.
+    async fn chunk(&mut self) -> anyhow::Result<Option<&[u8]>> {
+        match self {
+            Reader::Wire(wire) => wire.chunk().await,
+            Reader::Library { segment, chunk, .. } => {
+                let Some(segment) = segment else {
+                    return Ok(None);
+                };
+                match segment.chunk().await? {
+                    Some(bytes) => {
+                        *chunk = bytes;
+                        Ok(Some(&chunk[..]))
+                    }
+                    None => Ok(None),
+                }
+            }
+        }
+    }
+}
+
+/// One subscriber: reads seqs 0..=last in order, checks every byte, measures every write.
+async fn subscribe(run: Arc<ChannelRun>, totals: Arc<Totals>, clock: Clock, mut reader: Reader) {
     let mut expected = 0;
     let mut latencies = Vec::new();
     while expected <= run.last {
-        let mut segment = match subscriber.next_segment().await {
-            Ok(Some(segment)) => segment,
+        let seq = match reader.next_segment().await {
+            Ok(Some(seq)) => seq,
             Ok(None) => {
                 totals.error(format!("end of stream before seq {expected}"));
                 break;
             }
             Err(err) => {
-                totals.error(err.to_string());
+                totals.error(format!("{err:#}"));
                 break;
             }
         };
-        let seq = segment.seq;
         if seq < expected || seq > run.last {
             totals.error(format!("got seq {seq} while expecting {expected}"));
             break;
@@ -564,10 +619,10 @@ async fn subscribe(
         }
         let mut checker = Checker::new(run.layout, seq);
         let failed = loop {
-            match segment.chunk().await {
+            match reader.chunk().await {
                 Ok(Some(bytes)) => {
                     let now = clock.now_ns();
-                    checker.feed(&bytes, |sent| latencies.push(now.saturating_sub(sent)));
+                    checker.feed(bytes, |sent| latencies.push(now.saturating_sub(sent)));
                     if seq > 0 {
                         totals
                             .delivered_bytes

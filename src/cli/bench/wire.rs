@@ -1,0 +1,504 @@
+//! The bench's own subscriber for `http://` servers: the reference wire protocol (one GET per seq,
+//! the GET for the next seq sent as soon as a segment's response head arrives, a `470` answered by
+//! the write head in `Lp-Trickle-Latest`, end of stream by `Lp-Trickle-Closed`) spoken directly
+//! over HTTP/1.1 keep-alive connections: no task, timer or allocation per request, one read buffer
+//! per subscriber, and the body handed to the checker straight from that buffer.
+//!
+//! Why not [`crate::client::Subscriber`]: with 10,000 subscribers the library client (a task, a
+//! request object and pool bookkeeping per GET in reqwest and hyper, and glibc's allocator
+//! contended between threads) cost the load generator about twice the server's CPU per segment on
+//! the same cores, so `c10k` measured mostly the bench itself (BENCHMARKS.md). `https://` servers
+//! are still read with the library client.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context, anyhow, bail};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::protocol;
+
+/// Bytes read from a connection at most at once; also the longest response head accepted.
+const BUFFER: usize = 16 << 10;
+/// The longest error body kept for the message.
+const ERROR_BODY: usize = 200;
+
+/// Where one channel is: what every subscriber of it sends.
+pub struct Target {
+    addr: SocketAddr,
+    /// The channel's path, e.g. `/bench-1234-0`.
+    path: String,
+    /// The request after the path: the HTTP version, Host and any extra headers, the blank line.
+    tail: Vec<u8>,
+}
+
+impl Target {
+    /// The channel at `url` (already checked to be `http://`), with `headers` on every request.
+    pub async fn resolve(url: &reqwest::Url, headers: &http::HeaderMap) -> anyhow::Result<Target> {
+        let host = url.host_str().context("the server URL has no host")?;
+        let port = url.port_or_known_default().unwrap_or(80);
+        let addr = tokio::net::lookup_host((host.trim_matches(['[', ']']), port))
+            .await
+            .with_context(|| format!("cannot resolve {host}"))?
+            .next()
+            .with_context(|| format!("{host} has no address"))?;
+        let mut tail = b" HTTP/1.1\r\nHost: ".to_vec();
+        tail.extend_from_slice(url.authority().as_bytes());
+        tail.extend_from_slice(b"\r\nUser-Agent: trickle-bench\r\n");
+        for (name, value) in headers {
+            tail.extend_from_slice(name.as_str().as_bytes());
+            tail.extend_from_slice(b": ");
+            tail.extend_from_slice(value.as_bytes());
+            tail.extend_from_slice(b"\r\n");
+        }
+        tail.extend_from_slice(b"\r\n");
+        Ok(Target {
+            addr,
+            path: url.path().trim_end_matches('/').to_string(),
+            tail,
+        })
+    }
+}
+
+/// A GET sent and not yet answered.
+struct Sent {
+    stream: TcpStream,
+    /// Sent on a kept-alive connection, which the server may have closed meanwhile.
+    reused: bool,
+}
+
+/// How a response body ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Framing {
+    /// `Transfer-Encoding: chunked`: in the middle of a chunk with this many bytes left, or (0)
+    /// before a chunk-size line.
+    Chunked { left: u64, data_end: bool },
+    /// `Content-Length`: this many bytes left.
+    Length(u64),
+    /// Until the server closes the connection.
+    Close,
+    /// Read to its end.
+    Done,
+}
+
+/// The response being read.
+struct Body {
+    stream: TcpStream,
+    framing: Framing,
+    keep_alive: bool,
+}
+
+/// One subscriber of one channel.
+pub struct WireSubscriber {
+    target: Arc<Target>,
+    /// The seq the pending (or next) GET asks for; `None` is `-1`, the next segment.
+    next: Option<u64>,
+    pending: Option<Sent>,
+    idle: Option<TcpStream>,
+    body: Option<Body>,
+    /// Bytes read from the connection of `body` (or of the head being read): `buf[pos..filled]`.
+    buf: Box<[u8]>,
+    pos: usize,
+    filled: usize,
+    request: Vec<u8>,
+}
+
+/// What a response head says, as far as a subscriber cares.
+struct Head {
+    status: u16,
+    seq: Option<u64>,
+    latest: Option<u64>,
+    closed: bool,
+    framing: Framing,
+    keep_alive: bool,
+    len: usize,
+}
+
+impl WireSubscriber {
+    pub fn new(target: Arc<Target>, start: u64) -> WireSubscriber {
+        WireSubscriber {
+            target,
+            next: Some(start),
+            pending: None,
+            idle: None,
+            body: None,
+            buf: vec![0; BUFFER].into_boxed_slice(),
+            pos: 0,
+            filled: 0,
+            request: Vec::with_capacity(256),
+        }
+    }
+
+    /// Sends the GET for `self.next` on the idle connection, or a new one.
+    async fn send(&mut self) -> anyhow::Result<()> {
+        use std::io::Write as _;
+        self.request.clear();
+        self.request.extend_from_slice(b"GET ");
+        self.request.extend_from_slice(self.target.path.as_bytes());
+        match self.next {
+            Some(seq) => write!(self.request, "/{seq}")?,
+            None => self.request.extend_from_slice(b"/-1"),
+        }
+        self.request.extend_from_slice(&self.target.tail);
+        if let Some(mut stream) = self.idle.take()
+            && stream.write_all(&self.request).await.is_ok()
+        {
+            self.pending = Some(Sent {
+                stream,
+                reused: true,
+            });
+            return Ok(());
+        }
+        let mut stream = self.connect().await?;
+        stream
+            .write_all(&self.request)
+            .await
+            .context("cannot send a GET")?;
+        self.pending = Some(Sent {
+            stream,
+            reused: false,
+        });
+        Ok(())
+    }
+
+    async fn connect(&self) -> anyhow::Result<TcpStream> {
+        let stream = TcpStream::connect(self.target.addr)
+            .await
+            .with_context(|| format!("cannot connect to {}", self.target.addr))?;
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    }
+
+    /// The next segment's seq once its response head arrived, `None` at the end of the stream.
+    /// Read its bytes with [`WireSubscriber::chunk`]; the GET for the seq after it is sent first.
+    pub async fn next_segment(&mut self) -> anyhow::Result<Option<u64>> {
+        // Whatever is left of the segment before is skipped.
+        while self.chunk().await?.is_some() {}
+        let mut resent = false;
+        loop {
+            if self.pending.is_none() {
+                self.send().await?;
+            }
+            let Sent { mut stream, reused } = self.pending.take().expect("a GET was sent");
+            self.pos = 0;
+            self.filled = 0;
+            let head = match self.read_head(&mut stream).await {
+                Ok(head) => head,
+                // A kept-alive connection the server closed before it saw the GET: once more on
+                // a new connection, as HTTP clients do for requests that changed nothing.
+                Err(_) if reused && self.filled == 0 && !resent => {
+                    resent = true;
+                    continue;
+                }
+                Err(err) => return Err(err),
+            };
+            self.pos += head.len;
+            self.body = Some(Body {
+                stream,
+                framing: head.framing,
+                keep_alive: head.keep_alive,
+            });
+            let requested = self.next;
+            if head.closed {
+                return Ok(None);
+            }
+            match head.status {
+                200 => {
+                    let seq = head.seq.or(requested).unwrap_or(0);
+                    self.next = Some(seq + 1);
+                    self.send().await?;
+                    return Ok(Some(seq));
+                }
+                protocol::STATUS_NOT_HELD => {
+                    self.skip_body().await?;
+                    self.next = head.latest;
+                }
+                // The server's wait timeout: ask again.
+                408 => self.skip_body().await?,
+                404 => bail!("channel {} not found (404)", self.target.path),
+                status => {
+                    let message = self.error_body().await;
+                    bail!("GET {}: HTTP {status}: {message}", self.target.path)
+                }
+            }
+        }
+    }
+
+    /// The next bytes of the current segment; `None` once it ended (and its connection is idle,
+    /// or closed).
+    pub async fn chunk(&mut self) -> anyhow::Result<Option<&[u8]>> {
+        loop {
+            let Some(body) = self.body.as_mut() else {
+                return Ok(None);
+            };
+            let buffered = self.filled - self.pos;
+            match body.framing {
+                Framing::Done => {
+                    let body = self.body.take().expect("checked above");
+                    // Bytes beyond the response would be a broken server: never reuse then.
+                    if body.keep_alive && buffered == 0 {
+                        self.idle = Some(body.stream);
+                    }
+                    return Ok(None);
+                }
+                Framing::Length(0) => body.framing = Framing::Done,
+                Framing::Length(left) | Framing::Chunked { left, .. }
+                    if left > 0 && buffered > 0 =>
+                {
+                    let n = (left as usize).min(buffered);
+                    body.framing = match body.framing {
+                        Framing::Length(_) => Framing::Length(left - n as u64),
+                        _ => Framing::Chunked {
+                            left: left - n as u64,
+                            data_end: true,
+                        },
+                    };
+                    let from = self.pos;
+                    self.pos += n;
+                    return Ok(Some(&self.buf[from..from + n]));
+                }
+                Framing::Close if buffered > 0 => {
+                    let from = self.pos;
+                    self.pos = self.filled;
+                    return Ok(Some(&self.buf[from..from + buffered]));
+                }
+                Framing::Chunked { left: 0, data_end } => {
+                    let line_end = self.buf[self.pos..self.filled]
+                        .windows(2)
+                        .position(|w| w == b"\r\n");
+                    match line_end {
+                        Some(end) if data_end => {
+                            if end != 0 {
+                                bail!("malformed chunked body: no CRLF after a chunk");
+                            }
+                            self.pos += 2;
+                            body.framing = Framing::Chunked {
+                                left: 0,
+                                data_end: false,
+                            };
+                        }
+                        Some(end) => {
+                            let size = chunk_size(&self.buf[self.pos..self.pos + end])?;
+                            self.pos += end + 2;
+                            body.framing = Framing::Chunked {
+                                left: size,
+                                data_end: false,
+                            };
+                            if size == 0 {
+                                self.skip_trailers().await?;
+                                self.body.as_mut().expect("checked above").framing = Framing::Done;
+                            }
+                        }
+                        None => self.fill("a chunk-size line").await?,
+                    }
+                }
+                _ => {
+                    if matches!(body.framing, Framing::Close) {
+                        if !self.fill_or_eof().await? {
+                            self.body.as_mut().expect("checked above").framing = Framing::Done;
+                            self.body.as_mut().expect("checked above").keep_alive = false;
+                        }
+                    } else {
+                        self.fill("a response body").await?;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads one more piece of the current body's connection; an early end is an error.
+    async fn fill(&mut self, reading: &str) -> anyhow::Result<()> {
+        if !self.fill_or_eof().await? {
+            self.body = None;
+            bail!("the server closed the connection in the middle of {reading}");
+        }
+        Ok(())
+    }
+
+    /// Reads one more piece of the current body's connection; `false` at its end.
+    async fn fill_or_eof(&mut self) -> anyhow::Result<bool> {
+        self.make_room()?;
+        let body = self.body.as_mut().expect("reading a body");
+        match body.stream.read(&mut self.buf[self.filled..]).await {
+            Ok(0) => Ok(false),
+            Ok(n) => {
+                self.filled += n;
+                Ok(true)
+            }
+            Err(err) => {
+                self.body = None;
+                Err(anyhow!(err).context("reading a response"))
+            }
+        }
+    }
+
+    fn make_room(&mut self) -> anyhow::Result<()> {
+        if self.pos == self.filled {
+            self.pos = 0;
+            self.filled = 0;
+        } else if self.filled == self.buf.len() {
+            if self.pos == 0 {
+                bail!("a response line is longer than {BUFFER} bytes");
+            }
+            self.buf.copy_within(self.pos..self.filled, 0);
+            self.filled -= self.pos;
+            self.pos = 0;
+        }
+        Ok(())
+    }
+
+    async fn read_head(&mut self, stream: &mut TcpStream) -> anyhow::Result<Head> {
+        loop {
+            if let Some(head) = parse_head(&self.buf[..self.filled])? {
+                return Ok(head);
+            }
+            if self.filled == self.buf.len() {
+                bail!("a response head is longer than {BUFFER} bytes");
+            }
+            match stream.read(&mut self.buf[self.filled..]).await {
+                Ok(0) => bail!("the server closed the connection before answering"),
+                Ok(n) => self.filled += n,
+                Err(err) => return Err(anyhow!(err).context("reading a response head")),
+            }
+        }
+    }
+
+    /// Reads trailers up to the blank line that ends a chunked body.
+    async fn skip_trailers(&mut self) -> anyhow::Result<()> {
+        loop {
+            match self.buf[self.pos..self.filled]
+                .windows(2)
+                .position(|w| w == b"\r\n")
+            {
+                Some(end) => {
+                    self.pos += end + 2;
+                    if end == 0 {
+                        return Ok(());
+                    }
+                }
+                None => self.fill("the trailers").await?,
+            }
+        }
+    }
+
+    async fn skip_body(&mut self) -> anyhow::Result<()> {
+        while self.chunk().await?.is_some() {}
+        Ok(())
+    }
+
+    /// The start of an error response's body, as one line.
+    async fn error_body(&mut self) -> String {
+        let mut text = Vec::new();
+        while let Ok(Some(bytes)) = self.chunk().await {
+            let room = ERROR_BODY.saturating_sub(text.len());
+            text.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        }
+        String::from_utf8_lossy(&text).trim().replace('\n', " ")
+    }
+}
+
+fn parse_head(bytes: &[u8]) -> anyhow::Result<Option<Head>> {
+    let mut headers = [httparse::EMPTY_HEADER; 48];
+    let mut response = httparse::Response::new(&mut headers);
+    let len = match response.parse(bytes).context("malformed response head")? {
+        httparse::Status::Complete(len) => len,
+        httparse::Status::Partial => return Ok(None),
+    };
+    let status = response.code.unwrap_or(0);
+    let mut head = Head {
+        status,
+        seq: None,
+        latest: None,
+        closed: false,
+        framing: Framing::Close,
+        keep_alive: response.version == Some(1),
+        len,
+    };
+    let number = |value: &[u8]| std::str::from_utf8(value).ok()?.trim().parse().ok();
+    for header in response.headers.iter() {
+        let name = header.name;
+        if name.eq_ignore_ascii_case(protocol::SEQ) {
+            head.seq = number(header.value);
+        } else if name.eq_ignore_ascii_case(protocol::LATEST) {
+            head.latest = number(header.value);
+        } else if name.eq_ignore_ascii_case(protocol::CLOSED) {
+            head.closed = true;
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            if header.value.eq_ignore_ascii_case(b"chunked") {
+                head.framing = Framing::Chunked {
+                    left: 0,
+                    data_end: false,
+                };
+            } else {
+                bail!("unsupported transfer-encoding in a response");
+            }
+        } else if name.eq_ignore_ascii_case("content-length") {
+            if head.framing == Framing::Close {
+                head.framing = Framing::Length(
+                    number(header.value).context("malformed content-length in a response")?,
+                );
+            }
+        } else if name.eq_ignore_ascii_case("connection") {
+            head.keep_alive = !header.value.eq_ignore_ascii_case(b"close");
+        }
+    }
+    if head.framing == Framing::Close {
+        head.keep_alive = false;
+    }
+    // 1xx, 204 and 304 have no body whatever the headers say (none is expected here).
+    if status < 200 || status == 204 || status == 304 {
+        head.framing = Framing::Length(0);
+    }
+    Ok(Some(head))
+}
+
+fn chunk_size(line: &[u8]) -> anyhow::Result<u64> {
+    let digits = line.split(|&b| b == b';').next().unwrap_or_default();
+    let digits = std::str::from_utf8(digits).ok().map(str::trim);
+    match digits.and_then(|d| u64::from_str_radix(d, 16).ok()) {
+        Some(size) if size < 1 << 40 => Ok(size),
+        _ => bail!("malformed chunk-size line in a response"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heads() {
+        let head = parse_head(
+            b"HTTP/1.1 200 OK\r\nLp-Trickle-Seq: 7\r\nTransfer-Encoding: chunked\r\n\r\nabc",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!((head.status, head.seq, head.len), (200, Some(7), 67));
+        assert!(head.keep_alive);
+        assert_eq!(
+            head.framing,
+            Framing::Chunked {
+                left: 0,
+                data_end: false
+            }
+        );
+        let head = parse_head(
+            b"HTTP/1.1 470 Gone\r\nlp-trickle-latest: 9\r\nContent-Length: 3\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!((head.latest, head.framing), (Some(9), Framing::Length(3)));
+        assert!(!head.keep_alive);
+        assert!(parse_head(b"HTTP/1.1 200 OK\r\n").unwrap().is_none());
+        assert!(parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn chunk_sizes() {
+        assert_eq!(chunk_size(b"1f").unwrap(), 31);
+        assert_eq!(chunk_size(b"10;ext=1").unwrap(), 16);
+        assert!(chunk_size(b"").is_err());
+        assert!(chunk_size(b"zz").is_err());
+        assert!(chunk_size(b"ffffffffffffffffff").is_err());
+    }
+}
