@@ -21,7 +21,9 @@ async fn one_connection_serves_gets_then_is_handed_to_hyper_for_a_post() {
         assert_eq!(head.status, 200);
         assert!(head.chunked());
         assert_eq!(head.header("lp-trickle-seq"), Some("0"));
-        assert!(head.header("date").is_some());
+        let date = httpdate::parse_http_date(head.header("date").unwrap()).unwrap();
+        let age = std::time::SystemTime::now().duration_since(date).unwrap();
+        assert!(age < std::time::Duration::from_secs(5), "{age:?}");
         assert_eq!(raw.body_to_end(&head).await.unwrap(), b"zero");
     }
     // A body: hyper takes over this connection and answers from then on.

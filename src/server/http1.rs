@@ -409,14 +409,31 @@ fn head(response: &Response<Body>, close: bool) -> (Bytes, Framing, Option<u64>)
         head.extend_from_slice(b"connection: close\r\n");
     }
     if !headers.contains_key(header::DATE) {
-        let _ = write!(
-            head,
-            "date: {}\r\n",
-            httpdate::fmt_http_date(std::time::SystemTime::now())
-        );
+        head.extend_from_slice(b"date: ");
+        with_date(|date| head.extend_from_slice(date));
+        head.extend_from_slice(b"\r\n");
     }
     head.extend_from_slice(b"\r\n");
     (Bytes::from(head), framing, length)
+}
+
+/// Calls `f` with the current time as an HTTP date, formatted once per second per thread (as
+/// hyper does) rather than once per response.
+fn with_date(f: impl FnOnce(&[u8])) {
+    use std::cell::RefCell;
+    use std::time::{SystemTime, UNIX_EPOCH};
+    thread_local! {
+        static DATE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    }
+    let now = SystemTime::now();
+    let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    DATE.with_borrow_mut(|(cached, date)| {
+        if *cached != second {
+            *cached = second;
+            *date = httpdate::fmt_http_date(now);
+        }
+        f(date.as_bytes());
+    });
 }
 
 /// Bytes on their way to the socket, written with as few `writev`s as the socket allows.
