@@ -3,7 +3,8 @@
 //! dropped before its first byte (through a TCP proxy that cuts connections), 470 jumps, end of
 //! stream, typed errors, a publisher's failure seen by its subscribers, and a close whose
 //! preconnect reaches the server only after its DELETE (a proxy holds it back until the test
-//! releases it): the channel is deleted again rather than left re-created.
+//! releases it): the channel is deleted again rather than left re-created, also when the server
+//! answered that preconnect with something other than end of stream.
 
 mod common;
 
@@ -745,5 +746,40 @@ async fn close_deletes_again_when_the_preconnect_arrived_after_the_delete() {
         deletes.load(Ordering::SeqCst),
         3,
         "close deleted again although the server had ended its preconnect"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_deletes_again_when_the_late_preconnect_was_answered_otherwise() {
+    // The server answers a POST that waits this long for its body 408: well within close's
+    // second for the preconnect.
+    let s = TestServer::with_config(Config {
+        wait_timeout: Duration::from_millis(200),
+        ..Config::default()
+    })
+    .await;
+    let mut proxy = LatePostProxy::start(s.addr, "/ch/1").await;
+    let mut publisher = Publisher::new(
+        &format!("http://{}/ch", proxy.addr),
+        PublisherOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(publisher.write_segment("zero").await.unwrap(), 0);
+    within("the preconnect for seq 1 held", proxy.held.recv()).await;
+    let closing = tokio::spawn(publisher.close());
+    eventually("the DELETE at the server", || {
+        s.server.channel("ch").is_none()
+    })
+    .await;
+    // The late preconnect makes the channel again and is answered 408, not end of stream.
+    proxy.release();
+    within("close", closing)
+        .await
+        .expect("close returns")
+        .unwrap();
+    within("the late preconnect ended", proxy.ended.recv()).await;
+    assert!(
+        s.server.channel("ch").is_none(),
+        "the late preconnect's channel is left"
     );
 }
