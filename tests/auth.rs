@@ -1,14 +1,17 @@
 //! Tokens (`--auth-secret`) over real sockets: the token in the path (`/{token}/{channel}/{seq}`,
-//! for clients that only append `/{seq}`) or as `Authorization: Bearer`; missing or invalid → 401,
-//! out of scope → 403, the same answers whether the channel exists or not; the changefeed needs
-//! `admin`; our own clients with the token in their URL; `trickle token` mints what the server
-//! accepts.
+//! for clients that only append `/{seq}`, also after a base path: `/{base}/{token}/…`) or as
+//! `Authorization: Bearer`; missing or invalid (an unsigned `"alg":"none"` token included) → 401,
+//! which closes the connection, out of scope → 403, the same answers whether the channel exists or
+//! not; the changefeed needs `admin`; our own clients with the token in their URL; `trickle token`
+//! mints what the server accepts.
 
 mod common;
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{TestServer, spawn_serve};
+use common::{PATIENCE, TestServer, spawn_serve};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use trickle::Config;
 use trickle::auth::{Claims, Secret, expiry_in, mint};
 use trickle::client::{Publisher, PublisherOptions, SubscribeStart, Subscriber, SubscriberOptions};
@@ -97,6 +100,222 @@ async fn no_token_or_a_bad_one_is_401_and_reveals_nothing() {
         .await;
     assert_eq!(r.status, 401);
     assert!(s.server.channel("cam-1").unwrap().next_write() == 1);
+}
+
+/// Base64url without padding, as JWTs are encoded.
+fn base64url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | (b as u32) << (16 - 8 * i));
+        for i in 0..=chunk.len() {
+            out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsigned_alg_none_token_is_401() {
+    let s = server().await;
+    let header = base64url(br#"{"alg":"none","typ":"JWT"}"#);
+    assert_eq!(header, "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0");
+    let claims = Claims {
+        exp: expiry_in(Duration::from_secs(600)),
+        publish: vec!["*".into()],
+        subscribe: vec!["*".into()],
+        admin: true,
+    };
+    let payload = base64url(&serde_json::to_vec(&claims).unwrap());
+    // The very same claims, signed, are accepted: only the algorithm is wrong below.
+    let signed = mint(&Secret::new(SECRET).unwrap(), &claims).unwrap();
+    assert_eq!(
+        s.post(&format!("/{signed}/signed/0"), b"ok").await.status,
+        200
+    );
+
+    let unsigned = format!("{header}.{payload}.");
+    // In the path, an empty signature does not even look like a token (so it is refused as no
+    // token at all); with something in its place the path form reaches the verifier too.
+    let junk_signature = format!("{header}.{payload}.{}", base64url(b"not a signature"));
+    for (token, in_path_why) in [
+        (&unsigned, "a token is required"),
+        (&junk_signature, "the token is invalid"),
+    ] {
+        for (method, path, headers) in [
+            ("POST", format!("/{token}/cam-1/0"), vec![]),
+            ("GET", format!("/{token}/signed/0"), vec![]),
+            ("POST", "/cam-1/0".into(), vec![format!("Bearer {token}")]),
+            ("GET", "/signed/0".into(), vec![format!("Bearer {token}")]),
+            ("DELETE", "/signed".into(), vec![format!("Bearer {token}")]),
+        ] {
+            let why = if headers.is_empty() {
+                in_path_why
+            } else {
+                "the token is invalid"
+            };
+            let headers: Vec<(&str, &str)> = headers
+                .iter()
+                .map(|h| ("Authorization", h.as_str()))
+                .collect();
+            let r = s.request_with(method, &path, &headers, b"data").await;
+            assert_eq!(r.status, 401, "{method} {path} {headers:?}: {r:?}");
+            assert_eq!(r.header("www-authenticate"), Some("Bearer"));
+            assert!(r.text().contains(why), "{method} {path}: {}", r.text());
+        }
+    }
+    assert!(s.server.channel("cam-1").is_none());
+    assert_eq!(s.server.channel("signed").unwrap().next_write(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_work_under_a_base_path() {
+    let s = TestServer::with_config(Config {
+        base_path: "/live".into(),
+        auth_secret: Some(Secret::new(SECRET).unwrap()),
+        ..Config::default()
+    })
+    .await;
+    let cam = token(&["cam-*"], &["*"], false);
+    let viewer = token(&[], &["cam-1"], false);
+    let bearer = |t: &str| format!("Bearer {t}");
+
+    // The token in the path, after the base path.
+    assert_eq!(
+        s.post(&format!("/live/{cam}/cam-1/0"), b"hello")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(s.server.channel("cam-1").unwrap().next_write(), 1);
+    assert_eq!(s.server.channel_count(), 1, "the token is no channel");
+    assert_eq!(s.get(&format!("/live/{cam}/cam-1/0")).await.text(), "hello");
+    assert_eq!(s.get(&format!("/live/{cam}/cam-1/next")).await.text(), "1");
+    // As a Bearer header.
+    let r = s
+        .request_with(
+            "GET",
+            "/live/cam-1/0",
+            &[("Authorization", &bearer(&viewer))],
+            b"",
+        )
+        .await;
+    assert_eq!((r.status, r.text().as_str()), (200, "hello"));
+    let r = s
+        .request_with(
+            "POST",
+            "/live/cam-1/1",
+            &[("Authorization", &bearer(&cam))],
+            b"world",
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(
+        s.get(&format!("/live/{viewer}/cam-1/1")).await.text(),
+        "world"
+    );
+
+    // Under the base path the same refusals hold.
+    assert_eq!(s.get("/live/cam-1/0").await.status, 401);
+    assert_eq!(s.get("/live/a.b.c/cam-1/0").await.status, 401);
+    assert_eq!(
+        s.post(&format!("/live/{viewer}/cam-1/2"), b"no")
+            .await
+            .status,
+        403
+    );
+    // A token outside the base path is no route of ours, whatever the token.
+    assert_eq!(s.get(&format!("/{cam}/cam-1/0")).await.status, 404);
+    assert_eq!(s.get(&format!("/{cam}/live/cam-1/0")).await.status, 404);
+    assert_eq!(s.server.channel("cam-1").unwrap().next_write(), 2);
+
+    // Our clients with a base path and a token in their URL.
+    let url = format!("http://{}/live/{cam}/cam-2", s.addr);
+    let mut publisher = Publisher::new(&url, PublisherOptions::default()).unwrap();
+    assert_eq!(publisher.write_segment("from the client").await.unwrap(), 0);
+    let mut subscriber = Subscriber::new(
+        &url,
+        SubscriberOptions {
+            start: SubscribeStart::Seq(0),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let segment = subscriber.next_segment().await.unwrap().unwrap();
+    assert_eq!(segment.read_to_end().await.unwrap(), b"from the client");
+}
+
+/// Sends `request` on a new connection and reads until the server closes it (EOF); fails if it
+/// does not within `PATIENCE`.
+async fn answer_then_close(addr: SocketAddr, request: &[u8]) -> String {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut got))
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "the connection stayed open after {:?}",
+                String::from_utf8_lossy(&got)
+            )
+        })
+        .expect("a clean close");
+    String::from_utf8(got).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_401_closes_the_connection() {
+    // Idle keep-alive connections are closed only after a minute: an EOF within PATIENCE is the
+    // server closing because of the 401.
+    let s = TestServer::with_config(Config {
+        auth_secret: Some(Secret::new(SECRET).unwrap()),
+        header_timeout: Duration::from_secs(60),
+        ..Config::default()
+    })
+    .await;
+    s.server.create_channel("ch", "text/plain").unwrap();
+    for request in [
+        // Two pipelined GETs without a token: only the first is answered.
+        &b"GET /ch/0 HTTP/1.1\r\nHost: x\r\n\r\nGET /ch/0 HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+        b"GET /ch/0 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer a.b.c\r\n\r\n",
+        // A POST whose body never comes: the answer does not wait for it.
+        b"POST /ch/0 HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n",
+        b"DELETE /a.b.c/ch HTTP/1.1\r\nHost: x\r\n\r\n",
+    ] {
+        let what = String::from_utf8_lossy(request).into_owned();
+        let answer = answer_then_close(s.addr, request).await;
+        assert!(answer.starts_with("HTTP/1.1 401 "), "{what:?}: {answer:?}");
+        assert_eq!(
+            answer.matches("HTTP/1.1 ").count(),
+            1,
+            "{what:?}: {answer:?}"
+        );
+        let head = answer
+            .split("\r\n\r\n")
+            .next()
+            .unwrap()
+            .to_ascii_lowercase();
+        assert!(
+            head.lines().any(|l| l == "connection: close"),
+            "{what:?}: {answer:?}"
+        );
+    }
+    // A valid token on a fresh connection is served as before: the server did not go away.
+    let r = s
+        .request_with(
+            "GET",
+            "/ch/next",
+            &[(
+                "Authorization",
+                &format!("Bearer {}", token(&[], &["ch"], false)),
+            )],
+            b"",
+        )
+        .await;
+    assert_eq!((r.status, r.text().as_str()), (200, "0"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,7 +1,10 @@
 //! The Rust client library (`trickle::client`) against the real server over real sockets:
 //! publisher → server → subscriber byte-exact, preconnects, the retry of a segment whose connection
 //! dropped before its first byte (through a TCP proxy that cuts connections), 470 jumps, end of
-//! stream, typed errors, and a publisher's failure seen by its subscribers.
+//! stream, typed errors, a publisher's failure seen by its subscribers, and a close whose
+//! preconnect reaches the server only after its DELETE (a proxy holds it back until the test
+//! releases it): the channel is deleted again rather than left re-created, also when the server
+//! answered that preconnect with something other than end of stream.
 
 mod common;
 
@@ -629,59 +632,154 @@ async fn a_failing_input_stream_fails_the_segment() {
     }
 }
 
-/// A proxy that holds back every connection whose first request is `POST {path}` for `delay`
-/// before passing it on: a preconnect that reaches the server late.
-async fn late_post_proxy(upstream: SocketAddr, path: &'static str, delay: Duration) -> SocketAddr {
-    use tokio::io::AsyncReadExt;
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (mut inbound, _) = listener.accept().await.unwrap();
-            tokio::spawn(async move {
-                let mut outbound = tokio::net::TcpStream::connect(upstream).await.unwrap();
-                let mut first = vec![0u8; 4096];
-                let Ok(n) = inbound.read(&mut first).await else {
-                    return;
-                };
-                if first[..n].starts_with(format!("POST {path} ").as_bytes()) {
-                    tokio::time::sleep(delay).await;
-                }
-                if outbound.write_all(&first[..n]).await.is_ok() {
-                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                }
-            });
+/// A proxy that holds back every connection whose first request is `POST {path}` until the test
+/// releases it: a preconnect that reaches the server late. Each connection it holds is reported
+/// on `held`, and again on `ended` once it is over (both sides closed or failed).
+struct LatePostProxy {
+    addr: SocketAddr,
+    held: tokio::sync::mpsc::UnboundedReceiver<()>,
+    ended: tokio::sync::mpsc::UnboundedReceiver<()>,
+    release: tokio::sync::watch::Sender<bool>,
+}
+
+impl LatePostProxy {
+    async fn start(upstream: SocketAddr, path: &'static str) -> LatePostProxy {
+        use tokio::io::AsyncReadExt;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (held_tx, held) = tokio::sync::mpsc::unbounded_channel();
+        let (ended_tx, ended) = tokio::sync::mpsc::unbounded_channel();
+        let (release, _) = tokio::sync::watch::channel(false);
+        let released = release.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut inbound, _) = listener.accept().await.unwrap();
+                let held_tx = held_tx.clone();
+                let ended_tx = ended_tx.clone();
+                let mut released = released.subscribe();
+                tokio::spawn(async move {
+                    let mut outbound = tokio::net::TcpStream::connect(upstream).await.unwrap();
+                    let mut first = vec![0u8; 4096];
+                    let Ok(n) = inbound.read(&mut first).await else {
+                        return;
+                    };
+                    let hold = first[..n].starts_with(format!("POST {path} ").as_bytes());
+                    if hold {
+                        let _ = held_tx.send(());
+                        let _ = released.wait_for(|go| *go).await;
+                    }
+                    if outbound.write_all(&first[..n]).await.is_ok() {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                    if hold {
+                        let _ = ended_tx.send(());
+                    }
+                });
+            }
+        });
+        LatePostProxy {
+            addr,
+            held,
+            ended,
+            release,
         }
-    });
-    addr
+    }
+
+    /// Lets every held connection (and any later one) through.
+    fn release(&self) {
+        self.release.send_replace(true);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn close_deletes_again_when_the_preconnect_arrived_after_the_delete() {
-    let s = TestServer::start().await;
-    let proxy = late_post_proxy(s.addr, "/ch/1", Duration::from_millis(300)).await;
-    let mut publisher =
-        Publisher::new(&format!("http://{proxy}/ch"), PublisherOptions::default()).unwrap();
+    let deletes = Arc::new(AtomicUsize::new(0));
+    let counted = deletes.clone();
+    let s = TestServer::with_server(
+        trickle::Server::builder(Config::default())
+            .before_delete(move |_, _| {
+                counted.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            })
+            .build(),
+    )
+    .await;
+    let mut proxy = LatePostProxy::start(s.addr, "/ch/1").await;
+    let mut publisher = Publisher::new(
+        &format!("http://{}/ch", proxy.addr),
+        PublisherOptions::default(),
+    )
+    .unwrap();
     assert_eq!(publisher.write_segment("zero").await.unwrap(), 0);
-    // The DELETE overtakes the preconnect for seq 1, which then makes the channel again
-    // (autocreate) until close notices and deletes it once more.
-    within("close", publisher.close()).await.unwrap();
+    within("the preconnect for seq 1 held", proxy.held.recv()).await;
+    // The DELETE overtakes the preconnect for seq 1 ...
+    let closing = tokio::spawn(publisher.close());
+    eventually("the DELETE at the server", || {
+        deletes.load(Ordering::SeqCst) == 1 && s.server.channel("ch").is_none()
+    })
+    .await;
+    // ... which then makes the channel again (autocreate) and waits there for its body. (Close
+    // gives it a second to be answered: released at once, it gets there well within that.)
+    proxy.release();
+    eventually("the late preconnect making the channel again", || {
+        s.server.channel("ch").is_some()
+    })
+    .await;
+    // Close notices, ends the preconnect and deletes the channel once more.
+    within("close", closing).await.unwrap().unwrap();
+    // Once the preconnect's connection is over, nothing is left that could make the channel again.
+    within("the late preconnect ended", proxy.ended.recv()).await;
     assert!(
         s.server.channel("ch").is_none(),
         "the late preconnect's channel is left"
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(s.server.channel("ch").is_none());
-    // Without a late preconnect, close returns as soon as the server ended it.
+    assert_eq!(deletes.load(Ordering::SeqCst), 2);
+
+    // Without a late preconnect, close takes the server's end of stream for its answer and
+    // deletes only once.
     let mut publisher = self::publisher(&s, "other");
     publisher.write_segment("zero").await.unwrap();
     eventually("1 preconnected", || s.server.stats().pending_posts == 1).await;
-    let started = std::time::Instant::now();
-    publisher.close().await.unwrap();
-    assert!(
-        started.elapsed() < Duration::from_millis(900),
-        "{:?}",
-        started.elapsed()
-    );
+    within("close", publisher.close()).await.unwrap();
     assert!(s.server.channel("other").is_none());
+    assert_eq!(
+        deletes.load(Ordering::SeqCst),
+        3,
+        "close deleted again although the server had ended its preconnect"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_deletes_again_when_the_late_preconnect_was_answered_otherwise() {
+    // The server answers a POST that waits this long for its body 408: well within close's
+    // second for the preconnect.
+    let s = TestServer::with_config(Config {
+        wait_timeout: Duration::from_millis(200),
+        ..Config::default()
+    })
+    .await;
+    let mut proxy = LatePostProxy::start(s.addr, "/ch/1").await;
+    let mut publisher = Publisher::new(
+        &format!("http://{}/ch", proxy.addr),
+        PublisherOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(publisher.write_segment("zero").await.unwrap(), 0);
+    within("the preconnect for seq 1 held", proxy.held.recv()).await;
+    let closing = tokio::spawn(publisher.close());
+    eventually("the DELETE at the server", || {
+        s.server.channel("ch").is_none()
+    })
+    .await;
+    // The late preconnect makes the channel again and is answered 408, not end of stream.
+    proxy.release();
+    within("close", closing)
+        .await
+        .expect("close returns")
+        .unwrap();
+    within("the late preconnect ended", proxy.ended.recv()).await;
+    assert!(
+        s.server.channel("ch").is_none(),
+        "the late preconnect's channel is left"
+    );
 }

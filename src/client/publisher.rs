@@ -328,8 +328,11 @@ impl Publisher {
         }
         // Ending the body abnormally makes sure the server never takes it for a segment.
         drop(pending);
-        answer.abort();
-        let _ = answer.await;
+        if settled.is_err() {
+            // Still unanswered (an answered handle must not be polled again).
+            answer.abort();
+            let _ = answer.await;
+        }
         let response = self.context.client.delete(&self.context.url).send().await?;
         match simple_outcome(response).await {
             Ok(()) | Err(ClientError::StreamNotFound) => Ok(()),

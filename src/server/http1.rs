@@ -586,7 +586,212 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use axum::routing::get;
+    use tokio::io::{AsyncReadExt, DuplexStream};
+
     use super::*;
+
+    /// Long enough for anything that should happen at once.
+    const PATIENCE: Duration = Duration::from_secs(10);
+
+    /// One in-memory connection served by this front with `app`: the client's end, and the task
+    /// running [`serve`]. Idle keep-alive connections stay open for ten minutes, so a connection
+    /// that ends within [`PATIENCE`] was closed on purpose.
+    fn connect(app: Router) -> (DuplexStream, tokio::task::JoinHandle<()>) {
+        let (client, server_end) = tokio::io::duplex(64 * 1024);
+        let server = Server::new(super::super::Config {
+            header_timeout: Duration::from_secs(600),
+            ..Default::default()
+        });
+        let task = tokio::spawn(serve(server_end, app, server, |_, _| async {
+            panic!("handed over to hyper")
+        }));
+        (client, task)
+    }
+
+    /// Reads until the server ends the connection.
+    async fn read_to_close(client: &mut DuplexStream) -> Vec<u8> {
+        let mut got = Vec::new();
+        tokio::time::timeout(PATIENCE, client.read_to_end(&mut got))
+            .await
+            .expect("the server closes the connection in time")
+            .unwrap();
+        got
+    }
+
+    /// Reads into `got` until it holds `needle`.
+    async fn read_until(client: &mut DuplexStream, got: &mut Vec<u8>, needle: &[u8]) {
+        let read = async {
+            while !got.windows(needle.len()).any(|w| w == needle) {
+                let mut buf = [0u8; 1024];
+                let n = client.read(&mut buf).await.unwrap();
+                assert!(
+                    n > 0,
+                    "closed before {:?}: {:?}",
+                    String::from_utf8_lossy(needle),
+                    String::from_utf8_lossy(got)
+                );
+                got.extend_from_slice(&buf[..n]);
+            }
+        };
+        tokio::time::timeout(PATIENCE, read)
+            .await
+            .expect("the bytes in time");
+    }
+
+    /// The response head (as text) and the bytes after it.
+    fn split_head(response: &[u8]) -> (String, &[u8]) {
+        let end = response
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("a complete head")
+            + 4;
+        (
+            String::from_utf8(response[..end].to_vec()).unwrap(),
+            &response[end..],
+        )
+    }
+
+    /// A handler's answer with a `content-length` that its body does not match.
+    fn mislabelled(length: &'static str, body: Body) -> Response<Body> {
+        Response::builder()
+            .header(header::CONTENT_LENGTH, length)
+            .body(body)
+            .unwrap()
+    }
+
+    /// Two GETs of `path` pipelined.
+    fn two_gets(path: &str) -> Vec<u8> {
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n")
+            .repeat(2)
+            .into_bytes()
+    }
+
+    #[tokio::test]
+    async fn a_body_longer_than_its_content_length_is_cut_and_the_connection_closed() {
+        let app = Router::new().route(
+            "/longer",
+            get(|| async { mislabelled("5", Body::from("hello, and then some")) }),
+        );
+        let (mut client, task) = connect(app);
+        client.write_all(&two_gets("/longer")).await.unwrap();
+        let got = read_to_close(&mut client).await;
+        let (head, body) = split_head(&got);
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert!(head.contains("\r\ncontent-length: 5\r\n"), "{head}");
+        // Exactly the declared bytes, and no answer to the pipelined second request.
+        assert_eq!(body, b"hello", "{:?}", String::from_utf8_lossy(body));
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_body_shorter_than_its_content_length_closes_the_connection() {
+        let app = Router::new()
+            .route(
+                "/shorter",
+                get(|| async { mislabelled("20", Body::from("short")) }),
+            )
+            .route(
+                "/nothing",
+                get(|| async { mislabelled("10", Body::empty()) }),
+            );
+        for (path, sent) in [("/shorter", &b"short"[..]), ("/nothing", b"")] {
+            let (mut client, task) = connect(app.clone());
+            client.write_all(&two_gets(path)).await.unwrap();
+            let got = read_to_close(&mut client).await;
+            let (head, body) = split_head(&got);
+            assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{path}: {head}");
+            // The client sees fewer bytes than announced, then the end of the connection: the
+            // pipelined second request is not answered.
+            let declared: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .expect("a content-length")
+                .parse()
+                .unwrap();
+            assert!(declared > sent.len(), "{path}: {head}");
+            assert_eq!(body, sent, "{path}: {:?}", String::from_utf8_lossy(body));
+            task.await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_error_ends_the_connection_without_the_final_chunk() {
+        let fail = Arc::new(tokio::sync::Notify::new());
+        let failing = fail.clone();
+        let app = Router::new()
+            .route(
+                "/whole",
+                get(|| async {
+                    let pieces = [Ok::<_, io::Error>("whole")];
+                    Body::from_stream(futures_util::stream::iter(pieces))
+                }),
+            )
+            .route(
+                "/broken",
+                get(move || {
+                    let failing = failing.clone();
+                    async move {
+                        // "first", then an error once the test says so.
+                        let body = futures_util::stream::unfold(0, move |step| {
+                            let failing = failing.clone();
+                            async move {
+                                match step {
+                                    0 => Some((Ok(Bytes::from_static(b"first")), 1)),
+                                    1 => {
+                                        failing.notified().await;
+                                        Some((Err(io::Error::other("the segment failed")), 2))
+                                    }
+                                    _ => None,
+                                }
+                            }
+                        });
+                        Body::from_stream(body)
+                    }
+                }),
+            );
+        let (mut client, task) = connect(app);
+        // A streamed body that ends well ends with the final chunk, and the connection stays.
+        client
+            .write_all(b"GET /whole HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        read_until(&mut client, &mut got, b"\r\n0\r\n\r\n").await;
+        let (head, body) = split_head(&got);
+        assert!(
+            head.contains("\r\ntransfer-encoding: chunked\r\n"),
+            "{head}"
+        );
+        assert_eq!(body, b"5\r\nwhole\r\n0\r\n\r\n");
+
+        client
+            .write_all(b"GET /broken HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        read_until(&mut client, &mut got, b"5\r\nfirst\r\n").await;
+        fail.notify_one();
+        got.extend(read_to_close(&mut client).await);
+        let (head, body) = split_head(&got);
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert!(
+            head.contains("\r\ntransfer-encoding: chunked\r\n"),
+            "{head}"
+        );
+        // The first chunk, then the end of the connection: no `0\r\n\r\n` that would make the
+        // broken body look complete.
+        assert_eq!(
+            body,
+            b"5\r\nfirst\r\n",
+            "{:?}",
+            String::from_utf8_lossy(body)
+        );
+        task.await.unwrap();
+    }
 
     fn parsed(head: &[u8]) -> (Option<Head>, BytesMut) {
         let mut buf = BytesMut::from(head);
