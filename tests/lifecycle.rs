@@ -173,6 +173,37 @@ async fn serve_flags_come_from_the_environment_too() {
     assert_eq!(raw.head().await.status, 413);
 }
 
+/// The threads of a process (`Threads:` in /proc/PID/status).
+fn threads_of(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("Threads:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn threads_sets_the_worker_threads() {
+    for (threads, from_env) in [("1", false), ("6", true)] {
+        let (args, env) = if from_env {
+            (
+                vec!["--listen", "127.0.0.1:0"],
+                vec![("TRICKLE_THREADS", threads)],
+            )
+        } else {
+            (
+                vec!["--listen", "127.0.0.1:0", "--threads", threads],
+                vec![],
+            )
+        };
+        let (child, addr) = spawn_serve(&args, &env).await;
+        let mut raw = Raw::connect(addr.parse().unwrap()).await;
+        raw.send_request("POST", "/ch/0", &[], Some(b"x")).await;
+        assert_eq!(raw.head().await.status, 200);
+        // The workers plus the main thread; blocking-pool threads only come when used.
+        let workers = threads_of(child.id().unwrap()) - 1;
+        assert_eq!(workers.to_string(), threads, "--threads {threads}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_reports_bad_flags_in_one_line() {
     for (args, expected) in [
@@ -183,6 +214,7 @@ async fn serve_reports_bad_flags_in_one_line() {
         (vec!["--idle-timeout", "soon"], "invalid duration"),
         (vec!["--max-segment-bytes", "12 parsecs"], "unknown unit"),
         (vec!["--ring", "0"], "--ring"),
+        (vec!["--threads", "0"], "--threads"),
     ] {
         let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_trickle"))
             .arg("serve")

@@ -33,6 +33,16 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Cli {
+    /// The runtime's worker threads, if the command sets them (`serve --threads`).
+    pub fn worker_threads(&self) -> Option<usize> {
+        match &self.command {
+            Command::Serve(args) => args.threads.map(usize::from),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the Trickle server.

@@ -49,6 +49,11 @@ pub struct ServeArgs {
     /// keep-alive connections.
     #[arg(long, env = "TRICKLE_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub header_timeout: Duration,
+    /// Threads serving connections [default: one per CPU core]. On a machine shared with other
+    /// busy processes (a load generator, an encoder), 1 can cost less CPU per request and give
+    /// lower latency; for throughput, keep one per core (BENCHMARKS.md).
+    #[arg(long, env = "TRICKLE_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub threads: Option<u16>,
     /// Also serve Prometheus metrics at `http://ADDR/metrics`, on this separate address (keep it
     /// private: it lists no channel names, but it shows the load).
     #[arg(long, env = "TRICKLE_METRICS_LISTEN")]
