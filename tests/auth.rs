@@ -10,26 +10,13 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{PATIENCE, TestServer, spawn_serve};
+use common::{PATIENCE, TestServer, spawn_serve, token};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use trickle::Config;
 use trickle::auth::{Claims, Secret, expiry_in, mint};
 use trickle::client::{Publisher, PublisherOptions, SubscribeStart, Subscriber, SubscriberOptions};
 
-const SECRET: &str = "a test secret of 32 bytes, or so";
-
-fn token(publish: &[&str], subscribe: &[&str], admin: bool) -> String {
-    mint(
-        &Secret::new(SECRET).unwrap(),
-        &Claims {
-            exp: expiry_in(Duration::from_secs(600)),
-            publish: publish.iter().map(|s| s.to_string()).collect(),
-            subscribe: subscribe.iter().map(|s| s.to_string()).collect(),
-            admin,
-        },
-    )
-    .unwrap()
-}
+const SECRET: &str = common::TEST_SECRET;
 
 async fn server() -> TestServer {
     TestServer::with_config(Config {

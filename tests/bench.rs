@@ -9,7 +9,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{PATIENCE, spawn_serve, trickle};
+use common::{PATIENCE, spawn_serve, token, trickle};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -262,40 +262,32 @@ async fn max_lag_holds_the_publisher_back_for_slow_subscribers() {
     assert_eq!(report["segments_complete"], 40);
 }
 
-const SECRET: &str = "a test secret of 32 bytes, or so";
-
-fn token(publish: &[&str], subscribe: &[&str]) -> String {
-    use trickle::auth::{Claims, Secret, expiry_in, mint};
-    mint(
-        &Secret::new(SECRET).unwrap(),
-        &Claims {
-            exp: expiry_in(Duration::from_secs(600)),
-            publish: publish.iter().map(|s| s.to_string()).collect(),
-            subscribe: subscribe.iter().map(|s| s.to_string()).collect(),
-            admin: false,
-        },
-    )
-    .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn headers_go_with_every_request_and_refusals_are_reported() {
     // The subscribers speak HTTP/1.1 themselves (cli/bench/wire.rs): with -H they must send the
     // header on every GET, or the server refuses them.
-    let (_server, addr) =
-        spawn_serve(&["--listen", "127.0.0.1:0", "--auth-secret", SECRET], &[]).await;
+    let (_server, addr) = spawn_serve(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--auth-secret",
+            common::TEST_SECRET,
+        ],
+        &[],
+    )
+    .await;
     let url = format!("http://{addr}");
     let small = ["--subs", "3", "--segments", "5", "--segment-bytes", "20000"];
     let both = format!(
         "Authorization: Bearer {}",
-        token(&["bench-*"], &["bench-*"])
+        token(&["bench-*"], &["bench-*"], false)
     );
     let (status, report, stderr) = bench(&[&[&url[..], "-H", &both][..], &small].concat()).await;
     assert!(status.success(), "{report:#}\n{stderr}");
     assert_eq!(report["segments_complete"], 15);
 
     // Allowed to publish but not to subscribe: every subscriber's GET is answered 403.
-    let publish_only = format!("Authorization: Bearer {}", token(&["bench-*"], &[]));
+    let publish_only = format!("Authorization: Bearer {}", token(&["bench-*"], &[], false));
     let (status, report, _) = bench(&[&[&url[..], "-H", &publish_only][..], &small].concat()).await;
     assert!(!status.success(), "{report:#}");
     assert_eq!(report["segments_complete"], 0);

@@ -62,13 +62,7 @@ async fn ten_thousand_abandoned_connections_give_their_memory_back() {
     .await;
     let pid = server.id().unwrap();
     let addr: SocketAddr = addr.parse().unwrap();
-    let metrics: SocketAddr = log
-        .iter()
-        .find_map(|l| l.split("serving metrics at http://").nth(1))
-        .and_then(|rest| rest.strip_suffix("/metrics"))
-        .expect("a metrics line")
-        .parse()
-        .unwrap();
+    let metrics = common::metrics_addr(&log);
     // Warm up: one channel, one segment, read once.
     let mut raw = Raw::connect(addr).await;
     raw.send_request("POST", "/ch/0", &[], Some(b"warm")).await;

@@ -263,13 +263,7 @@ async fn soak() {
     }
 
     // Everybody has left: the request gauges return to zero.
-    let metrics_addr = log
-        .iter()
-        .find_map(|l| l.split("serving metrics at http://").nth(1))
-        .and_then(|rest| rest.strip_suffix("/metrics"))
-        .expect("a metrics line")
-        .parse()
-        .unwrap();
+    let metrics_addr = common::metrics_addr(&log);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let mut raw = common::Raw::connect(metrics_addr).await;

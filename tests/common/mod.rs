@@ -533,3 +533,31 @@ pub async fn spawn_serve_with_log(
 pub fn rss_of(pid: u32) -> u64 {
     trickle::server::resident_memory_bytes_of(pid).unwrap_or(0)
 }
+
+/// The secret the auth tests start servers with (`--auth-secret`, `Config::auth_secret`).
+pub const TEST_SECRET: &str = "a test secret of 32 bytes, or so";
+
+/// A token signed with [`TEST_SECRET`], valid for ten minutes, with these scopes.
+pub fn token(publish: &[&str], subscribe: &[&str], admin: bool) -> String {
+    use trickle::auth::{Claims, Secret, expiry_in, mint};
+    mint(
+        &Secret::new(TEST_SECRET).unwrap(),
+        &Claims {
+            exp: expiry_in(Duration::from_secs(600)),
+            publish: publish.iter().map(|s| s.to_string()).collect(),
+            subscribe: subscribe.iter().map(|s| s.to_string()).collect(),
+            admin,
+        },
+    )
+    .unwrap()
+}
+
+/// The metrics address `trickle serve --metrics-listen` logged (from [`spawn_serve_with_log`]).
+pub fn metrics_addr(log: &[String]) -> SocketAddr {
+    log.iter()
+        .find_map(|l| l.split("serving metrics at http://").nth(1))
+        .and_then(|rest| rest.strip_suffix("/metrics"))
+        .expect("a metrics line")
+        .parse()
+        .unwrap()
+}
