@@ -45,12 +45,32 @@ pub fn routes(server: Server) -> Router {
 
 /// Counts the answers `/metrics` reports by status.
 async fn count_status(State(server): State<Server>, response: Response) -> Response {
-    match response.status().as_u16() {
+    count_answer(&server, response.status());
+    response
+}
+
+/// What [`count_status`] does for a route's answer, also for the answers the HTTP/1.1 front gets
+/// from [`subscribe_path`] without the router.
+pub(super) fn count_answer(server: &Server, status: StatusCode) {
+    match status.as_u16() {
         404 => server.count(Counter::NotFound, 1),
         470 => server.count(Counter::NotHeld, 1),
         _ => {}
     }
-    response
+}
+
+/// Whether a GET of `path` is what the router would send to [`subscribe`] and nothing else: no
+/// token check is configured (it runs before routing), and the path is `{base}{name}/{seq}` with
+/// both parts non-empty single path segments. The HTTP/1.1 front then calls [`subscribe_path`]
+/// itself; anything less plain goes through the router.
+pub(super) fn is_plain_subscribe(server: &Server, path: &str) -> bool {
+    if server.verifier().is_some() {
+        return false;
+    }
+    let Some(rest) = path.strip_prefix(server.base_path()) else {
+        return false;
+    };
+    matches!(rest.split_once('/'), Some((name, seq)) if !name.is_empty() && !seq.is_empty() && !seq.contains('/'))
 }
 
 /// The raw (still percent-encoded) name and seq segments of a matched path.
@@ -209,8 +229,13 @@ async fn delete_segment(State(server): State<Server>, req: Request) -> Response 
 
 /// `GET /{name}/{seq}` and `GET /{name}/next` (HEAD too).
 async fn subscribe(State(server): State<Server>, req: Request) -> Response {
-    let (raw_name, raw_seq) = path_parts(&server, req.uri().path());
-    let name = match channel_name(&server, raw_name) {
+    subscribe_path(&server, req.uri().path()).await
+}
+
+/// [`subscribe`] for a path (the only part of the request it reads).
+pub(super) async fn subscribe_path(server: &Server, path: &str) -> Response {
+    let (raw_name, raw_seq) = path_parts(server, path);
+    let name = match channel_name(server, raw_name) {
         Ok(name) => name,
         Err(err) => return error(&err),
     };
@@ -231,7 +256,7 @@ async fn subscribe(State(server): State<Server>, req: Request) -> Response {
             closed,
         } => not_held(seq, latest, closed),
         ReadLookup::Found { segment, latest } => {
-            serve_segment(&server, channel, segment, latest).await
+            serve_segment(server, channel, segment, latest).await
         }
     }
 }
