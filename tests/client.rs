@@ -691,6 +691,20 @@ impl LatePostProxy {
     }
 }
 
+/// A publisher of `ch` through a [`LatePostProxy`] that has written seq 0 and whose preconnect
+/// for seq 1 the proxy now holds back.
+async fn publisher_with_a_held_preconnect(s: &TestServer) -> (LatePostProxy, Publisher) {
+    let mut proxy = LatePostProxy::start(s.addr, "/ch/1").await;
+    let mut publisher = Publisher::new(
+        &format!("http://{}/ch", proxy.addr),
+        PublisherOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(publisher.write_segment("zero").await.unwrap(), 0);
+    within("the preconnect for seq 1 held", proxy.held.recv()).await;
+    (proxy, publisher)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn close_deletes_again_when_the_preconnect_arrived_after_the_delete() {
     let deletes = Arc::new(AtomicUsize::new(0));
@@ -704,14 +718,7 @@ async fn close_deletes_again_when_the_preconnect_arrived_after_the_delete() {
             .build(),
     )
     .await;
-    let mut proxy = LatePostProxy::start(s.addr, "/ch/1").await;
-    let mut publisher = Publisher::new(
-        &format!("http://{}/ch", proxy.addr),
-        PublisherOptions::default(),
-    )
-    .unwrap();
-    assert_eq!(publisher.write_segment("zero").await.unwrap(), 0);
-    within("the preconnect for seq 1 held", proxy.held.recv()).await;
+    let (mut proxy, publisher) = publisher_with_a_held_preconnect(&s).await;
     // The DELETE overtakes the preconnect for seq 1 ...
     let closing = tokio::spawn(publisher.close());
     eventually("the DELETE at the server", || {
@@ -758,14 +765,7 @@ async fn close_deletes_again_when_the_late_preconnect_was_answered_otherwise() {
         ..Config::default()
     })
     .await;
-    let mut proxy = LatePostProxy::start(s.addr, "/ch/1").await;
-    let mut publisher = Publisher::new(
-        &format!("http://{}/ch", proxy.addr),
-        PublisherOptions::default(),
-    )
-    .unwrap();
-    assert_eq!(publisher.write_segment("zero").await.unwrap(), 0);
-    within("the preconnect for seq 1 held", proxy.held.recv()).await;
+    let (mut proxy, publisher) = publisher_with_a_held_preconnect(&s).await;
     let closing = tokio::spawn(publisher.close());
     eventually("the DELETE at the server", || {
         s.server.channel("ch").is_none()
