@@ -23,6 +23,9 @@ use crate::protocol;
 const BUFFER: usize = 16 << 10;
 /// The longest error body kept for the message.
 const ERROR_BODY: usize = 200;
+/// 470s in a row for one segment before giving up (each jumps to the write head the server
+/// named, so more than a few means the server is not making sense).
+const MAX_GAPS: u32 = 10;
 
 /// Where one channel is: what every subscriber of it sends.
 pub struct Target {
@@ -176,6 +179,7 @@ impl WireSubscriber {
         // Whatever is left of the segment before is skipped.
         while self.chunk().await?.is_some() {}
         let mut resent = false;
+        let mut gaps = 0;
         loop {
             if self.pending.is_none() {
                 self.send().await?;
@@ -211,6 +215,10 @@ impl WireSubscriber {
                     return Ok(Some(seq));
                 }
                 protocol::STATUS_NOT_HELD => {
+                    gaps += 1;
+                    if gaps > MAX_GAPS {
+                        bail!("GET {}: still 470 after {MAX_GAPS} jumps", self.target.path);
+                    }
                     self.skip_body().await?;
                     self.next = head.latest;
                 }
@@ -270,6 +278,7 @@ impl WireSubscriber {
                     match line_end {
                         Some(end) if data_end => {
                             if end != 0 {
+                                self.body = None;
                                 bail!("malformed chunked body: no CRLF after a chunk");
                             }
                             self.pos += 2;
@@ -279,7 +288,13 @@ impl WireSubscriber {
                             };
                         }
                         Some(end) => {
-                            let size = chunk_size(&self.buf[self.pos..self.pos + end])?;
+                            let size = match chunk_size(&self.buf[self.pos..self.pos + end]) {
+                                Ok(size) => size,
+                                Err(err) => {
+                                    self.body = None;
+                                    return Err(err);
+                                }
+                            };
                             self.pos += end + 2;
                             body.framing = Framing::Chunked {
                                 left: size,
@@ -316,9 +331,13 @@ impl WireSubscriber {
         Ok(())
     }
 
-    /// Reads one more piece of the current body's connection; `false` at its end.
+    /// Reads one more piece of the current body's connection; `false` at its end. After an error
+    /// the connection is dropped.
     async fn fill_or_eof(&mut self) -> anyhow::Result<bool> {
-        self.make_room()?;
+        if let Err(err) = self.make_room() {
+            self.body = None;
+            return Err(err);
+        }
         let body = self.body.as_mut().expect("reading a body");
         match body.stream.read(&mut self.buf[self.filled..]).await {
             Ok(0) => Ok(false),
@@ -580,6 +599,36 @@ mod tests {
             assert_eq!(subscriber.next_segment().await.unwrap(), Some(seq));
             assert_eq!(read_segment(&mut subscriber).await, body);
         }
+    }
+
+    #[tokio::test]
+    async fn endless_470s_and_malformed_chunks_are_errors() {
+        let gone = "HTTP/1.1 470 Gone\r\nLp-Trickle-Latest: 3\r\nContent-Length: 0\r\n\r\n";
+        let (target, _requests) = canned(vec![gone; 20]).await;
+        let err = WireSubscriber::new(target, 0)
+            .next_segment()
+            .await
+            .unwrap_err();
+        assert_eq!(format!("{err:#}"), "GET /base/ch: still 470 after 10 jumps");
+
+        let (target, mut requests) = canned(vec![
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nb",
+            "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nc",
+        ])
+        .await;
+        let mut subscriber = WireSubscriber::new(target, 0);
+        assert_eq!(subscriber.next_segment().await.unwrap(), Some(0));
+        let err = subscriber.chunk().await.unwrap_err();
+        assert_eq!(
+            format!("{err:#}"),
+            "malformed chunk-size line in a response"
+        );
+        // The broken connection is gone: the segment has ended and is not read again.
+        assert_eq!(subscriber.chunk().await.unwrap(), None);
+        assert_eq!(subscriber.next_segment().await.unwrap(), Some(1));
+        assert_eq!(read_segment(&mut subscriber).await, b"b");
+        assert_eq!(requests.recv().await.unwrap(), "GET /base/ch/0 HTTP/1.1");
     }
 
     #[tokio::test]
