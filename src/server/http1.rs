@@ -337,11 +337,17 @@ where
     if body_done && length_left.is_some_and(|left| left > 0) {
         failed = Some(io::Error::other("body shorter than its length"));
     }
-    let mut gathered: Vec<Bytes> = Vec::new();
+    let mut ended = false;
     poll_fn(|cx| {
         loop {
-            // Take every frame that is ready, up to what one write can carry.
-            while !body_done && out.len() + gathered.len() + 3 < MAX_IOV {
+            // Take every frame that is ready, up to what one write can carry, straight into the
+            // outbox; a chunk's size line goes in front of its frames once their size is known.
+            let size_line = (!body_done && framing == Framing::Chunked).then(|| {
+                out.push(Piece::chunk_size(0));
+                out.len() - 1
+            });
+            let mut size = 0;
+            while !body_done && out.len() + 2 < MAX_IOV {
                 match Pin::new(&mut body).poll_frame(cx) {
                     Poll::Ready(Some(Ok(frame))) => {
                         let Ok(mut data) = frame.into_data() else {
@@ -358,7 +364,8 @@ where
                             *left -= data.len() as u64;
                         }
                         if !data.is_empty() {
-                            gathered.push(data);
+                            size += data.len();
+                            out.push(Piece::Shared(data));
                         }
                     }
                     Poll::Ready(Some(Err(err))) => {
@@ -374,19 +381,17 @@ where
                     Poll::Pending => break,
                 }
             }
-            if !gathered.is_empty() {
-                let size: usize = gathered.iter().map(Bytes::len).sum();
-                if framing == Framing::Chunked {
-                    out.push(Piece::chunk_size(size));
-                }
-                out.extend(gathered.drain(..).map(Piece::Shared));
-                if framing == Framing::Chunked {
+            if let Some(at) = size_line {
+                if size == 0 {
+                    out.pieces.pop_back();
+                } else {
+                    out.pieces[at] = Piece::chunk_size(size);
                     out.push(Piece::Shared(Bytes::from_static(b"\r\n")));
                 }
             }
-            if body_done && failed.is_none() && framing == Framing::Chunked && !out.ended {
+            if body_done && failed.is_none() && framing == Framing::Chunked && !ended {
                 out.push(Piece::Shared(Bytes::from_static(b"0\r\n\r\n")));
-                out.ended = true;
+                ended = true;
             }
             if out.len() == 0 {
                 // Everything is written; a TLS stream may still hold it in its own buffer.
@@ -487,8 +492,6 @@ fn with_date(f: impl FnOnce(&[u8])) {
 #[derive(Default)]
 struct Outbox {
     pieces: VecDeque<Piece>,
-    /// The final chunk is queued.
-    ended: bool,
 }
 
 /// One slice of the outbox: bytes shared with the segment (or static), or a chunk-size line kept
@@ -534,10 +537,6 @@ impl Outbox {
 
     fn push(&mut self, piece: Piece) {
         self.pieces.push_back(piece);
-    }
-
-    fn extend(&mut self, pieces: impl Iterator<Item = Piece>) {
-        self.pieces.extend(pieces);
     }
 
     /// Writes until the outbox is empty or the socket is full.
