@@ -74,9 +74,14 @@ struct Sent {
 /// How a response body ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Framing {
-    /// `Transfer-Encoding: chunked`: in the middle of a chunk with this many bytes left, or (0)
-    /// before a chunk-size line.
-    Chunked { left: u64, data_end: bool },
+    /// `Transfer-Encoding: chunked`, before a chunk-size line.
+    ChunkSize,
+    /// In the middle of a chunk, with this many bytes left.
+    ChunkData(u64),
+    /// At the CRLF after a chunk's bytes.
+    ChunkEnd,
+    /// After the last chunk, up to the blank line that ends the trailers.
+    Trailers,
     /// `Content-Length`: this many bytes left.
     Length(u64),
     /// Until the server closes the connection.
@@ -251,16 +256,13 @@ impl WireSubscriber {
                     return Ok(None);
                 }
                 Framing::Length(0) => body.framing = Framing::Done,
-                Framing::Length(left) | Framing::Chunked { left, .. }
-                    if left > 0 && buffered > 0 =>
-                {
+                Framing::ChunkData(0) => body.framing = Framing::ChunkEnd,
+                Framing::Length(left) | Framing::ChunkData(left) if buffered > 0 => {
                     let n = (left as usize).min(buffered);
+                    let left = left - n as u64;
                     body.framing = match body.framing {
-                        Framing::Length(_) => Framing::Length(left - n as u64),
-                        _ => Framing::Chunked {
-                            left: left - n as u64,
-                            data_end: true,
-                        },
+                        Framing::Length(_) => Framing::Length(left),
+                        _ => Framing::ChunkData(left),
                     };
                     let from = self.pos;
                     self.pos += n;
@@ -271,53 +273,45 @@ impl WireSubscriber {
                     self.pos = self.filled;
                     return Ok(Some(&self.buf[from..from + buffered]));
                 }
-                Framing::Chunked { left: 0, data_end } => {
-                    let line_end = self.buf[self.pos..self.filled]
+                Framing::ChunkSize | Framing::ChunkEnd | Framing::Trailers => {
+                    let Some(end) = self.buf[self.pos..self.filled]
                         .windows(2)
-                        .position(|w| w == b"\r\n");
-                    match line_end {
-                        Some(end) if data_end => {
-                            if end != 0 {
-                                self.body = None;
-                                bail!("malformed chunked body: no CRLF after a chunk");
-                            }
-                            self.pos += 2;
-                            body.framing = Framing::Chunked {
-                                left: 0,
-                                data_end: false,
-                            };
+                        .position(|w| w == b"\r\n")
+                    else {
+                        self.fill("a chunked body").await?;
+                        continue;
+                    };
+                    let line = &self.buf[self.pos..self.pos + end];
+                    let next = match body.framing {
+                        Framing::ChunkEnd if line.is_empty() => Ok(Framing::ChunkSize),
+                        Framing::ChunkEnd => {
+                            Err(anyhow!("malformed chunked body: no CRLF after a chunk"))
                         }
-                        Some(end) => {
-                            let size = match chunk_size(&self.buf[self.pos..self.pos + end]) {
-                                Ok(size) => size,
-                                Err(err) => {
-                                    self.body = None;
-                                    return Err(err);
-                                }
-                            };
-                            self.pos += end + 2;
-                            body.framing = Framing::Chunked {
-                                left: size,
-                                data_end: false,
-                            };
-                            if size == 0 {
-                                self.skip_trailers().await?;
-                                self.body.as_mut().expect("checked above").framing = Framing::Done;
-                            }
+                        Framing::Trailers if line.is_empty() => Ok(Framing::Done),
+                        Framing::Trailers => Ok(Framing::Trailers),
+                        _ => chunk_size(line).map(|size| match size {
+                            0 => Framing::Trailers,
+                            size => Framing::ChunkData(size),
+                        }),
+                    };
+                    self.pos += end + 2;
+                    match next {
+                        Ok(next) => body.framing = next,
+                        Err(err) => {
+                            // A broken connection is not read again.
+                            self.body = None;
+                            return Err(err);
                         }
-                        None => self.fill("a chunk-size line").await?,
                     }
                 }
-                _ => {
-                    if matches!(body.framing, Framing::Close) {
-                        if !self.fill_or_eof().await? {
-                            self.body.as_mut().expect("checked above").framing = Framing::Done;
-                            self.body.as_mut().expect("checked above").keep_alive = false;
-                        }
-                    } else {
-                        self.fill("a response body").await?;
+                Framing::Close => {
+                    if !self.fill_or_eof().await? {
+                        let body = self.body.as_mut().expect("checked above");
+                        body.framing = Framing::Done;
+                        body.keep_alive = false;
                     }
                 }
+                Framing::Length(_) | Framing::ChunkData(_) => self.fill("a response body").await?,
             }
         }
     }
@@ -383,24 +377,6 @@ impl WireSubscriber {
         }
     }
 
-    /// Reads trailers up to the blank line that ends a chunked body.
-    async fn skip_trailers(&mut self) -> anyhow::Result<()> {
-        loop {
-            match self.buf[self.pos..self.filled]
-                .windows(2)
-                .position(|w| w == b"\r\n")
-            {
-                Some(end) => {
-                    self.pos += end + 2;
-                    if end == 0 {
-                        return Ok(());
-                    }
-                }
-                None => self.fill("the trailers").await?,
-            }
-        }
-    }
-
     async fn skip_body(&mut self) -> anyhow::Result<()> {
         while self.chunk().await?.is_some() {}
         Ok(())
@@ -445,10 +421,7 @@ fn parse_head(bytes: &[u8]) -> anyhow::Result<Option<Head>> {
             head.closed = true;
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             if header.value.eq_ignore_ascii_case(b"chunked") {
-                head.framing = Framing::Chunked {
-                    left: 0,
-                    data_end: false,
-                };
+                head.framing = Framing::ChunkSize;
             } else {
                 bail!("unsupported transfer-encoding in a response");
             }
@@ -555,10 +528,12 @@ mod tests {
             // seq 0: chunked, a chunk extension and a trailer.
             "HTTP/1.1 200 OK\r\nLp-Trickle-Seq: 0\r\nTransfer-Encoding: chunked\r\n\r\n\
              5;x=y\r\nhello\r\n1\r\n!\r\n0\r\nx-trailer: 1\r\n\r\n",
-            // The preconnect for seq 1: gone from the ring, the write head is 7.
+            // The preconnect for seq 1: the server's wait timeout, so asked again ...
+            "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n",
+            // ... then gone from the ring: the write head is 7.
             "HTTP/1.1 470 Gone\r\nLp-Trickle-Latest: 7\r\nContent-Length: 4\r\n\r\ngone",
-            // seq 7, by content-length.
-            "HTTP/1.1 200 OK\r\nLp-Trickle-Seq: 7\r\nContent-Length: 5\r\n\r\nseven",
+            // seq 7, delimited by the end of the connection.
+            "HTTP/1.1 200 OK\r\nLp-Trickle-Seq: 7\r\n\r\nseven<close>",
             // The preconnect for seq 8: the channel closed.
             "HTTP/1.1 404 Not Found\r\nLp-Trickle-Closed: terminated\r\nContent-Length: 0\r\n\r\n",
         ])
@@ -577,6 +552,7 @@ mod tests {
             seen,
             [
                 "GET /base/ch/0 HTTP/1.1",
+                "GET /base/ch/1 HTTP/1.1",
                 "GET /base/ch/1 HTTP/1.1",
                 "GET /base/ch/7 HTTP/1.1",
                 "GET /base/ch/8 HTTP/1.1"
@@ -679,13 +655,7 @@ mod tests {
         .unwrap();
         assert_eq!((head.status, head.seq, head.len), (200, Some(7), 66));
         assert!(head.keep_alive);
-        assert_eq!(
-            head.framing,
-            Framing::Chunked {
-                left: 0,
-                data_end: false
-            }
-        );
+        assert_eq!(head.framing, Framing::ChunkSize);
         let head = parse_head(
             b"HTTP/1.1 470 Gone\r\nlp-trickle-latest: 9\r\nContent-Length: 3\r\nConnection: close\r\n\r\n",
         )
