@@ -97,10 +97,9 @@ pub fn is_reserved(name: &str) -> bool {
 }
 
 /// Percent-decodes one raw path segment into a channel name.
-pub fn decode_name(raw: &str) -> Result<String, Error> {
+pub fn decode_name(raw: &str) -> Result<std::borrow::Cow<'_, str>, Error> {
     percent_encoding::percent_decode_str(raw)
         .decode_utf8()
-        .map(|s| s.into_owned())
         .map_err(|_| Error::InvalidName)
 }
 

@@ -5,6 +5,7 @@
 //! [`super::segment::SegmentReader`] out as the response body. Every wait selects on the client
 //! going away (the handler future is dropped), the channel closing, and the wait timeout.
 
+use std::borrow::Cow;
 use std::io;
 use std::pin::pin;
 use std::sync::Arc;
@@ -12,17 +13,17 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
-use http::{HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
 use tokio::time::Instant;
 
 use super::channel::{Channel, PendingEnd, ReadLookup, WriteTarget};
-use super::segment::{SegmentWriter, Start, Status, WriteError};
-use super::{Counter, RequestError, Server, Stat};
+use super::segment::{SegmentReader, SegmentWriter, Start, Status, WriteError};
+use super::{Counter, RequestError, Server, Stat, StatGuard};
 use crate::protocol::{self, Error, SeqParam};
 
 pub fn routes(server: Server) -> Router {
@@ -80,7 +81,7 @@ fn path_parts<'a>(server: &Server, path: &'a str) -> (&'a str, &'a str) {
 }
 
 /// Decodes and validates the channel name of a request.
-fn channel_name(server: &Server, raw: &str) -> Result<String, Error> {
+fn channel_name<'a>(server: &Server, raw: &'a str) -> Result<Cow<'a, str>, Error> {
     let name = protocol::decode_name(raw)?;
     protocol::validate_name(&name, server.config().max_name_bytes)?;
     Ok(name)
@@ -108,7 +109,10 @@ fn error(err: &Error) -> Response {
 
 fn set(response: &mut Response, name: &'static str, value: impl ToString) {
     let value = HeaderValue::from_str(&value.to_string()).expect("header values are plain ASCII");
-    response.headers_mut().insert(name, value);
+    // `from_static` keeps the name as it is; inserting the `&str` would parse and copy it.
+    response
+        .headers_mut()
+        .insert(HeaderName::from_static(name), value);
 }
 
 /// Marks an answer sent before the request body was read: the connection cannot be reused.
@@ -229,32 +233,49 @@ async fn delete_segment(State(server): State<Server>, req: Request) -> Response 
 
 /// `GET /{name}/{seq}` and `GET /{name}/next` (HEAD too).
 async fn subscribe(State(server): State<Server>, req: Request) -> Response {
-    subscribe_path(&server, req.uri().path()).await
+    match subscribe_path(&server, req.uri().path()).await {
+        Subscribed::Segment(segment) => segment.into_response(),
+        Subscribed::Response(response) => response,
+    }
+}
+
+/// What a subscriber's GET gets, before it is a response.
+pub(super) enum Subscribed {
+    /// A version of the segment, streamed from its first byte.
+    Segment(SegmentStream),
+    /// Anything else: an error, a 470, an empty segment, the write head, a timeout.
+    Response(Response),
+}
+
+impl From<Response> for Subscribed {
+    fn from(response: Response) -> Subscribed {
+        Subscribed::Response(response)
+    }
 }
 
 /// [`subscribe`] for a path (the only part of the request it reads).
-pub(super) async fn subscribe_path(server: &Server, path: &str) -> Response {
+pub(super) async fn subscribe_path(server: &Server, path: &str) -> Subscribed {
     let (raw_name, raw_seq) = path_parts(server, path);
     let name = match channel_name(server, raw_name) {
         Ok(name) => name,
-        Err(err) => return error(&err),
+        Err(err) => return error(&err).into(),
     };
     let Some(channel) = server.channel(&name) else {
-        return error(&Error::StreamNotFound);
+        return error(&Error::StreamNotFound).into();
     };
     if raw_seq == "next" {
-        return next_write(&channel);
+        return next_write(&channel).into();
     }
     let param = match SeqParam::parse(raw_seq) {
         Ok(param) => param,
-        Err(err) => return error(&err),
+        Err(err) => return error(&err).into(),
     };
     match channel.lookup_for_read(param) {
         ReadLookup::NotHeld {
             seq,
             latest,
             closed,
-        } => not_held(seq, latest, closed),
+        } => not_held(seq, latest, closed).into(),
         ReadLookup::Found { segment, latest } => {
             serve_segment(server, channel, segment, latest).await
         }
@@ -283,7 +304,7 @@ async fn serve_segment(
     channel: Arc<Channel>,
     segment: Arc<super::segment::Segment>,
     latest_at_arrival: u64,
-) -> Response {
+) -> Subscribed {
     let seq = segment.seq();
     let start = {
         let _waiting = server.stat(Stat::WaitingGets);
@@ -293,14 +314,14 @@ async fn serve_segment(
                 let mut response = error(&Error::Timeout);
                 set(&mut response, protocol::SEQ, seq);
                 set(&mut response, protocol::LATEST, channel.next_write());
-                return response;
+                return response.into();
             }
         }
     };
     let buffered = match start {
         Start::Data { buffered } => buffered,
         Start::Failed | Start::Evicted => {
-            return not_held(seq, channel.next_write(), channel.is_closed());
+            return not_held(seq, channel.next_write(), channel.is_closed()).into();
         }
         Start::Empty => {
             let mut response = Response::new(Body::empty());
@@ -310,33 +331,86 @@ async fn serve_segment(
             if channel.is_closed() {
                 set(&mut response, protocol::CLOSED, "terminated");
             }
-            return response;
+            return response.into();
         }
     };
-    let reader = segment.reader();
-    let streaming = server.stat(Stat::StreamingGets);
-    let frames = futures_util::stream::unfold(Some((reader, streaming)), |state| async move {
-        let (mut reader, mut streaming) = state?;
-        match reader.next_chunk().await {
-            Ok(Some(chunk)) => {
-                streaming.add_bytes_out(chunk.len() as u64);
-                Some((Ok(Frame::data(chunk)), Some((reader, streaming))))
-            }
-            Ok(None) => None,
-            // An abnormal end (D2): hyper drops the connection without the final chunk (HTTP/1.1)
-            // or resets the stream (HTTP/2).
-            Err(_) => Some((Err(io::Error::other("segment failed")), None)),
+    Subscribed::Segment(SegmentStream {
+        seq,
+        latest: (seq != latest_at_arrival).then_some(latest_at_arrival),
+        buffered,
+        reader: segment.reader(),
+        streaming: server.stat(Stat::StreamingGets),
+        channel,
+    })
+}
+
+/// A 200 that streams one version's bytes as they arrive. The router sends it as a [`Response`];
+/// the HTTP/1.1 front writes [`SegmentStream::headers`] and [`SegmentStream::into_body`] itself,
+/// without a header map or a boxed body.
+pub(super) struct SegmentStream {
+    seq: u64,
+    /// The write head when the request arrived, if that was not this seq.
+    latest: Option<u64>,
+    /// Bytes already buffered when the first one arrived.
+    buffered: u64,
+    reader: SegmentReader,
+    streaming: StatGuard,
+    channel: Arc<Channel>,
+}
+
+impl SegmentStream {
+    /// Calls `header` with each header of the answer (name, value), the framing ones aside.
+    pub(super) fn headers(&self, mut header: impl FnMut(&'static str, &[u8])) {
+        let mut number = itoa::Buffer::new();
+        header(protocol::SEQ, number.format(self.seq).as_bytes());
+        if let Some(latest) = self.latest {
+            header(protocol::LATEST, number.format(latest).as_bytes());
         }
-    });
-    let mut response = Response::new(Body::new(StreamBody::new(frames)));
-    set(&mut response, protocol::SEQ, seq);
-    if seq != latest_at_arrival {
-        set(&mut response, protocol::LATEST, latest_at_arrival);
+        header(protocol::SIZE, number.format(self.buffered).as_bytes());
+        // What `HeaderValue::from_str` takes; anything else (only possible for a channel created
+        // in process) goes out empty rather than as a broken header.
+        let mime = self.channel.mime();
+        let valid = mime
+            .bytes()
+            .all(|b| b == b'\t' || (b' '..=b'~').contains(&b));
+        header(
+            header::CONTENT_TYPE.as_str(),
+            if valid { mime.as_bytes() } else { b"" },
+        );
     }
-    set(&mut response, protocol::SIZE, buffered);
-    let mime = HeaderValue::from_str(channel.mime()).unwrap_or(HeaderValue::from_static(""));
-    response.headers_mut().insert(header::CONTENT_TYPE, mime);
-    response
+
+    /// The body: every byte as it arrives; an error if the version fails (D2), on which HTTP/1.1
+    /// drops the connection without the final chunk and HTTP/2 resets the stream.
+    pub(super) fn into_body(
+        self,
+    ) -> impl http_body::Body<Data = Bytes, Error = io::Error> + Send + 'static {
+        let state = Some((self.reader, self.streaming));
+        let frames = futures_util::stream::unfold(state, |state| async move {
+            let (mut reader, mut streaming) = state?;
+            match reader.next_chunk().await {
+                Ok(Some(chunk)) => {
+                    streaming.add_bytes_out(chunk.len() as u64);
+                    Some((Ok(Frame::data(chunk)), Some((reader, streaming))))
+                }
+                Ok(None) => None,
+                Err(_) => Some((Err(io::Error::other("segment failed")), None)),
+            }
+        });
+        StreamBody::new(frames)
+    }
+}
+
+impl IntoResponse for SegmentStream {
+    fn into_response(self) -> Response {
+        let mut headers = HeaderMap::new();
+        self.headers(|name, value| {
+            let value = HeaderValue::from_bytes(value).expect("checked in `headers`");
+            headers.insert(HeaderName::from_static(name), value);
+        });
+        let mut response = Response::new(Body::new(self.into_body()));
+        *response.headers_mut() = headers;
+        response
+    }
 }
 
 /// `POST /{name}/{seq}`: publish one segment from a streaming body.

@@ -34,14 +34,14 @@ use std::task::{Context, Poll, ready};
 use axum::Router;
 use axum::body::Body;
 use bytes::{Buf, Bytes, BytesMut};
-use futures_util::future::Either;
 use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version, header};
 use http_body::Body as _;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::Instant;
 use tower::ServiceExt;
 
-use super::{Server, http as routes};
+use super::Server;
+use super::http::{self as routes, Subscribed};
 
 /// The longest request head parsed here; a longer one goes to hyper, which has its own limit.
 pub const MAX_HEAD: usize = 16 * 1024;
@@ -66,14 +66,28 @@ where
     let mut buf = BytesMut::new();
     let mut answered = false;
     loop {
-        let (handled, direct, mut close) = match next_head(&mut stream, &mut buf, &server).await {
+        let answered_now = match next_head(&mut stream, &mut buf, &server).await {
             Head::Native { request, close } => {
-                (Either::Left(app.clone().oneshot(request)), false, close)
+                let handled = pin!(app.clone().oneshot(request));
+                let Some(Ok::<_, Infallible>(response)) =
+                    while_connected(&mut stream, &mut buf, handled).await
+                else {
+                    return;
+                };
+                respond(&mut stream, &mut buf, response, close).await
             }
             Head::Subscribe { path, close } => {
-                let server = server.clone();
-                let handled = async move { Ok(routes::subscribe_path(&server, &path).await) };
-                (Either::Right(Box::pin(handled)), true, close)
+                // Both steps boxed, each on its own: every connection's task would otherwise be
+                // as large as the larger of them all its life, and the wait (often long, for a
+                // preconnect) holds only the small one.
+                let mut waiting = Box::pin(routes::subscribe_path(&server, &path));
+                let Some(answer) = while_connected(&mut stream, &mut buf, waiting.as_mut()).await
+                else {
+                    return;
+                };
+                drop(waiting);
+                let writing = write_subscribed(&mut stream, &mut buf, &server, answer, close);
+                Box::pin(writing).await
             }
             Head::Other => {
                 let prefix = buf.freeze();
@@ -88,29 +102,10 @@ where
             }
             Head::Closed => return,
         };
-        let handled = pin!(handled);
-        let Some(Ok::<_, Infallible>(mut response)) =
-            while_connected(&mut stream, &mut buf, handled).await
-        else {
-            return;
-        };
-        if direct {
-            routes::count_answer(&server, response.status());
-        }
-        if response.status().is_informational() {
-            // Only hyper may send interim answers; as hyper does, this becomes an error.
-            response = Response::new(Body::empty());
-            *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-        }
-        close |= response
-            .headers()
-            .get_all(header::CONNECTION)
-            .iter()
-            .any(|v| has_token(v.as_bytes(), b"close"));
         answered = true;
-        match respond(&mut stream, &mut buf, response, close).await {
-            Ok(()) if !close => {}
-            Ok(()) => {
+        match answered_now {
+            Ok(Keep::Open) => {}
+            Ok(Keep::Close) => {
                 // A FIN (and TLS close_notify) after the last byte, rather than a bare close.
                 let _ = stream.shutdown().await;
                 return;
@@ -119,6 +114,44 @@ where
                 tracing::debug!(%err, "connection ended with an error");
                 return;
             }
+        }
+    }
+}
+
+/// What becomes of a connection after an answer.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Keep {
+    Open,
+    Close,
+}
+
+/// Writes the answer to a plain subscriber GET ([`Head::Subscribe`]), which the router's own
+/// handler gave: a segment's bytes go straight from its reader (no header map, no boxed body).
+async fn write_subscribed<S>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    server: &Server,
+    answer: Subscribed,
+    close: bool,
+) -> io::Result<Keep>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    match answer {
+        Subscribed::Response(response) => {
+            routes::count_answer(server, response.status());
+            respond(stream, buf, response, close).await
+        }
+        Subscribed::Segment(segment) => {
+            let mut out = Outbox::new();
+            let mut head = HeadWriter::new(&mut out, StatusCode::OK);
+            segment.headers(|name, value| head.header(name.as_bytes(), value));
+            head.finish(Framing::Chunked, None, close);
+            // Pinned where it is made: a future keeps a slot for every local it moves, and a
+            // segment's body is the largest part of this state.
+            let body = pin!(segment.into_body());
+            write_body(stream, buf, &mut out, body, Framing::Chunked, None).await?;
+            Ok(if close { Keep::Close } else { Keep::Open })
         }
     }
 }
@@ -155,36 +188,85 @@ where
                 None => {}
             }
         }
-        let read = poll_fn(|cx| poll_read_into(stream, buf, cx));
+        let read = poll_fn(|cx| poll_read_head(stream, buf, server, cx));
         let read = tokio::select! {
             biased;
             _ = server.shut_down() => return Head::Closed,
             _ = tokio::time::sleep_until(deadline) => return Head::Closed,
             read = read => read,
         };
-        if !matches!(read, Ok(n) if n > 0) {
-            return Head::Closed;
+        match read {
+            Ok(Arrived::Head(head)) => return head,
+            Ok(Arrived::Buffered(n)) if n > 0 => {}
+            _ => return Head::Closed,
         }
     }
+}
+
+/// What one read for a head brought.
+#[allow(clippy::large_enum_variant)] // returned straight to `next_head`, as `Head` is
+enum Arrived {
+    /// A whole head this front takes, parsed without buffering it.
+    Head(Head),
+    /// This many bytes, now in the buffer (0: the client closed its side).
+    Buffered(usize),
+}
+
+/// Reads once through a small stack buffer. A head that arrives whole into an empty buffer (as
+/// nearly all do) is parsed right there, so that a request allocates nothing for its head;
+/// anything else is appended to `buf`.
+fn poll_read_head<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    server: &Server,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<Arrived>> {
+    let mut space = [0u8; READ_SIZE];
+    let mut read = ReadBuf::new(&mut space);
+    ready!(Pin::new(stream).poll_read(cx, &mut read))?;
+    let filled = read.filled();
+    if buf.is_empty()
+        && let Some((head, len)) = parse_slice(filled, Some(server))
+        && len > 0
+    {
+        buf.extend_from_slice(&filled[len..]);
+        return Poll::Ready(Ok(Arrived::Head(head)));
+    }
+    buf.extend_from_slice(filled);
+    Poll::Ready(Ok(Arrived::Buffered(filled.len())))
 }
 
 /// Parses the head at the front of `buf`, if complete (`None`: not yet), and takes it off if it is
 /// one this front answers. With `server`, plain subscriber GETs come back as [`Head::Subscribe`].
 fn parse(buf: &mut BytesMut, server: Option<&Server>) -> Option<Head> {
+    let (head, len) = parse_slice(buf, server)?;
+    if len > 0 {
+        buf.advance(len);
+        if buf.is_empty() {
+            // Free the head's memory while the request waits (often for a long time).
+            *buf = BytesMut::new();
+        }
+    }
+    Some(head)
+}
+
+/// [`parse`] for bytes in any buffer: the head and its length, 0 for [`Head::Other`] (whose bytes
+/// all stay for hyper).
+fn parse_slice(buf: &[u8], server: Option<&Server>) -> Option<(Head, usize)> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut head = httparse::Request::new(&mut headers);
     let len = match head.parse(buf) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return None,
-        Err(_) => return Some(Head::Other),
+        Err(_) => return Some((Head::Other, 0)),
     };
     let method = match head.method {
         Some("GET") => Method::GET,
         Some("DELETE") => Method::DELETE,
-        _ => return Some(Head::Other),
+        _ => return Some((Head::Other, 0)),
     };
     if head.version != Some(1) {
-        return Some(Head::Other);
+        return Some((Head::Other, 0));
     }
     let target = head.path.unwrap_or_default();
     let mut close = false;
@@ -192,7 +274,7 @@ fn parse(buf: &mut BytesMut, server: Option<&Server>) -> Option<Head> {
         let is = |name: &str| h.name.eq_ignore_ascii_case(name);
         let takes_a_body = (is("content-length") && h.value != b"0") || is("transfer-encoding");
         if takes_a_body || is("expect") || is("upgrade") {
-            return Some(Head::Other);
+            return Some((Head::Other, 0));
         }
         if is("connection") {
             close |= has_token(h.value, b"close");
@@ -216,21 +298,16 @@ fn parse(buf: &mut BytesMut, server: Option<&Server>) -> Option<Head> {
                 HeaderName::from_bytes(h.name.as_bytes()),
                 HeaderValue::from_bytes(h.value),
             ) else {
-                return Some(Head::Other);
+                return Some((Head::Other, 0));
             };
             request = request.header(name, value);
         }
         let Ok(request) = request.body(Body::empty()) else {
-            return Some(Head::Other);
+            return Some((Head::Other, 0));
         };
         Head::Native { request, close }
     };
-    buf.advance(len);
-    if buf.is_empty() {
-        // Free the head's memory while the request waits (often for a long time).
-        *buf = BytesMut::new();
-    }
-    Some(parsed)
+    Some((parsed, len))
 }
 
 /// An origin-form path made only of characters every URI parser takes as they are (anything
@@ -305,6 +382,43 @@ where
     .await
 }
 
+/// Writes `response`, `close` if the client asked for it (or the handler did).
+async fn respond<S>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    mut response: Response<Body>,
+    mut close: bool,
+) -> io::Result<Keep>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    if response.status().is_informational() {
+        // Only hyper may send interim answers; as hyper does, this becomes an error.
+        response = Response::new(Body::empty());
+        *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    }
+    close |= response
+        .headers()
+        .get_all(header::CONNECTION)
+        .iter()
+        .any(|v| has_token(v.as_bytes(), b"close"));
+    let (framing, length) = framing_of(&response);
+    let mut out = Outbox::new();
+    let mut head = HeadWriter::new(&mut out, response.status());
+    for (name, value) in response.headers() {
+        let framing_header = name == header::CONTENT_LENGTH
+            || name == header::TRANSFER_ENCODING
+            || (close && name == header::CONNECTION);
+        if !framing_header {
+            head.header(name.as_str().as_bytes(), value.as_bytes());
+        }
+    }
+    head.finish(framing, length, close);
+    let body = pin!(response.into_body());
+    write_body(stream, buf, &mut out, body, framing, length).await?;
+    Ok(if close { Keep::Close } else { Keep::Open })
+}
+
 /// How a response body goes on the wire.
 #[derive(Clone, Copy, PartialEq)]
 enum Framing {
@@ -316,22 +430,87 @@ enum Framing {
     Chunked,
 }
 
-/// Writes `response`: the head, then the body as its frames become ready. Body frames that are
-/// ready together go out as one chunk in one write. An error from the body (a failed segment)
+/// How `response`'s body is framed, and for `content-length` how many body bytes are due. The
+/// framing headers are this front's to write; the handler's own only tell the length.
+fn framing_of(response: &Response<Body>) -> (Framing, Option<u64>) {
+    let status = response.status();
+    if status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+        return (Framing::None, None);
+    }
+    let declared = response
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+    match declared.or(response.body().size_hint().exact()) {
+        Some(len) => (Framing::Length, Some(len)),
+        None => (Framing::Chunked, None),
+    }
+}
+
+/// Writes a response head (status line, headers, the framing headers, `date`) into the outbox's
+/// head buffer, and queues it in front of the body when finished.
+struct HeadWriter<'a> {
+    out: &'a mut Outbox,
+    has_date: bool,
+}
+
+impl<'a> HeadWriter<'a> {
+    fn new(out: &'a mut Outbox, status: StatusCode) -> HeadWriter<'a> {
+        let reason = status.canonical_reason().unwrap_or("<none>");
+        let _ = write!(out.head, "HTTP/1.1 {} {reason}\r\n", status.as_str());
+        HeadWriter {
+            out,
+            has_date: false,
+        }
+    }
+
+    fn header(&mut self, name: &[u8], value: &[u8]) {
+        self.has_date |= name.eq_ignore_ascii_case(b"date");
+        let head = &mut self.out.head;
+        head.extend_from_slice(name);
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value);
+        head.extend_from_slice(b"\r\n");
+    }
+
+    fn finish(self, framing: Framing, length: Option<u64>, close: bool) {
+        let head = &mut self.out.head;
+        match (framing, length) {
+            (Framing::Length, Some(len)) => {
+                let _ = write!(head, "content-length: {len}\r\n");
+            }
+            (Framing::Chunked, _) => head.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+            _ => {}
+        }
+        if close {
+            head.extend_from_slice(b"connection: close\r\n");
+        }
+        if !self.has_date {
+            head.extend_from_slice(b"date: ");
+            with_date(|date| head.extend_from_slice(date));
+            head.extend_from_slice(b"\r\n");
+        }
+        head.extend_from_slice(b"\r\n");
+        self.out.push(Piece::Head { start: 0 });
+    }
+}
+
+/// Writes the head already queued in `out`, then `body` as its frames become ready: frames that
+/// are ready together go out as one chunk in one write. An error from the body (a failed segment)
 /// ends the connection without the final chunk, so the client sees the stream break (D2).
-async fn respond<S>(
+async fn write_body<S, B>(
     stream: &mut S,
     buf: &mut BytesMut,
-    response: Response<Body>,
-    close: bool,
+    out: &mut Outbox,
+    mut body: Pin<&mut B>,
+    framing: Framing,
+    mut length_left: Option<u64>,
 ) -> io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let (head, framing, mut length_left) = head(&response, close);
-    let mut body = response.into_body();
-    let mut out = Outbox::default();
-    out.push(Piece::Shared(head));
     let mut body_done = framing == Framing::None || body.is_end_stream();
     let mut failed = None;
     if body_done && length_left.is_some_and(|left| left > 0) {
@@ -348,7 +527,7 @@ where
             });
             let mut size = 0;
             while !body_done && out.len() + 2 < MAX_IOV {
-                match Pin::new(&mut body).poll_frame(cx) {
+                match body.as_mut().poll_frame(cx) {
                     Poll::Ready(Some(Ok(frame))) => {
                         let Ok(mut data) = frame.into_data() else {
                             continue;
@@ -414,61 +593,6 @@ where
     .await
 }
 
-/// The status line and headers, how the body is framed, and for `content-length` how many body
-/// bytes are due. The framing headers (`content-length`, `transfer-encoding`, `connection` when
-/// closing) are this front's to write; the handler's own are dropped.
-fn head(response: &Response<Body>, close: bool) -> (Bytes, Framing, Option<u64>) {
-    let status = response.status();
-    let headers = response.headers();
-    let bodiless = status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
-    let (framing, length) = if bodiless {
-        (Framing::None, None)
-    } else if let Some(len) = declared.or(response.body().size_hint().exact()) {
-        (Framing::Length, Some(len))
-    } else {
-        (Framing::Chunked, None)
-    };
-    let mut head = Vec::with_capacity(256);
-    let _ = write!(
-        head,
-        "HTTP/1.1 {} {}\r\n",
-        status.as_str(),
-        status.canonical_reason().unwrap_or("<none>")
-    );
-    for (name, value) in headers {
-        let framing_header = name == header::CONTENT_LENGTH
-            || name == header::TRANSFER_ENCODING
-            || (close && name == header::CONNECTION);
-        if framing_header {
-            continue;
-        }
-        head.extend_from_slice(name.as_str().as_bytes());
-        head.extend_from_slice(b": ");
-        head.extend_from_slice(value.as_bytes());
-        head.extend_from_slice(b"\r\n");
-    }
-    match (framing, length) {
-        (Framing::Length, Some(len)) => {
-            let _ = write!(head, "content-length: {len}\r\n");
-        }
-        (Framing::Chunked, _) => head.extend_from_slice(b"transfer-encoding: chunked\r\n"),
-        _ => {}
-    }
-    if close {
-        head.extend_from_slice(b"connection: close\r\n");
-    }
-    if !headers.contains_key(header::DATE) {
-        head.extend_from_slice(b"date: ");
-        with_date(|date| head.extend_from_slice(date));
-        head.extend_from_slice(b"\r\n");
-    }
-    head.extend_from_slice(b"\r\n");
-    (Bytes::from(head), framing, length)
-}
-
 /// Calls `f` with the current time as an HTTP date, formatted once per second per thread (as
 /// hyper does) rather than once per response.
 fn with_date(f: impl FnOnce(&[u8])) {
@@ -488,17 +612,28 @@ fn with_date(f: impl FnOnce(&[u8])) {
     });
 }
 
-/// Bytes on their way to the socket, written with as few `writev`s as the socket allows.
-#[derive(Default)]
+/// Bytes on their way to the socket, written with as few `writev`s as the socket allows. One per
+/// response: kept for the connection's life, ten thousand idle subscribers' queues and heads
+/// would cost more memory (about 20 MB in `c10k`) than their allocations cost time.
 struct Outbox {
     pieces: VecDeque<Piece>,
+    /// The response's head ([`Piece::Head`]).
+    head: Vec<u8>,
 }
 
-/// One slice of the outbox: bytes shared with the segment (or static), or a chunk-size line kept
-/// inline, so that framing a chunk allocates nothing.
+/// One slice of the outbox: bytes shared with the segment (or static), a chunk-size line kept
+/// inline, so that framing a chunk allocates nothing, or what is left of the head.
 enum Piece {
     Shared(Bytes),
-    Line { bytes: [u8; 18], start: u8, end: u8 },
+    Line {
+        bytes: [u8; 18],
+        start: u8,
+        end: u8,
+    },
+    /// `Outbox::head` from `start` on.
+    Head {
+        start: usize,
+    },
 }
 
 impl Piece {
@@ -515,10 +650,11 @@ impl Piece {
         }
     }
 
-    fn as_slice(&self) -> &[u8] {
+    fn as_slice<'a>(&'a self, head: &'a [u8]) -> &'a [u8] {
         match self {
             Piece::Shared(bytes) => bytes,
             Piece::Line { bytes, start, end } => &bytes[*start as usize..*end as usize],
+            Piece::Head { start } => &head[*start..],
         }
     }
 
@@ -526,11 +662,20 @@ impl Piece {
         match self {
             Piece::Shared(bytes) => bytes.advance(n),
             Piece::Line { start, .. } => *start += n as u8,
+            Piece::Head { start } => *start += n,
         }
     }
 }
 
 impl Outbox {
+    fn new() -> Outbox {
+        // Room for what most responses are: head, size line, data, CRLF, final chunk.
+        Outbox {
+            pieces: VecDeque::with_capacity(8),
+            head: Vec::with_capacity(256),
+        }
+    }
+
     fn len(&self) -> usize {
         self.pieces.len()
     }
@@ -551,7 +696,7 @@ impl Outbox {
                 .pieces
                 .iter()
                 .zip(slices.iter_mut())
-                .map(|(piece, slice)| *slice = IoSlice::new(piece.as_slice()))
+                .map(|(piece, slice)| *slice = IoSlice::new(piece.as_slice(&self.head)))
                 .count();
             let mut written =
                 ready!(Pin::new(&mut *stream).poll_write_vectored(cx, &slices[..count]))?;
@@ -560,7 +705,7 @@ impl Outbox {
             }
             while written > 0 {
                 let front = &mut self.pieces[0];
-                let len = front.as_slice().len();
+                let len = front.as_slice(&self.head).len();
                 if written >= len {
                     written -= len;
                     self.pieces.pop_front();
@@ -931,10 +1076,10 @@ mod tests {
 
     #[test]
     fn chunk_size_lines_are_hex_and_can_be_written_in_parts() {
-        assert_eq!(Piece::chunk_size(0).as_slice(), b"0\r\n");
+        assert_eq!(Piece::chunk_size(0).as_slice(&[]), b"0\r\n");
         let mut line = Piece::chunk_size(usize::MAX);
-        assert_eq!(line.as_slice(), b"ffffffffffffffff\r\n");
+        assert_eq!(line.as_slice(&[]), b"ffffffffffffffff\r\n");
         line.advance(15);
-        assert_eq!(line.as_slice(), b"f\r\n");
+        assert_eq!(line.as_slice(&[]), b"f\r\n");
     }
 }

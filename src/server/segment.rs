@@ -211,6 +211,10 @@ impl Segment {
     /// Waits until `check` returns `Some`, re-checking after every change to this version.
     pub async fn wait_for<T>(&self, mut check: impl FnMut(Snapshot) -> Option<T>) -> T {
         loop {
+            // First without registering for a wake-up (the notifier's lock, twice).
+            if let Some(v) = check(self.snapshot()) {
+                return v;
+            }
             let notified = self.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
@@ -389,22 +393,29 @@ impl SegmentReader {
             if let Some(chunk) = batch.pop_front() {
                 return Ok(Some(chunk));
             }
+            // Look before registering for a wake-up (which takes the notifier's lock twice):
+            // most of the time the bytes are there.
+            match fill_batch(segment, pos, chunk_hint, batch) {
+                Fill::Chunk(chunk) => return Ok(Some(chunk)),
+                Fill::End(end) => return end,
+                Fill::Wait => {}
+            }
             let notified = segment.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if let Some(end) = fill_batch(segment, pos, chunk_hint, batch) {
-                return end;
+            // And again once registered: what arrived in between woke nobody.
+            match fill_batch(segment, pos, chunk_hint, batch) {
+                Fill::Chunk(chunk) => return Ok(Some(chunk)),
+                Fill::End(end) => return end,
+                Fill::Wait => {}
             }
-            if batch.is_empty() {
-                notified.await;
-                // Let the tasks woken with us (the publisher's above all) run first: more bytes
-                // are then ready when we look, and an HTTP reader sends them in one write
-                // instead of one per publisher write. Two rounds measured best (BENCHMARKS.md,
-                // `max`: one 0.356, two 0.294, three 0.324 CPU s per GB, medians; `paced`
-                // latency unchanged).
-                for _ in 0..2 {
-                    tokio::task::yield_now().await;
-                }
+            notified.await;
+            // Let the tasks woken with us (the publisher's above all) run first: more bytes are
+            // then ready when we look, and an HTTP reader sends them in one write instead of one
+            // per publisher write. Two rounds measured best (BENCHMARKS.md, `max`: one 0.356,
+            // two 0.294, three 0.324 CPU s per GB, medians; `paced` latency unchanged).
+            for _ in 0..2 {
+                tokio::task::yield_now().await;
             }
         }
     }
@@ -419,23 +430,33 @@ impl SegmentReader {
     }
 }
 
-/// Takes up to [`READ_BATCH`] chunks from `pos` on into `batch`. Returns `Some` when the reader is at
-/// the end of the version.
+/// What [`fill_batch`] found.
+enum Fill {
+    /// The next chunk (and any after it that were ready are in the batch).
+    Chunk(Bytes),
+    /// The reader is at the end of the version: [`SegmentReader::next_chunk`]'s answer.
+    End(Result<Option<Bytes>, ReadError>),
+    /// Nothing new yet.
+    Wait,
+}
+
+/// Takes up to [`READ_BATCH`] chunks from `pos` on: the first one to hand out now, the rest into
+/// `batch` (so a reader that finds one chunk, as most do, allocates no batch).
 fn fill_batch(
     segment: &Segment,
     pos: &mut u64,
     chunk_hint: &mut usize,
     batch: &mut VecDeque<Bytes>,
-) -> Option<Result<Option<Bytes>, ReadError>> {
+) -> Fill {
     let inner = segment.inner.read();
     if *pos >= inner.len {
         return match (inner.status, inner.removal) {
-            (Status::Open, _) => None,
-            (Status::Failed, _) => Some(Err(ReadError::Failed)),
+            (Status::Open, _) => Fill::Wait,
+            (Status::Failed, _) => Fill::End(Err(ReadError::Failed)),
             (Status::Complete, Removal::Evicted | Removal::Replaced) if inner.len == 0 => {
-                Some(Err(ReadError::Evicted))
+                Fill::End(Err(ReadError::Evicted))
             }
-            (Status::Complete, _) => Some(Ok(None)),
+            (Status::Complete, _) => Fill::End(Ok(None)),
         };
     }
     let start_of = |i: usize| if i == 0 { 0 } else { inner.ends[i - 1] };
@@ -445,16 +466,16 @@ fn fill_batch(
     }
     let skip = (*pos - start_of(idx)) as usize;
     let first = &inner.chunks[idx];
-    batch.push_back(if skip == 0 {
+    let first = if skip == 0 {
         first.clone()
     } else {
         first.slice(skip..)
-    });
+    };
     let last = (idx + READ_BATCH).min(inner.chunks.len());
     batch.extend(inner.chunks[idx + 1..last].iter().cloned());
     *pos = inner.ends[last - 1];
     *chunk_hint = last;
-    None
+    Fill::Chunk(first)
 }
 
 #[cfg(test)]
