@@ -37,6 +37,45 @@ async fn one_connection_serves_gets_then_is_handed_to_hyper_for_a_post() {
     assert!(s.server.channel("ch").is_none());
 }
 
+/// A subscriber's plain GET is answered by the front itself, without the router or a header map;
+/// the same GET with a query goes through the router. Both must give the same answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_gets_the_front_answers_itself_match_the_routers_answers() {
+    let s = TestServer::start().await;
+    let typed = [("Content-Type", "video/mp2t")];
+    assert_eq!(
+        s.request_with("POST", "/ch/0", &typed, b"zero")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(s.post("/ch/1", b"").await.status, 200);
+    assert_eq!(s.post("/ch/2", b"two").await.status, 200);
+    let mut statuses = Vec::new();
+    for path in ["/ch/0", "/ch/1", "/ch/2", "/ch/next", "/ch/x", "/nope/0"] {
+        let direct = s.get(path).await;
+        let routed = s.get(&format!("{path}?via=router")).await;
+        let without_date = |r: &Response| {
+            let mut headers = r.headers.clone();
+            headers.remove("date");
+            headers
+        };
+        assert_eq!(direct.status, routed.status, "{path}");
+        assert_eq!(without_date(&direct), without_date(&routed), "{path}");
+        assert_eq!(direct.body, routed.body, "{path}");
+        statuses.push(direct.status);
+    }
+    // The cases above are the ones meant: two streamed segments, an empty one, the write head,
+    // a malformed seq, a missing channel.
+    assert_eq!(statuses, [200, 200, 200, 200, 400, 404]);
+    let first = s.get("/ch/0").await;
+    assert_eq!(first.header("content-type"), Some("video/mp2t"));
+    assert_eq!(first.header("lp-trickle-seq"), Some("0"));
+    assert_eq!(first.header("lp-trickle-latest"), Some("3"));
+    assert_eq!(first.header("lp-trickle-size"), Some("4"));
+    assert_eq!(first.header("transfer-encoding"), Some("chunked"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_requests_are_answered_in_order_across_the_hand_over() {
     let s = TestServer::start().await;
