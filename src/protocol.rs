@@ -253,6 +253,16 @@ mod tests {
         assert!(!is_reserved("changes_"));
     }
 
+    /// The server inserts these with `HeaderName::from_static`, which panics on anything but a
+    /// lowercase name.
+    #[test]
+    fn header_names_are_lowercase_header_names() {
+        for name in [SEQ, LATEST, CLOSED, SIZE, RESET, EXPECT_CONTENT] {
+            let parsed = http::HeaderName::from_bytes(name.as_bytes()).expect(name);
+            assert_eq!(parsed.as_str(), name);
+        }
+    }
+
     #[test]
     fn decodes_percent_encoded_names() {
         assert_eq!(decode_name("a%2Fb").unwrap(), "a/b");

@@ -367,12 +367,11 @@ impl SegmentStream {
             header(protocol::LATEST, number.format(latest).as_bytes());
         }
         header(protocol::SIZE, number.format(self.buffered).as_bytes());
-        // What `HeaderValue::from_str` takes; anything else (only possible for a channel created
-        // in process) goes out empty rather than as a broken header.
+        // What `HeaderValue::from_str` takes (no control characters, so no CR or LF either);
+        // anything else (only possible for a channel created in process) goes out empty rather
+        // than as a broken header.
         let mime = self.channel.mime();
-        let valid = mime
-            .bytes()
-            .all(|b| b == b'\t' || (b' '..=b'~').contains(&b));
+        let valid = mime.bytes().all(|b| b == b'\t' || (b >= b' ' && b != 0x7f));
         header(
             header::CONTENT_TYPE.as_str(),
             if valid { mime.as_bytes() } else { b"" },

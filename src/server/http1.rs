@@ -10,7 +10,7 @@
 //! request of all, a subscriber's plain `GET /{channel}/{seq}` on a server without tokens, calls
 //! the router's own handler for it directly (`http::subscribe_path`), and writes a segment's
 //! answer from its parts (`http::SegmentStream`): the same answer, without the request object,
-//! the dispatch, a header map or boxed bodies (5 allocations per GET instead of 19, BENCHMARKS.md).
+//! the dispatch, a header map or boxed bodies (a quarter of the allocations, BENCHMARKS.md).
 //!
 //! Anything else (a request with a body such as a POST, HEAD, HTTP/1.0, `Expect`, `Upgrade`,
 //! HTTP/2's preface, a head it cannot parse or one longer than [`MAX_HEAD`]) is handed to hyper
@@ -613,9 +613,9 @@ fn with_date(f: impl FnOnce(&[u8])) {
     });
 }
 
-/// Bytes on their way to the socket, written with as few `writev`s as the socket allows. One per
-/// response: kept for the connection's life, ten thousand idle subscribers' queues and heads
-/// would cost more memory (about 20 MB in `c10k`) than their allocations cost time.
+/// Bytes on their way to the socket, written with as few `writev`s as the socket allows. Made per
+/// response rather than kept for the connection's life: kept, ten thousand idle subscribers'
+/// queues and heads would cost more memory (10–20 MB in `c10k`) than their allocations cost time.
 struct Outbox {
     pieces: VecDeque<Piece>,
     /// The response's head ([`Piece::Head`]).
@@ -709,7 +709,10 @@ impl Outbox {
                 let len = front.as_slice(&self.head).len();
                 if written >= len {
                     written -= len;
-                    self.pieces.pop_front();
+                    if let Some(Piece::Head { .. }) = self.pieces.pop_front() {
+                        // Not held while a live segment streams on for minutes.
+                        self.head = Vec::new();
+                    }
                 } else {
                     front.advance(written);
                     written = 0;

@@ -441,13 +441,15 @@ enum Fill {
 }
 
 /// Takes up to [`READ_BATCH`] chunks from `pos` on: the first one to hand out now, the rest into
-/// `batch` (so a reader that finds one chunk, as most do, allocates no batch).
+/// `batch` (so a reader that finds one chunk, as most do, allocates no batch). Only for an empty
+/// `batch`: the chunks in it come before the one returned.
 fn fill_batch(
     segment: &Segment,
     pos: &mut u64,
     chunk_hint: &mut usize,
     batch: &mut VecDeque<Bytes>,
 ) -> Fill {
+    debug_assert!(batch.is_empty());
     let inner = segment.inner.read();
     if *pos >= inner.len {
         return match (inner.status, inner.removal) {
