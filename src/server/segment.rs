@@ -395,19 +395,15 @@ impl SegmentReader {
             }
             // Look before registering for a wake-up (which takes the notifier's lock twice):
             // most of the time the bytes are there.
-            match fill_batch(segment, pos, chunk_hint, batch) {
-                Fill::Chunk(chunk) => return Ok(Some(chunk)),
-                Fill::End(end) => return end,
-                Fill::Wait => {}
+            if let Some(answer) = fill_batch(segment, pos, chunk_hint, batch) {
+                return answer;
             }
             let notified = segment.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             // And again once registered: what arrived in between woke nobody.
-            match fill_batch(segment, pos, chunk_hint, batch) {
-                Fill::Chunk(chunk) => return Ok(Some(chunk)),
-                Fill::End(end) => return end,
-                Fill::Wait => {}
+            if let Some(answer) = fill_batch(segment, pos, chunk_hint, batch) {
+                return answer;
             }
             notified.await;
             // Let the tasks woken with us (the publisher's above all) run first: more bytes are
@@ -430,35 +426,26 @@ impl SegmentReader {
     }
 }
 
-/// What [`fill_batch`] found.
-enum Fill {
-    /// The next chunk (and any after it that were ready are in the batch).
-    Chunk(Bytes),
-    /// The reader is at the end of the version: [`SegmentReader::next_chunk`]'s answer.
-    End(Result<Option<Bytes>, ReadError>),
-    /// Nothing new yet.
-    Wait,
-}
-
-/// Takes up to [`READ_BATCH`] chunks from `pos` on: the first one to hand out now, the rest into
-/// `batch` (so a reader that finds one chunk, as most do, allocates no batch). Only for an empty
-/// `batch`: the chunks in it come before the one returned.
+/// [`SegmentReader::next_chunk`]'s answer from what the version holds now, `None` if nothing new
+/// is there yet. Takes up to [`READ_BATCH`] chunks from `pos` on: the first one to hand out now,
+/// the rest into `batch` (so a reader that finds one chunk, as most do, allocates no batch). Only
+/// for an empty `batch`: the chunks in it come before the one returned.
 fn fill_batch(
     segment: &Segment,
     pos: &mut u64,
     chunk_hint: &mut usize,
     batch: &mut VecDeque<Bytes>,
-) -> Fill {
+) -> Option<Result<Option<Bytes>, ReadError>> {
     debug_assert!(batch.is_empty());
     let inner = segment.inner.read();
     if *pos >= inner.len {
         return match (inner.status, inner.removal) {
-            (Status::Open, _) => Fill::Wait,
-            (Status::Failed, _) => Fill::End(Err(ReadError::Failed)),
+            (Status::Open, _) => None,
+            (Status::Failed, _) => Some(Err(ReadError::Failed)),
             (Status::Complete, Removal::Evicted | Removal::Replaced) if inner.len == 0 => {
-                Fill::End(Err(ReadError::Evicted))
+                Some(Err(ReadError::Evicted))
             }
-            (Status::Complete, _) => Fill::End(Ok(None)),
+            (Status::Complete, _) => Some(Ok(None)),
         };
     }
     let start_of = |i: usize| if i == 0 { 0 } else { inner.ends[i - 1] };
@@ -477,7 +464,7 @@ fn fill_batch(
     batch.extend(inner.chunks[idx + 1..last].iter().cloned());
     *pos = inner.ends[last - 1];
     *chunk_hint = last;
-    Fill::Chunk(first)
+    Some(Ok(Some(first)))
 }
 
 #[cfg(test)]

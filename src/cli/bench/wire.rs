@@ -182,7 +182,7 @@ impl WireSubscriber {
     /// Read its bytes with [`WireSubscriber::chunk`]; the GET for the seq after it is sent first.
     pub async fn next_segment(&mut self) -> anyhow::Result<Option<u64>> {
         // Whatever is left of the segment before is skipped.
-        while self.chunk().await?.is_some() {}
+        self.skip_body().await?;
         let mut resent = false;
         let mut gaps = 0;
         loop {
