@@ -76,6 +76,23 @@ async fn plain_gets_the_front_answers_itself_match_the_routers_answers() {
     assert_eq!(first.header("transfer-encoding"), Some("chunked"));
 }
 
+/// A channel made in process may be given a MIME type that is no header value: it goes out empty,
+/// both ways, and cannot smuggle a header in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mime_type_that_is_no_header_value_goes_out_empty() {
+    let s = TestServer::start().await;
+    s.server
+        .create_channel("odd", "text/plain\r\nx-smuggled: 1")
+        .unwrap();
+    assert_eq!(s.post("/odd/0", b"zero").await.status, 200);
+    for path in ["/odd/0", "/odd/0?via=router"] {
+        let r = s.get(path).await;
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"zero"[..]), "{path}");
+        assert_eq!(r.header("content-type"), Some(""), "{path}");
+        assert_eq!(r.header("x-smuggled"), None, "{path}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_requests_are_answered_in_order_across_the_hand_over() {
     let s = TestServer::start().await;

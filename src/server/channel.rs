@@ -76,9 +76,13 @@ impl Channel {
         max_segment_bytes: u64,
         epoch: Instant,
     ) -> Channel {
+        // Sent as `content-type` to every subscriber: what `HeaderValue::from_str` takes (no
+        // control characters, so no CR or LF), checked once here. Anything else is only possible
+        // for a channel made in process, and becomes empty rather than a broken header.
+        let valid = mime.bytes().all(|b| b == b'\t' || (b >= b' ' && b != 0x7f));
         let channel = Channel {
             name,
-            mime,
+            mime: if valid { mime } else { String::new() },
             ring_size: ring_size.max(1) as u64,
             max_segment_bytes,
             state: Mutex::new(State {
@@ -98,7 +102,7 @@ impl Channel {
         &self.name
     }
 
-    /// The MIME type fixed at creation (may be empty).
+    /// The MIME type fixed at creation (may be empty); always a valid header value.
     pub fn mime(&self) -> &str {
         &self.mime
     }

@@ -233,10 +233,9 @@ async fn delete_segment(State(server): State<Server>, req: Request) -> Response 
 
 /// `GET /{name}/{seq}` and `GET /{name}/next` (HEAD too).
 async fn subscribe(State(server): State<Server>, req: Request) -> Response {
-    match subscribe_path(&server, req.uri().path()).await {
-        Subscribed::Segment(segment) => segment.into_response(),
-        Subscribed::Response(response) => response,
-    }
+    subscribe_path(&server, req.uri().path())
+        .await
+        .into_response()
 }
 
 /// What a subscriber's GET gets, before it is a response.
@@ -250,6 +249,15 @@ pub(super) enum Subscribed {
 impl From<Response> for Subscribed {
     fn from(response: Response) -> Subscribed {
         Subscribed::Response(response)
+    }
+}
+
+impl IntoResponse for Subscribed {
+    fn into_response(self) -> Response {
+        match self {
+            Subscribed::Segment(segment) => segment.into_response(),
+            Subscribed::Response(response) => response,
+        }
     }
 }
 
@@ -367,14 +375,9 @@ impl SegmentStream {
             header(protocol::LATEST, number.format(latest).as_bytes());
         }
         header(protocol::SIZE, number.format(self.buffered).as_bytes());
-        // What `HeaderValue::from_str` takes (no control characters, so no CR or LF either);
-        // anything else (only possible for a channel created in process) goes out empty rather
-        // than as a broken header.
-        let mime = self.channel.mime();
-        let valid = mime.bytes().all(|b| b == b'\t' || (b >= b' ' && b != 0x7f));
         header(
             header::CONTENT_TYPE.as_str(),
-            if valid { mime.as_bytes() } else { b"" },
+            self.channel.mime().as_bytes(),
         );
     }
 
@@ -403,7 +406,8 @@ impl IntoResponse for SegmentStream {
     fn into_response(self) -> Response {
         let mut headers = HeaderMap::new();
         self.headers(|name, value| {
-            let value = HeaderValue::from_bytes(value).expect("checked in `headers`");
+            // Numbers, and a mime type checked when the channel was made.
+            let value = HeaderValue::from_bytes(value).expect("valid header values");
             headers.insert(HeaderName::from_static(name), value);
         });
         let mut response = Response::new(Body::new(self.into_body()));
