@@ -183,7 +183,7 @@ where
     let deadline = Instant::now() + server.config().header_timeout;
     loop {
         if !buf.is_empty() {
-            match parse(buf, Some(server)) {
+            match parse(buf, server) {
                 Some(head) => return head,
                 None if buf.len() >= MAX_HEAD => return Head::Other,
                 None => {}
@@ -227,7 +227,7 @@ fn poll_read_head<S: AsyncRead + Unpin>(
     ready!(Pin::new(stream).poll_read(cx, &mut read))?;
     let filled = read.filled();
     if buf.is_empty()
-        && let Some((head, len)) = parse_slice(filled, Some(server))
+        && let Some((head, len)) = parse_slice(filled, server)
         && len > 0
     {
         buf.extend_from_slice(&filled[len..]);
@@ -238,8 +238,8 @@ fn poll_read_head<S: AsyncRead + Unpin>(
 }
 
 /// Parses the head at the front of `buf`, if complete (`None`: not yet), and takes it off if it is
-/// one this front answers. With `server`, plain subscriber GETs come back as [`Head::Subscribe`].
-fn parse(buf: &mut BytesMut, server: Option<&Server>) -> Option<Head> {
+/// one this front answers. Plain subscriber GETs to `server` come back as [`Head::Subscribe`].
+fn parse(buf: &mut BytesMut, server: &Server) -> Option<Head> {
     let (head, len) = parse_slice(buf, server)?;
     if len > 0 {
         buf.advance(len);
@@ -253,7 +253,7 @@ fn parse(buf: &mut BytesMut, server: Option<&Server>) -> Option<Head> {
 
 /// [`parse`] for bytes in any buffer: the head and its length, 0 for [`Head::Other`] (whose bytes
 /// all stay for hyper).
-fn parse_slice(buf: &[u8], server: Option<&Server>) -> Option<(Head, usize)> {
+fn parse_slice(buf: &[u8], server: &Server) -> Option<(Head, usize)> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut head = httparse::Request::new(&mut headers);
     let len = match head.parse(buf) {
@@ -281,9 +281,8 @@ fn parse_slice(buf: &[u8], server: Option<&Server>) -> Option<(Head, usize)> {
             close |= has_token(h.value, b"close");
         }
     }
-    let direct = method == Method::GET
-        && plain_path(target)
-        && server.is_some_and(|server| routes::is_plain_subscribe(server, target));
+    let direct =
+        method == Method::GET && plain_path(target) && routes::is_plain_subscribe(server, target);
     let parsed = if direct {
         Head::Subscribe {
             path: target.to_string(),
@@ -988,9 +987,19 @@ mod tests {
         task.await.unwrap();
     }
 
+    /// A server whose GETs all go through the router (tokens are checked before routing).
+    fn guarded() -> Server {
+        Server::new(super::super::Config {
+            auth_secret: Some(
+                crate::auth::Secret::new("a test secret of 32 bytes, or so").unwrap(),
+            ),
+            ..Default::default()
+        })
+    }
+
     fn parsed(head: &[u8]) -> (Option<Head>, BytesMut) {
         let mut buf = BytesMut::from(head);
-        (parse(&mut buf, None), buf)
+        (parse(&mut buf, &guarded()), buf)
     }
 
     #[test]
@@ -1015,7 +1024,7 @@ mod tests {
         use super::super::Config;
         let kind = |server: &Server, head: &str| {
             let mut buf = BytesMut::from(format!("{head} HTTP/1.1\r\nHost: x\r\n\r\n").as_str());
-            match parse(&mut buf, Some(server)) {
+            match parse(&mut buf, server) {
                 Some(Head::Subscribe { path, close: false }) => format!("direct {path}"),
                 Some(Head::Native { .. }) => "router".to_string(),
                 _ => "other".to_string(),
@@ -1044,13 +1053,7 @@ mod tests {
         assert_eq!(kind(&live, "GET /live/ch/0"), "direct /live/ch/0");
         assert_eq!(kind(&live, "GET /ch/0"), "router");
         // Tokens are checked before routing: with auth on, everything goes through the router.
-        let guarded = Server::new(Config {
-            auth_secret: Some(
-                crate::auth::Secret::new("a test secret of 32 bytes, or so").unwrap(),
-            ),
-            ..Config::default()
-        });
-        assert_eq!(kind(&guarded, "GET /ch/3"), "router");
+        assert_eq!(kind(&guarded(), "GET /ch/3"), "router");
     }
 
     #[test]
