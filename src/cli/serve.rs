@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Args;
 
 use super::{parse_duration, parse_size, read_secret};
-use crate::server::{Config, Server, serve, serve_tls, tls};
+use crate::server::{Config, Server, serve, serve_metrics, serve_tls, tls};
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
@@ -45,10 +45,15 @@ pub struct ServeArgs {
     #[arg(long, env = "TRICKLE_WAIT_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
     pub wait_timeout: Duration,
     /// Close a connection whose next request's headers take longer than this to arrive, counted
-    /// from when the connection is ready for them: against slowloris, and the limit for idle
-    /// keep-alive connections.
+    /// from when the connection is ready for them: against slowloris. Also the idle limit of
+    /// every connection (HTTP/1.1 keep-alive, HTTP/2 without a request in progress) and HTTP/2's
+    /// ping interval and ping timeout.
     #[arg(long, env = "TRICKLE_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub header_timeout: Duration,
+    /// End a response (and close its connection) when its client takes no byte of it for this
+    /// long: a reader that stops reading must not hold its connection and segments forever.
+    #[arg(long, env = "TRICKLE_SEND_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
+    pub send_timeout: Duration,
     /// Threads serving connections [default: one per CPU core]. On a machine shared with other
     /// busy processes (a load generator, an encoder), 1 can cost less CPU per request and give
     /// lower latency; for throughput, keep one per core (BENCHMARKS.md).
@@ -91,6 +96,7 @@ impl ServeArgs {
             max_segment_bytes: self.max_segment_bytes,
             wait_timeout: self.wait_timeout,
             header_timeout: self.header_timeout,
+            send_timeout: self.send_timeout,
             auth_secret: read_secret(
                 self.auth_secret.as_deref(),
                 self.auth_secret_file.as_deref(),
@@ -102,6 +108,14 @@ impl ServeArgs {
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if args.sweep_interval.is_zero() {
         anyhow::bail!("--sweep-interval must be greater than zero");
+    }
+    for (flag, value) in [
+        ("--header-timeout", args.header_timeout),
+        ("--send-timeout", args.send_timeout),
+    ] {
+        if value.is_zero() {
+            anyhow::bail!("{flag} must be greater than zero");
+        }
     }
     // Every waiting subscriber holds a connection: allow as many as the hard limit does.
     let _ = super::raise_open_files_limit(0);
@@ -138,12 +152,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .local_addr()
             .context("cannot read the metrics address")?;
         tracing::info!("serving metrics at http://{addr}/metrics");
-        let router = server.metrics_router();
-        tokio::spawn(async move {
-            if let Err(err) = axum::serve(metrics, router).await {
-                tracing::warn!(%err, "the metrics listener stopped");
-            }
-        });
+        tokio::spawn(serve_metrics(metrics, server.clone()));
     }
     let (scheme, protocols) = match tls {
         Some(_) => ("https", "HTTP/1.1 and HTTP/2"),

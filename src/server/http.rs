@@ -22,6 +22,7 @@ use http_body_util::{BodyExt, StreamBody};
 use tokio::time::Instant;
 
 use super::channel::{Channel, PendingEnd, ReadLookup, WriteTarget};
+use super::conn::PeerWatch;
 use super::segment::{SegmentReader, SegmentWriter, Start, Status, WriteError};
 use super::{Counter, RequestError, Server, Stat, StatGuard};
 use crate::protocol::{self, Error, SeqParam};
@@ -233,9 +234,17 @@ async fn delete_segment(State(server): State<Server>, req: Request) -> Response 
 
 /// `GET /{name}/{seq}` and `GET /{name}/next` (HEAD too).
 async fn subscribe(State(server): State<Server>, req: Request) -> Response {
-    subscribe_path(&server, req.uri().path())
-        .await
-        .into_response()
+    let answer = subscribe_path(&server, req.uri().path());
+    // On an HTTP/1 connection served by hyper, nothing else notices the client going away while
+    // the answer waits (our own front and HTTP/2 do).
+    match req.extensions().get::<PeerWatch>() {
+        None => answer.await.into_response(),
+        Some(peer) => match peer.while_connected(answer).await {
+            Some(answer) => answer.into_response(),
+            // Never written: the connection is aborted.
+            None => closing(text(StatusCode::BAD_REQUEST, "Client went away")),
+        },
+    }
 }
 
 /// What a subscriber's GET gets, before it is a response.
@@ -543,16 +552,37 @@ async fn write_body(
     first: Bytes,
     body: Body,
 ) -> Response {
-    server.count(Counter::SegmentsStarted, 1);
-    let segment = writer.segment().clone();
-    let response = stream_body(server, channel, writer, first, body).await;
-    match segment.snapshot().status {
-        Status::Complete => server.count(Counter::SegmentsCompleted, 1),
-        Status::Failed => server.count(Counter::SegmentsFailed, 1),
-        // Cannot happen: the writer is finished or failed by now.
-        Status::Open => {}
+    let _ended = SegmentEnd::started(server, writer.segment().clone());
+    stream_body(server, channel, writer, first, body).await
+}
+
+/// Counts a segment as started, and as completed or failed when it is dropped: also when the
+/// request is dropped mid-body (an HTTP/2 stream reset, a connection aborted), so that every
+/// segment that starts ends in one of the two counters.
+struct SegmentEnd {
+    server: Server,
+    segment: Arc<super::segment::Segment>,
+}
+
+impl SegmentEnd {
+    fn started(server: &Server, segment: Arc<super::segment::Segment>) -> SegmentEnd {
+        server.count(Counter::SegmentsStarted, 1);
+        SegmentEnd {
+            server: server.clone(),
+            segment,
+        }
     }
-    response
+}
+
+impl Drop for SegmentEnd {
+    fn drop(&mut self) {
+        let counter = match self.segment.snapshot().status {
+            Status::Complete => Counter::SegmentsCompleted,
+            // Still open: its writer is being dropped unfinished, which fails it.
+            Status::Failed | Status::Open => Counter::SegmentsFailed,
+        };
+        self.server.count(counter, 1);
+    }
 }
 
 async fn stream_body(

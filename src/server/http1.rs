@@ -20,8 +20,10 @@
 //!
 //! Where HTTP/1.1 leaves room, it behaves as hyper did for these requests: the header timeout also
 //! closes idle keep-alive connections; a client that closes its side while its request waits for
-//! data (and nothing more of it is buffered) is gone, and the handler is dropped, ending the wait;
-//! an answer that is ready still goes out; the framing headers are this front's own, and a body
+//! data is gone, whatever else it sent ahead, and the handler is dropped, ending the wait (a
+//! client that sends more than [`MAX_AHEAD`] bytes ahead of its answers is cut off); an answer that
+//! is ready still goes out; a response the client takes no byte of for the send timeout closes
+//! the connection; the framing headers are this front's own, and a body
 //! that does not match its `content-length` closes the connection. A connection it answered on
 //! is handed over as HTTP/1.1 only, so an HTTP/2 preface cannot switch it mid-way.
 
@@ -42,10 +44,14 @@ use tokio::time::Instant;
 use tower::ServiceExt;
 
 use super::Server;
+use super::conn::SendDeadline;
 use super::http::{self as routes, Subscribed};
 
 /// The longest request head parsed here; a longer one goes to hyper, which has its own limit.
 pub const MAX_HEAD: usize = 16 * 1024;
+/// Most bytes a client may send ahead of the answer it waits for (pipelined requests); more
+/// closes the connection. No Trickle client sends more than a request or two ahead.
+pub const MAX_AHEAD: usize = MAX_HEAD;
 /// Bytes read from the socket per read call while a head is incomplete or a request runs.
 const READ_SIZE: usize = 512;
 /// Headers parsed here per request; a request with more goes to hyper.
@@ -75,7 +81,7 @@ where
                 else {
                     return;
                 };
-                respond(&mut stream, &mut buf, response, close).await
+                respond(&mut stream, &mut buf, &server, response, close).await
             }
             Head::Subscribe { path, close } => {
                 // Both steps boxed, each on its own: every connection's task would otherwise be
@@ -141,10 +147,10 @@ where
     match answer {
         Subscribed::Response(response) => {
             routes::count_answer(server, response.status());
-            respond(stream, buf, response, close).await
+            respond(stream, buf, server, response, close).await
         }
         Subscribed::Segment(segment) => {
-            let mut out = Outbox::new();
+            let mut out = Outbox::new(server.config().send_timeout);
             let mut head = HeadWriter::new(&mut out, StatusCode::OK);
             segment.headers(|name, value| head.header(name.as_bytes(), value));
             head.finish(Framing::Chunked, None, close);
@@ -342,21 +348,27 @@ fn poll_read_into<S: AsyncRead + Unpin>(
 }
 
 /// Keeps reading while a request is answered, so that a client closing its side is noticed even
-/// when no byte is due for it. `Ready` when the client is gone. Like hyper, it stops once anything
-/// is buffered: pipelined requests are then answered in turn (a client that half-closes after
-/// them still gets its answers), and a waiting request holds at most one small read.
-fn poll_gone<S: AsyncRead + Unpin>(
+/// when no byte is due for it and whatever it sent ahead. `Ready` when the client is gone: it
+/// closed its side (or the connection broke) while its answer was not ready, or it sent more than
+/// [`MAX_AHEAD`] bytes ahead of its answers. What it sent ahead (pipelined requests) stays in `buf`
+/// and is answered in turn; an answer that is ready still goes out to a client that half-closed
+/// ([`while_connected`] looks at the work first).
+///
+/// Why read ahead rather than stop at the first buffered byte: a client that sent one byte more
+/// than its request and then closed was never noticed, and 5,000 of them held 5,000 descriptors
+/// until a segment arrived or the wait timed out.
+pub(super) fn poll_gone<S: AsyncRead + Unpin>(
     stream: &mut S,
     buf: &mut BytesMut,
     cx: &mut Context<'_>,
 ) -> Poll<()> {
-    while buf.is_empty() {
+    while buf.len() < MAX_AHEAD {
         match ready!(poll_read_into(stream, buf, cx)) {
             Ok(0) | Err(_) => return Poll::Ready(()),
             Ok(_) => {}
         }
     }
-    Poll::Pending
+    Poll::Ready(())
 }
 
 /// Runs `work` while the client is connected: `None` if it went away first.
@@ -386,6 +398,7 @@ where
 async fn respond<S>(
     stream: &mut S,
     buf: &mut BytesMut,
+    server: &Server,
     mut response: Response<Body>,
     mut close: bool,
 ) -> io::Result<Keep>
@@ -403,7 +416,7 @@ where
         .iter()
         .any(|v| has_token(v.as_bytes(), b"close"));
     let (framing, length) = framing_of(&response);
-    let mut out = Outbox::new();
+    let mut out = Outbox::new(server.config().send_timeout);
     let mut head = HeadWriter::new(&mut out, response.status());
     for (name, value) in response.headers() {
         let framing_header = name == header::CONTENT_LENGTH
@@ -619,6 +632,8 @@ struct Outbox {
     pieces: VecDeque<Piece>,
     /// The response's head ([`Piece::Head`]).
     head: Vec<u8>,
+    /// Ends the response when the client takes nothing for the send timeout.
+    deadline: SendDeadline,
 }
 
 /// One slice of the outbox: bytes shared with the segment (or static), a chunk-size line kept
@@ -668,11 +683,12 @@ impl Piece {
 }
 
 impl Outbox {
-    fn new() -> Outbox {
+    fn new(send_timeout: std::time::Duration) -> Outbox {
         // Room for what most responses are: head, size line, data, CRLF, final chunk.
         Outbox {
             pieces: VecDeque::with_capacity(8),
             head: Vec::with_capacity(256),
+            deadline: SendDeadline::new(send_timeout),
         }
     }
 
@@ -698,11 +714,15 @@ impl Outbox {
                 .zip(slices.iter_mut())
                 .map(|(piece, slice)| *slice = IoSlice::new(piece.as_slice(&self.head)))
                 .count();
-            let mut written =
-                ready!(Pin::new(&mut *stream).poll_write_vectored(cx, &slices[..count]))?;
+            let mut written = match Pin::new(&mut *stream).poll_write_vectored(cx, &slices[..count])
+            {
+                Poll::Ready(written) => written?,
+                Poll::Pending => return Poll::Ready(Err(ready!(self.deadline.poll_stalled(cx)))),
+            };
             if written == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
+            self.deadline.progressed();
             while written > 0 {
                 let front = &mut self.pieces[0];
                 let len = front.as_slice(&self.head).len();
@@ -726,6 +746,16 @@ impl Outbox {
 pub struct Prefixed<S> {
     prefix: Bytes,
     inner: S,
+}
+
+impl<S> Prefixed<S> {
+    /// A connection nothing was read from yet.
+    pub fn new(inner: S) -> Prefixed<S> {
+        Prefixed {
+            prefix: Bytes::new(),
+            inner,
+        }
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {

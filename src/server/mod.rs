@@ -9,6 +9,7 @@
 mod auth;
 mod changefeed;
 mod channel;
+mod conn;
 mod http;
 mod http1;
 mod listen;
@@ -25,7 +26,9 @@ use parking_lot::RwLock;
 use tokio_util::sync::CancellationToken;
 
 pub use self::channel::{Channel, PendingEnd, ReadLookup, WriteTarget};
-pub use self::listen::{serve, serve_connection, serve_tls};
+pub use self::listen::{
+    MAX_METRICS_CONNECTIONS, serve, serve_connection, serve_metrics, serve_tls,
+};
 pub use self::metrics::{Metrics, resident_memory_bytes, resident_memory_bytes_of};
 use crate::protocol::{self, Error};
 
@@ -52,8 +55,14 @@ pub struct Config {
     /// When set, every request needs a token signed with this secret ([`crate::auth`]).
     pub auth_secret: Option<crate::auth::Secret>,
     /// How long an HTTP/1.1 client may take to send its next request's headers, counted from when
-    /// the connection is ready for them (against slowloris; also the idle keep-alive limit).
+    /// the connection is ready for them (against slowloris). Also the idle limit of every
+    /// connection: an HTTP/1.1 keep-alive connection, or an HTTP/2 connection without a request
+    /// in progress, is closed after this long; and HTTP/2 pings a busy connection this often,
+    /// closing it when a ping goes unanswered this long.
     pub header_timeout: Duration,
+    /// A response whose client takes no byte of it for this long is ended and its connection
+    /// closed (a reader that never reads must not hold its connection and segments forever).
+    pub send_timeout: Duration,
 }
 
 impl Default for Config {
@@ -71,6 +80,7 @@ impl Default for Config {
             wait_timeout: Duration::from_secs(600),
             auth_secret: None,
             header_timeout: Duration::from_secs(10),
+            send_timeout: Duration::from_secs(20),
         }
     }
 }

@@ -1,0 +1,325 @@
+//! What a connection served by hyper is doing, watched from outside hyper: the limits hyper does
+//! not enforce on its own.
+//!
+//! [`Watched`] is the byte stream handed to hyper. It shares the stream with a [`Watch`] that
+//! - counts the requests in progress (from the call of the service to the end of its response
+//!   body), so that a connection without one for the idle limit can be closed: hyper has no idle
+//!   limit for HTTP/2 at all, and an HTTP/1.1 connection handed to hyper is covered too;
+//! - lets a handler that waits (a subscriber's GET) notice that the client is gone
+//!   ([`PeerWatch`]): HTTP/1.1 runs with half-close allowed, so that a POST whose client shuts its
+//!   sending side after a complete body is still answered; hyper then reads nothing while a request
+//!   is in progress, so the waiting handler reads ahead itself (the same rule as our own front:
+//!   [`http1::poll_gone`]) and, when the client is gone, aborts the connection;
+//! - fails a write the client has taken no byte of for the send timeout ([`SendDeadline`]), which
+//!   ends the connection.
+//!
+//! The stream sits behind a mutex because the waiting handler and hyper both touch it. They never
+//! do at the same time in practice (hyper does not read an HTTP/1.1 connection while a request is
+//! in progress, and the handler reads only then), and the lock is never held across an await.
+
+use std::future::{Future, poll_fn};
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use axum::body::Body;
+use bytes::{Buf, BytesMut};
+use http::{Request, Response, Version};
+use parking_lot::Mutex;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+use super::http1;
+
+/// The stream of a connection served by hyper.
+pub(super) struct Watched<S> {
+    shared: Arc<Shared<S>>,
+}
+
+/// The side of a [`Watched`] stream that the connection's driver and its requests hold.
+#[derive(Clone)]
+pub(super) struct Watch {
+    state: Arc<State>,
+    peer: Arc<dyn Peer>,
+}
+
+struct Shared<S> {
+    io: Mutex<Io<S>>,
+    state: Arc<State>,
+}
+
+struct Io<S> {
+    stream: S,
+    /// Bytes a waiting handler read ahead for hyper.
+    ahead: BytesMut,
+    /// The client is gone (a waiting handler saw its side close): every read and write fails.
+    aborted: bool,
+    deadline: SendDeadline,
+}
+
+struct State {
+    in_flight: AtomicUsize,
+    /// Milliseconds since `epoch` when the last request in progress ended.
+    idle_since_ms: AtomicU64,
+    epoch: Instant,
+    aborted: AtomicBool,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Watched<S> {
+    /// Wraps `stream`; writes fail after `send_timeout` without progress.
+    pub(super) fn new(stream: S, send_timeout: Duration) -> (Watched<S>, Watch) {
+        let state = Arc::new(State {
+            in_flight: AtomicUsize::new(0),
+            idle_since_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+            aborted: AtomicBool::new(false),
+        });
+        let shared = Arc::new(Shared {
+            io: Mutex::new(Io {
+                stream,
+                ahead: BytesMut::new(),
+                aborted: false,
+                deadline: SendDeadline::new(send_timeout),
+            }),
+            state: state.clone(),
+        });
+        let watch = Watch {
+            state,
+            peer: shared.clone(),
+        };
+        (Watched { shared }, watch)
+    }
+}
+
+fn aborted() -> io::Error {
+    io::Error::new(io::ErrorKind::ConnectionAborted, "the client went away")
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let mut io = self.shared.io.lock();
+        if io.aborted {
+            return Poll::Ready(Err(aborted()));
+        }
+        if !io.ahead.is_empty() {
+            let n = io.ahead.len().min(out.remaining());
+            out.put_slice(&io.ahead[..n]);
+            io.ahead.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut io.stream).poll_read(cx, out)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.shared
+            .poll_write_with(cx, |stream, cx| stream.poll_write(cx, data))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.shared
+            .poll_write_with(cx, |stream, cx| stream.poll_write_vectored(cx, data))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.shared.io.lock().stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut io = self.shared.io.lock();
+        Pin::new(&mut io.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut io = self.shared.io.lock();
+        Pin::new(&mut io.stream).poll_shutdown(cx)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> Shared<S> {
+    fn poll_write_with(
+        &self,
+        cx: &mut Context<'_>,
+        write: impl FnOnce(Pin<&mut S>, &mut Context<'_>) -> Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        let mut io = self.io.lock();
+        if io.aborted {
+            return Poll::Ready(Err(aborted()));
+        }
+        match write(Pin::new(&mut io.stream), cx) {
+            Poll::Pending => Poll::Ready(Err(ready!(io.deadline.poll_stalled(cx)))),
+            done => {
+                io.deadline.progressed();
+                done
+            }
+        }
+    }
+}
+
+/// What a waiting handler does with the connection it came on.
+trait Peer: Send + Sync {
+    /// `Ready` when the client is gone (see [`http1::poll_gone`]); reads ahead for hyper meanwhile.
+    fn poll_gone(&self, cx: &mut Context<'_>) -> Poll<()>;
+    /// Ends the connection: hyper's next read or write fails.
+    fn abort(&self);
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Peer for Shared<S> {
+    fn poll_gone(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut io = self.io.lock();
+        let Io { stream, ahead, .. } = &mut *io;
+        http1::poll_gone(stream, ahead, cx)
+    }
+
+    fn abort(&self) {
+        self.io.lock().aborted = true;
+        self.state.aborted.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Watch {
+    /// Counts `req` in progress until its response body ends, and lets an HTTP/1 request's handler
+    /// watch for the client going away ([`PeerWatch`] in its extensions).
+    pub(super) fn track<B>(&self, req: &mut Request<B>) -> InFlight {
+        if req.version() <= Version::HTTP_11 {
+            req.extensions_mut().insert(PeerWatch(self.peer.clone()));
+        }
+        self.state.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.state.clone())
+    }
+
+    /// Counts the connection's idle time from now on (when no request is in progress).
+    pub(super) fn restart_idle(&self) {
+        let ms = self.state.epoch.elapsed().as_millis() as u64;
+        self.state.idle_since_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Resolves once no request has been in progress for `limit`.
+    pub(super) async fn idle_for(&self, limit: Duration) {
+        loop {
+            let state = &self.state;
+            let wake = if state.in_flight.load(Ordering::Relaxed) == 0 {
+                let since = state.idle_since_ms.load(Ordering::Relaxed);
+                let idle_at = state.epoch + Duration::from_millis(since) + limit;
+                if idle_at <= Instant::now() && state.in_flight.load(Ordering::Relaxed) == 0 {
+                    return;
+                }
+                idle_at
+            } else {
+                Instant::now() + limit
+            };
+            tokio::time::sleep_until(wake).await;
+        }
+    }
+
+    /// Whether a handler ended the connection because its client went away.
+    pub(super) fn aborted(&self) -> bool {
+        self.state.aborted.load(Ordering::Relaxed)
+    }
+}
+
+/// A request in progress; dropped with its response body.
+pub(super) struct InFlight(Arc<State>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let state = &self.0;
+        let ms = state.epoch.elapsed().as_millis() as u64;
+        state.idle_since_ms.store(ms, Ordering::Relaxed);
+        state.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Holds `in_flight` until `response`'s body is done.
+pub(super) fn hold_until_sent(response: Response<Body>, in_flight: InFlight) -> Response<Body> {
+    response.map(|body| {
+        Body::new(http_body_util::BodyExt::map_frame(body, move |frame| {
+            let _ = &in_flight;
+            frame
+        }))
+    })
+}
+
+/// In a request's extensions when it came on an HTTP/1 connection served by hyper: lets a handler
+/// that waits notice the client going away.
+#[derive(Clone)]
+pub(crate) struct PeerWatch(Arc<dyn Peer>);
+
+impl PeerWatch {
+    /// Runs `work` while the client is connected; `None` (and the connection aborted, so that no
+    /// answer is written) if it went away first. An answer that is ready wins.
+    pub(crate) async fn while_connected<F: Future>(&self, work: F) -> Option<F::Output> {
+        let mut work = std::pin::pin!(work);
+        let gone = poll_fn(|cx| {
+            if let Poll::Ready(output) = work.as_mut().poll(cx) {
+                return Poll::Ready(Some(output));
+            }
+            self.0.poll_gone(cx).map(|()| None)
+        })
+        .await;
+        if gone.is_none() {
+            self.0.abort();
+        }
+        gone
+    }
+}
+
+/// Fails a response whose client takes no byte of it for the send timeout: a reader that never
+/// reads would otherwise hold its connection, and the segments it is behind on, forever.
+pub(super) struct SendDeadline {
+    limit: Duration,
+    /// Made at the first stall, then reset: a connection whose client keeps up never has one.
+    sleep: Option<Pin<Box<Sleep>>>,
+    /// Whether `sleep` counts the current stall.
+    armed: bool,
+}
+
+impl SendDeadline {
+    pub(super) fn new(limit: Duration) -> SendDeadline {
+        SendDeadline {
+            limit,
+            sleep: None,
+            armed: false,
+        }
+    }
+
+    /// A write went through.
+    pub(super) fn progressed(&mut self) {
+        self.armed = false;
+    }
+
+    /// Called when a write could not go through: the stall's deadline starts now unless it
+    /// already runs, and passing it is an error.
+    pub(super) fn poll_stalled(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        if !self.armed {
+            let deadline = Instant::now() + self.limit;
+            match &mut self.sleep {
+                Some(sleep) => sleep.as_mut().reset(deadline),
+                None => self.sleep = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+            self.armed = true;
+        }
+        let sleep = self.sleep.as_mut().expect("armed above");
+        ready!(sleep.as_mut().poll(cx));
+        Poll::Ready(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the client took no byte for the send timeout",
+        ))
+    }
+}

@@ -1,0 +1,363 @@
+//! What a hostile (or broken) client used to get away with, over real sockets: connections it
+//! closed that the server never noticed, HTTP/2 connections that were never timed out, POSTs lost
+//! to a half-close, readers that never read, and a metrics port anyone could fill. Each test failed
+//! before its fix.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::{PATIENCE, Raw, TestServer, eventually};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use trickle::Config;
+
+fn config(f: impl FnOnce(&mut Config)) -> Config {
+    let mut config = Config::default();
+    f(&mut config);
+    config
+}
+
+/// Reads until the server closes the connection; the bytes it sent. Fails after [`PATIENCE`].
+async fn until_closed(stream: &mut TcpStream) -> Vec<u8> {
+    let mut got = Vec::new();
+    let read = async {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(PATIENCE, read)
+        .await
+        .expect("the server closes the connection in time");
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_gets_whose_clients_closed_after_sending_more_are_released() {
+    let s = TestServer::start().await;
+    assert_eq!(s.post("/w/0", b"zero").await.status, 200);
+    // The attack: a waiting GET, one byte more, then close. Before, the front stopped reading
+    // at the extra byte and never saw the close: every one of these held its descriptor.
+    let mut clients = Vec::new();
+    for _ in 0..200 {
+        let mut stream = TcpStream::connect(s.addr).await.unwrap();
+        stream
+            .write_all(b"GET /w/-1 HTTP/1.1\r\nHost: x\r\n\r\nX")
+            .await
+            .unwrap();
+        clients.push(stream);
+    }
+    eventually("200 GETs wait", || s.server.stats().waiting_gets == 200).await;
+    drop(clients);
+    eventually("every waiting GET released", || {
+        s.server.stats().waiting_gets == 0
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_get_on_a_connection_hyper_serves_is_released_when_its_client_closes() {
+    let s = TestServer::start().await;
+    // A POST first: the connection is hyper's from then on (HTTP/1.1 with half-close allowed,
+    // where hyper itself reads nothing while a request waits).
+    let mut raw = s.connect().await;
+    raw.send_request("POST", "/w/0", &[], Some(b"zero")).await;
+    assert_eq!(raw.head().await.status, 200);
+    raw.send_request("GET", "/w/-1", &[], Some(b"")).await;
+    eventually("the GET waits", || s.server.stats().waiting_gets == 1).await;
+    drop(raw);
+    eventually("the waiting GET released", || {
+        s.server.stats().waiting_gets == 0
+    })
+    .await;
+    // The server still serves the channel.
+    assert_eq!(s.get("/w/0").await.body, b"zero");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_sends_too_much_ahead_of_a_waiting_get_is_cut_off() {
+    let s = TestServer::start().await;
+    assert_eq!(s.post("/w/0", b"zero").await.status, 200);
+    let mut stream = TcpStream::connect(s.addr).await.unwrap();
+    stream
+        .write_all(b"GET /w/-1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    eventually("the GET waits", || s.server.stats().waiting_gets == 1).await;
+    // Far more than any pipelining client sends ahead of an answer.
+    let _ = stream.write_all(&[b'G'; 64 * 1024]).await;
+    let answer = until_closed(&mut stream).await;
+    assert!(answer.is_empty(), "{:?}", String::from_utf8_lossy(&answer));
+    eventually("the GET released", || s.server.stats().waiting_gets == 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_whose_client_half_closes_after_a_complete_body_is_kept_and_answered() {
+    let s = TestServer::start().await;
+    let mut sent = 0;
+    for (i, chunked) in [(0, false), (1, true), (2, false), (3, true)] {
+        // A new channel each time: the POST creates it.
+        let path = format!("/half{i}/0");
+        let body = format!("segment {i}");
+        let mut stream = TcpStream::connect(s.addr).await.unwrap();
+        let request = if chunked {
+            format!(
+                "POST {path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+                body.len()
+            )
+        } else {
+            format!(
+                "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        };
+        stream.write_all(request.as_bytes()).await.unwrap();
+        stream.shutdown().await.unwrap();
+        let answer = String::from_utf8(until_closed(&mut stream).await).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        assert!(answer.contains("lp-trickle-seq: 0\r\n"), "{answer}");
+        assert_eq!(s.get(&path).await.body, body.as_bytes());
+        sent += 1;
+    }
+    let m = s.server.metrics();
+    assert_eq!((m.segments_started, m.segments_completed), (sent, sent));
+    assert_eq!(m.segments_failed, 0);
+}
+
+/// A raw HTTP/2 client: frames written by hand, so that it can do what real clients never do.
+mod h2 {
+    use super::*;
+
+    pub const DATA: u8 = 0;
+    pub const HEADERS: u8 = 1;
+    pub const RST_STREAM: u8 = 3;
+    pub const PING: u8 = 6;
+    pub const GOAWAY: u8 = 7;
+    pub const ACK: u8 = 1;
+    pub const END_STREAM: u8 = 1;
+    pub const END_HEADERS: u8 = 4;
+
+    pub fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let len = payload.len() as u32;
+        let mut out = len.to_be_bytes()[1..].to_vec();
+        out.extend_from_slice(&[kind, flags]);
+        out.extend_from_slice(&stream.to_be_bytes());
+        out.extend_from_slice(payload);
+        out
+    }
+
+    /// A header block for `method` (GET or POST) of `path`: HPACK without Huffman coding.
+    pub fn request(method: &str, path: &str) -> Vec<u8> {
+        let method = if method == "POST" { 0x83 } else { 0x82 };
+        let mut block = vec![method, 0x86, 0x44, path.len() as u8];
+        block.extend_from_slice(path.as_bytes());
+        block.extend_from_slice(&[0x41, 1, b'x']);
+        block
+    }
+
+    /// Connects, sends the preface and empty settings.
+    pub async fn connect(addr: SocketAddr) -> TcpStream {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        hello.extend(frame(4, 0, 0, &[]));
+        stream.write_all(&hello).await.unwrap();
+        stream
+    }
+
+    /// Reads frames until the server closes the connection, acknowledging every PING as a live
+    /// client does; returns the bytes read. Fails after [`PATIENCE`].
+    pub async fn until_closed_answering_pings(stream: &mut TcpStream) -> Vec<u8> {
+        let mut got = Vec::new();
+        let read = async {
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut parsed = 0;
+            loop {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+                while got.len() >= parsed + 9 {
+                    let head = &got[parsed..parsed + 9];
+                    let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+                    if got.len() < parsed + 9 + len {
+                        break;
+                    }
+                    let (kind, flags) = (head[3], head[4]);
+                    if kind == PING && flags & ACK == 0 {
+                        let payload = got[parsed + 9..parsed + 9 + len].to_vec();
+                        let _ = stream.write_all(&frame(PING, ACK, 0, &payload)).await;
+                    }
+                    parsed += 9 + len;
+                }
+            }
+        };
+        tokio::time::timeout(PATIENCE, read)
+            .await
+            .expect("the server closes the connection in time");
+        got
+    }
+
+    /// The frame types in `bytes` (as far as they are whole).
+    pub fn kinds(mut bytes: &[u8]) -> Vec<u8> {
+        let mut kinds = Vec::new();
+        while bytes.len() >= 9 {
+            let len = u32::from_be_bytes([0, bytes[0], bytes[1], bytes[2]]) as usize;
+            kinds.push(bytes[3]);
+            bytes = &bytes[(9 + len).min(bytes.len())..];
+        }
+        kinds
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_http2_connections_are_closed_with_a_goaway() {
+    let s =
+        TestServer::with_config(config(|c| c.header_timeout = Duration::from_millis(300))).await;
+    // A live client (it answers pings) that opens no stream.
+    let mut idle = h2::connect(s.addr).await;
+    let frames = h2::kinds(&h2::until_closed_answering_pings(&mut idle).await);
+    assert!(frames.contains(&h2::GOAWAY), "frames {frames:?}");
+
+    // Half a header block (no END_HEADERS, no CONTINUATION ever): no request starts, so the
+    // connection is idle, asked to close, and dropped when the client does not.
+    let mut half = h2::connect(s.addr).await;
+    let block = h2::request("GET", "/ch/0");
+    half.write_all(&h2::frame(h2::HEADERS, 0, 1, &block))
+        .await
+        .unwrap();
+    h2::until_closed_answering_pings(&mut half).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_http2_connection_whose_peer_never_answers_pings_is_closed() {
+    let s =
+        TestServer::with_config(config(|c| c.header_timeout = Duration::from_millis(300))).await;
+    let mut silent = h2::connect(s.addr).await;
+    let block = h2::request("GET", "/ch/-1");
+    assert_eq!(s.post("/ch/0", b"zero").await.status, 200);
+    silent
+        .write_all(&h2::frame(
+            h2::HEADERS,
+            h2::END_HEADERS | h2::END_STREAM,
+            1,
+            &block,
+        ))
+        .await
+        .unwrap();
+    eventually("the h2 GET waits", || s.server.stats().waiting_gets == 1).await;
+    // The client reads nothing and answers no ping: the server gives up on it.
+    eventually("the GET released with its connection", || {
+        s.server.stats().waiting_gets == 0
+    })
+    .await;
+    until_closed(&mut silent).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_segment_whose_http2_stream_is_reset_mid_body_counts_as_failed() {
+    let s = TestServer::start().await;
+    let mut publisher = h2::connect(s.addr).await;
+    let block = h2::request("POST", "/ch/0");
+    publisher
+        .write_all(&h2::frame(h2::HEADERS, h2::END_HEADERS, 1, &block))
+        .await
+        .unwrap();
+    publisher
+        .write_all(&h2::frame(h2::DATA, 0, 1, b"half a segment"))
+        .await
+        .unwrap();
+    eventually("the segment started", || {
+        s.server.metrics().segments_started == 1
+    })
+    .await;
+    let cancel = 8u32.to_be_bytes(); // CANCEL
+    publisher
+        .write_all(&h2::frame(h2::RST_STREAM, 0, 1, &cancel))
+        .await
+        .unwrap();
+    eventually("the segment counted as failed", || {
+        s.server.metrics().segments_failed == 1
+    })
+    .await;
+    assert_eq!(s.server.metrics().segments_completed, 0);
+    assert_eq!(s.get("/ch/0").await.status, 470);
+}
+
+/// A subscriber that reads nothing of a segment far larger than the socket buffers.
+async fn stalled_reader(s: &TestServer, via_hyper: bool) -> TcpStream {
+    let mut stream = TcpStream::connect(s.addr).await.unwrap();
+    if via_hyper {
+        // A POST first, answered: the connection is hyper's from then on.
+        stream
+            .write_all(b"POST /other/0 HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx")
+            .await
+            .unwrap();
+        let mut head = [0u8; 1024];
+        let n = stream.read(&mut head).await.unwrap();
+        assert!(head[..n].starts_with(b"HTTP/1.1 200"));
+    }
+    stream
+        .write_all(b"GET /big/0 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    stream
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_takes_nothing_is_cut_off_after_the_send_timeout() {
+    let s = TestServer::with_config(config(|c| c.send_timeout = Duration::from_millis(500))).await;
+    let big = common::pattern(48 << 20, 1);
+    assert_eq!(s.post("/big/0", &big).await.status, 200);
+    for via_hyper in [false, true] {
+        let mut stalled = stalled_reader(&s, via_hyper).await;
+        eventually("the GET streams", || s.server.stats().streaming_gets == 1).await;
+        eventually("the stalled GET ended", || {
+            s.server.stats().streaming_gets == 0
+        })
+        .await;
+        // What it gets now is a broken response: no final chunk.
+        let got = until_closed(&mut stalled).await;
+        assert!(got.len() < big.len(), "via hyper: {via_hyper}");
+        assert!(!got.ends_with(b"0\r\n\r\n"), "via hyper: {via_hyper}");
+    }
+    // A reader that keeps up is not disturbed by the timeout.
+    assert_eq!(s.get("/big/0").await.body.len(), big.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metrics_listener_closes_idle_connections_and_caps_them() {
+    let (_server, _addr, log) = common::spawn_serve_with_log(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--header-timeout",
+            "300ms",
+        ],
+        &[],
+    )
+    .await;
+    let metrics = common::metrics_addr(&log);
+    let cap = trickle::server::MAX_METRICS_CONNECTIONS;
+    let mut idle = Vec::new();
+    for _ in 0..cap + 4 {
+        idle.push(TcpStream::connect(metrics).await.unwrap());
+    }
+    // Every one of them is closed: the extra ones at once, the rest by the idle limit.
+    for stream in &mut idle {
+        until_closed(stream).await;
+    }
+    // And the port still answers.
+    let mut raw = Raw::connect(metrics).await;
+    raw.send_request("GET", "/metrics", &[], Some(b"")).await;
+    let head = raw.head().await;
+    assert_eq!(head.status, 200);
+    let text = String::from_utf8(raw.body_to_end(&head).await.unwrap()).unwrap();
+    assert!(text.contains("trickle_channels"), "{text}");
+}
