@@ -282,12 +282,16 @@ impl PeerWatch {
 
 /// Fails a response whose client takes no byte of it for the send timeout: a reader that never
 /// reads would otherwise hold its connection, and the segments it is behind on, forever.
+///
+/// Cheap on the data path: a write that goes through only sets a flag. The timer is made at the
+/// first stall and looked at only while a write waits; when it fires after some progress it is
+/// set again for a full period. So a stall is detected between one and two periods after it began,
+/// and a connection whose client keeps up resets the timer at most once a period.
 pub(super) struct SendDeadline {
     limit: Duration,
-    /// Made at the first stall, then reset: a connection whose client keeps up never has one.
     sleep: Option<Pin<Box<Sleep>>>,
-    /// Whether `sleep` counts the current stall.
-    armed: bool,
+    /// Whether a write went through since `sleep` was set.
+    progressed: bool,
 }
 
 impl SendDeadline {
@@ -295,31 +299,31 @@ impl SendDeadline {
         SendDeadline {
             limit,
             sleep: None,
-            armed: false,
+            progressed: false,
         }
     }
 
     /// A write went through.
     pub(super) fn progressed(&mut self) {
-        self.armed = false;
+        self.progressed = true;
     }
 
-    /// Called when a write could not go through: the stall's deadline starts now unless it
-    /// already runs, and passing it is an error.
+    /// Called when a write could not go through: an error once the client has taken nothing for
+    /// the send timeout.
     pub(super) fn poll_stalled(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
-        if !self.armed {
-            let deadline = Instant::now() + self.limit;
-            match &mut self.sleep {
-                Some(sleep) => sleep.as_mut().reset(deadline),
-                None => self.sleep = Some(Box::pin(tokio::time::sleep_until(deadline))),
+        let limit = self.limit;
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(Instant::now() + limit)));
+        loop {
+            ready!(sleep.as_mut().poll(cx));
+            if !std::mem::take(&mut self.progressed) {
+                return Poll::Ready(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the client took no byte for the send timeout",
+                ));
             }
-            self.armed = true;
+            sleep.as_mut().reset(Instant::now() + limit);
         }
-        let sleep = self.sleep.as_mut().expect("armed above");
-        ready!(sleep.as_mut().poll(cx));
-        Poll::Ready(io::Error::new(
-            io::ErrorKind::TimedOut,
-            "the client took no byte for the send timeout",
-        ))
     }
 }
