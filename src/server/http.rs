@@ -427,7 +427,7 @@ async fn publish(State(server): State<Server>, req: Request) -> Response {
     if protocol::is_reserved(&name) {
         return closing(error(&Error::ReservedName));
     }
-    let param = SeqParam::parse(raw_seq);
+    let param = SeqParam::parse(raw_seq).and_then(SeqParam::writable);
     let channel = match server.channel(&name) {
         Some(channel) => channel,
         None if server.config().autocreate => {
