@@ -500,6 +500,42 @@ async fn a_publisher_restarting_at_0_takes_waiting_subscribers_along() {
     assert_eq!(sub.body_to_end(&head).await.unwrap(), b"new 1");
 }
 
+/// A body declared larger than a segment may be is refused at once with 413, before any of it is
+/// read: no channel is made and the segment is not touched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declared_body_over_the_limit_is_refused_before_it_is_read() {
+    let s = TestServer::with_config(Config {
+        max_segment_bytes: 1000,
+        ..Config::default()
+    })
+    .await;
+    for path in ["/new/0", "/ch/0"] {
+        let mut publisher = s.connect().await;
+        publisher
+            .send_raw(
+                format!("POST {path} HTTP/1.1\r\nHost: t\r\nContent-Length: 1001\r\n\r\n")
+                    .as_bytes(),
+            )
+            .await;
+        let head = publisher.head().await;
+        assert_eq!(head.status, 413);
+        assert_eq!(head.header("connection"), Some("close"));
+        assert_eq!(
+            publisher.body_to_end(&head).await.unwrap(),
+            b"Segment larger than 1000 bytes\n"
+        );
+        assert!(publisher.closed_within(PATIENCE).await);
+        if path == "/new/0" {
+            assert!(s.server.channel("new").is_none());
+            assert_eq!(s.post("/ch/0", b"kept").await.status, 200);
+        }
+    }
+    assert_eq!(s.get("/ch/0").await.body, b"kept");
+    assert_eq!(s.next("ch").await, 1);
+    // Exactly the limit is fine.
+    assert_eq!(s.post("/ch/1", &[7u8; 1000]).await.status, 200);
+}
+
 /// A restarted publisher whose POST for seq 1 starts before the one for seq 0 (they overtake each
 /// other): the head goes back past the new run's segments only, and the new run's preconnect at
 /// the head is left waiting for its data.
