@@ -22,6 +22,9 @@ pub const EXPECT_CONTENT: &str = "expect-content";
 pub const STATUS_NOT_HELD: u16 = 470;
 /// Largest seq magnitude accepted (2^53 − 1, so seqs survive a round trip through JSON numbers).
 pub const MAX_SEQ: u64 = (1 << 53) - 1;
+/// Largest seq a POST may write: writing seq moves the write head to seq + 1, and every write head
+/// must itself be a seq that a GET accepts (a client jumps to `Lp-Trickle-Latest` with a GET).
+pub const MAX_WRITE_SEQ: u64 = MAX_SEQ - 1;
 
 /// A parsed `{seq}` path segment, before it is resolved against a channel's write head.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,13 +66,24 @@ impl SeqParam {
         }
     }
 
-    /// Resolves the way a POST does: `-1` is `next_write`; other negatives are invalid.
+    /// Resolves the way a POST does: `-1` is `next_write`; other negatives, and seqs above
+    /// [`MAX_WRITE_SEQ`], are invalid.
     pub fn resolve_for_write(self, next_write: u64) -> Result<u64, Error> {
-        match self {
-            SeqParam::Index(n) => Ok(n),
-            SeqParam::Relative(1) => Ok(next_write),
-            SeqParam::Relative(_) => Err(Error::InvalidSeq),
+        let seq = match self {
+            SeqParam::Index(n) => n,
+            SeqParam::Relative(1) => next_write,
+            SeqParam::Relative(_) => return Err(Error::InvalidSeq),
+        };
+        if seq > MAX_WRITE_SEQ {
+            return Err(Error::InvalidSeq);
         }
+        Ok(seq)
+    }
+
+    /// Whether a POST may name this seq on some channel (every rule of [`Self::resolve_for_write`]
+    /// that does not depend on the write head), so that a refused POST creates no channel.
+    pub fn writable(self) -> Result<SeqParam, Error> {
+        self.resolve_for_write(0).map(|_| self)
     }
 
     /// The literal seq for DELETE: negatives are invalid.
@@ -234,6 +248,23 @@ mod tests {
         assert_eq!(SeqParam::Relative(1).resolve_for_write(7).unwrap(), 7);
         assert!(SeqParam::Relative(2).resolve_for_write(7).is_err());
         assert_eq!(SeqParam::Index(3).resolve_for_write(7).unwrap(), 3);
+        // The write head (seq + 1) must stay a seq a GET takes.
+        let top = SeqParam::Index(MAX_WRITE_SEQ);
+        assert_eq!(top.resolve_for_write(7).unwrap(), MAX_WRITE_SEQ);
+        assert!(SeqParam::Index(MAX_SEQ).resolve_for_write(7).is_err());
+        assert!(SeqParam::Index(MAX_SEQ).writable().is_err());
+        assert!(SeqParam::Relative(2).writable().is_err());
+        assert_eq!(
+            SeqParam::Relative(1).writable().unwrap(),
+            SeqParam::Relative(1)
+        );
+        assert!(SeqParam::Relative(1).resolve_for_write(MAX_SEQ).is_err());
+        assert_eq!(
+            SeqParam::Relative(1)
+                .resolve_for_write(MAX_WRITE_SEQ)
+                .unwrap(),
+            MAX_WRITE_SEQ
+        );
         assert!(SeqParam::Relative(1).literal().is_err());
         assert_eq!(SeqParam::Index(3).literal().unwrap(), 3);
     }

@@ -255,3 +255,35 @@ async fn idle_keep_alive_connections_are_closed_after_the_header_timeout() {
     let mut silent = s.connect().await;
     assert!(silent.closed_within(Duration::from_secs(3)).await);
 }
+
+/// A `Content-Length` too large for hyper to represent (it would answer 431, "header fields too
+/// large") is a body too large for this server: 413 with the limit, and the connection closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_content_length_beyond_any_body_is_413_not_431() {
+    let s = TestServer::start().await;
+    for (method, length) in [
+        ("POST", "18446744073709551615"),
+        ("POST", "18446744073709551614"),
+        ("POST", "99999999999999999999999"),
+        ("GET", "18446744073709551615"),
+    ] {
+        let mut raw = s.connect().await;
+        let head =
+            format!("{method} /ch/0 HTTP/1.1\r\nHost: t\r\nContent-Length: {length}\r\n\r\n");
+        raw.send_raw(head.as_bytes()).await;
+        let head = raw.head().await;
+        assert_eq!(head.status, 413, "{method} with {length}");
+        assert_eq!(head.header("connection"), Some("close"));
+        assert_eq!(
+            raw.body_to_end(&head).await.unwrap(),
+            b"Segment larger than 67108864 bytes\n"
+        );
+        assert!(raw.closed_within(PATIENCE).await);
+    }
+    assert!(s.server.channel("ch").is_none());
+    // Not a number at all is still hyper's 400.
+    let mut raw = s.connect().await;
+    raw.send_raw(b"POST /ch/0 HTTP/1.1\r\nHost: t\r\nContent-Length: 12a\r\n\r\n")
+        .await;
+    assert_eq!(raw.head().await.status, 400);
+}

@@ -114,3 +114,28 @@ async fn h2c_failed_segment_resets_the_stream() {
         "expected a reset stream, got {end:?}"
     );
 }
+
+/// Over h2 too, a body declared larger than a segment may be is refused with 413 before any of it
+/// is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_a_declared_body_over_the_limit_is_refused_at_once() {
+    let s = TestServer::with_config(trickle::Config {
+        max_segment_bytes: 1000,
+        ..trickle::Config::default()
+    })
+    .await;
+    let (_tx, body) = streaming_body();
+    let request = h2()
+        .post(s.url("/ch/0"))
+        .header("content-length", "1001")
+        .body(body)
+        .send();
+    let r = tokio::time::timeout(PATIENCE, request)
+        .await
+        .expect("an answer without a body")
+        .unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    assert_eq!(r.status(), 413);
+    assert_eq!(r.text().await.unwrap(), "Segment larger than 1000 bytes\n");
+    assert!(s.server.channel("ch").is_none());
+}

@@ -413,3 +413,174 @@ async fn a_failed_segment_at_the_write_head_can_be_waited_on() {
     let head = sub.head().await;
     assert_eq!(sub.body_to_end(&head).await.unwrap(), b"retried");
 }
+
+/// A POST may write seqs up to 2^53 − 2: its segment moves the write head to seq + 1, and every
+/// write head must itself be a seq a GET takes (and a number JSON keeps exact).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_write_head_stays_a_seq_a_get_takes() {
+    let s = TestServer::start().await;
+    let top = "9007199254740991"; // 2^53 − 1, the largest seq a GET takes
+    let r = s.post(&format!("/ch/{top}"), b"x").await;
+    assert_eq!((r.status, r.text().as_str()), (400, "Invalid idx\n"));
+    assert!(
+        s.server.channel("ch").is_none(),
+        "a refused POST creates nothing"
+    );
+    assert_eq!(s.post("/ch/9007199254740990", b"last").await.status, 200);
+    assert_eq!(s.next("ch").await, 9_007_199_254_740_991);
+    let r = s.get("/ch/-2").await;
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"last"[..]));
+    // `-1` would now write 2^53 − 1 and move the head past what a GET takes.
+    assert_eq!(s.post("/ch/-1", b"x").await.status, 400);
+    assert_eq!(s.post(&format!("/ch/{top}"), b"x").await.status, 400);
+    assert_eq!(s.next("ch").await, 9_007_199_254_740_991);
+    // The head itself is a seq a GET takes: the live edge, waited on.
+    let mut sub = s.connect().await;
+    sub.send_request("GET", &format!("/ch/{top}"), &[], Some(b""))
+        .await;
+    assert!(sub.head_within(QUIET).await.is_none());
+}
+
+/// The write head moves forward only. A late write of an older seq (a retry, a publisher's POST
+/// overtaken by its next one) leaves it where it is; a publisher starting over takes it back: with
+/// `Lp-Trickle-Reset`, or by writing seq 0, which is how the reference publishers restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_write_head_moves_back_only_for_a_publisher_starting_over() {
+    let s = TestServer::start().await;
+    assert_eq!(s.post("/ch/5", b"five").await.status, 200);
+    assert_eq!(s.next("ch").await, 6);
+    assert_eq!(s.post("/ch/3", b"three").await.status, 200);
+    assert_eq!(s.get("/ch/3").await.body, b"three");
+    assert_eq!(s.next("ch").await, 6, "an older seq leaves the head");
+    assert_eq!(s.post("/ch/2", b"").await.status, 200);
+    assert_eq!(s.next("ch").await, 6, "so does an older empty segment");
+    let reset = [("Lp-Trickle-Reset", "1")];
+    let r = s.request_with("POST", "/ch/4", &reset, b"four").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(s.next("ch").await, 5, "a reset takes it back");
+    assert_eq!(s.post("/ch/0", b"zero").await.status, 200);
+    assert_eq!(s.next("ch").await, 1, "so does a restart at 0");
+    assert_eq!(s.post("/ch/1", b"one").await.status, 200);
+    assert_eq!(s.next("ch").await, 2);
+}
+
+/// A restarted reference publisher (back at seq 0, no `Lp-Trickle-Reset`) takes the head back,
+/// and the ring forgets its previous run above it: subscribers waiting at the old live edge get
+/// 470 with the new head instead of being stranded, and GETs from the new head on read the new
+/// run, not the old one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publisher_restarting_at_0_takes_waiting_subscribers_along() {
+    let s = TestServer::start().await;
+    for seq in 0..3 {
+        assert_eq!(s.post(&format!("/ch/{seq}"), b"old").await.status, 200);
+    }
+    let mut sub = s.connect().await;
+    sub.send_request("GET", "/ch/-1", &[], Some(b"")).await;
+    eventually("the GET waits at 3", || s.server.stats().waiting_gets == 1).await;
+    let mut restarted = s.connect().await;
+    restarted.start_post("/ch/0").await;
+    restarted.chunk(b"new 0").await;
+    let head = sub.head().await;
+    assert_eq!(
+        (head.status, head.header("lp-trickle-latest")),
+        (470, Some("1"))
+    );
+    restarted.end_body().await;
+    assert_eq!(restarted.head().await.status, 200);
+    let r = s.get("/ch/2").await;
+    assert_eq!((r.status, r.latest()), (470, Some(1)));
+    let mut sub = s.connect().await;
+    sub.send_request("GET", "/ch/1", &[], Some(b"")).await;
+    assert!(
+        sub.head_within(QUIET).await.is_none(),
+        "waits for the new 1"
+    );
+    assert_eq!(s.post("/ch/1", b"new 1").await.status, 200);
+    let head = sub.head().await;
+    assert_eq!(sub.body_to_end(&head).await.unwrap(), b"new 1");
+}
+
+/// A body declared larger than a segment may be is refused at once with 413, before any of it is
+/// read: no channel is made and the segment is not touched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declared_body_over_the_limit_is_refused_before_it_is_read() {
+    let s = TestServer::with_config(Config {
+        max_segment_bytes: 1000,
+        ..Config::default()
+    })
+    .await;
+    for path in ["/new/0", "/ch/0"] {
+        let mut publisher = s.connect().await;
+        publisher
+            .send_raw(
+                format!("POST {path} HTTP/1.1\r\nHost: t\r\nContent-Length: 1001\r\n\r\n")
+                    .as_bytes(),
+            )
+            .await;
+        let head = publisher.head().await;
+        assert_eq!(head.status, 413);
+        assert_eq!(head.header("connection"), Some("close"));
+        assert_eq!(
+            publisher.body_to_end(&head).await.unwrap(),
+            b"Segment larger than 1000 bytes\n"
+        );
+        assert!(publisher.closed_within(PATIENCE).await);
+        if path == "/new/0" {
+            assert!(s.server.channel("new").is_none());
+            assert_eq!(s.post("/ch/0", b"kept").await.status, 200);
+        }
+    }
+    assert_eq!(s.get("/ch/0").await.body, b"kept");
+    assert_eq!(s.next("ch").await, 1);
+    // Exactly the limit is fine.
+    assert_eq!(s.post("/ch/1", &[7u8; 1000]).await.status, 200);
+}
+
+/// A restarted publisher whose POST for seq 1 starts before the one for seq 0 (they overtake each
+/// other): the head goes back past the new run's segments only, and the new run's preconnect at
+/// the head is left waiting for its data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_keeps_the_new_runs_segments_that_overtook_seq_0() {
+    let s = TestServer::start().await;
+    for seq in 0..7 {
+        assert_eq!(s.post(&format!("/ch/{seq}"), b"old").await.status, 200);
+    }
+    let mut posts = Vec::new();
+    for seq in 0..3 {
+        let mut post = s.connect().await;
+        post.start_post(&format!("/ch/{seq}")).await;
+        eventually("the POST waits", || {
+            s.server.stats().pending_posts == seq + 1
+        })
+        .await;
+        posts.push(post);
+    }
+    posts[1].chunk(b"new 1").await;
+    eventually("seq 1 started", || s.server.stats().writing_posts == 1).await;
+    assert_eq!(s.next("ch").await, 7, "not a restart yet");
+    posts[0].chunk(b"new 0").await;
+    eventually("seq 0 started", || s.server.stats().writing_posts == 2).await;
+    assert_eq!(s.next("ch").await, 2, "back to 0, past the new 1");
+    for post in &mut posts[..2] {
+        post.end_body().await;
+        assert_eq!(post.head().await.status, 200);
+    }
+    assert!(
+        posts[2].head_within(QUIET).await.is_none(),
+        "the preconnect of 2 still waits"
+    );
+    let r = s.get("/ch/5").await;
+    assert_eq!(
+        (r.status, r.latest()),
+        (470, Some(2)),
+        "the old run is gone"
+    );
+    posts[2].chunk(b"new 2").await;
+    posts[2].end_body().await;
+    assert_eq!(posts[2].head().await.status, 200);
+    assert_eq!(s.next("ch").await, 3);
+    for seq in 0..3 {
+        let r = s.get(&format!("/ch/{seq}")).await;
+        assert_eq!(r.body, format!("new {seq}").as_bytes());
+    }
+}

@@ -173,5 +173,6 @@ async fn s34_evicted_placeholder_answers_470_at_once() {
     publisher.chunk(b"rewrite").await;
     publisher.end_body().await;
     assert_eq!(publisher.head().await.status, 200);
-    assert_eq!(s.next("ch").await, 2);
+    // An older seq rewritten leaves the write head where it was.
+    assert_eq!(s.next("ch").await, 6);
 }

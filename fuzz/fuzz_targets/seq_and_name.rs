@@ -15,7 +15,10 @@ fuzz_target!(|data: &[u8]| {
             if let SeqParam::Relative(_) = param {
                 assert!(read <= head);
             }
-            let _ = param.resolve_for_write(head);
+            // A write never moves the head (seq + 1) past the largest seq a GET takes.
+            if let Ok(seq) = param.resolve_for_write(head) {
+                assert!(seq < protocol::MAX_SEQ);
+            }
         }
     }
     if let Ok(name) = protocol::decode_name(text) {

@@ -2,8 +2,9 @@
 //!
 //! Every rule about *which* version a request gets lives here, behind one short mutex per channel
 //! that is never held across an await: the grace rule for waiting subscribers, placeholders for
-//! preconnected publishers, newest-writer-wins (SPEC D3), eviction (D4), `Lp-Trickle-Reset`,
-//! `DELETE /{name}/{seq}` and teardown. Moving bytes is the segment's business ([`super::segment`]).
+//! preconnected publishers, newest-writer-wins (SPEC D3), eviction (D4), where the write head may
+//! move, `Lp-Trickle-Reset`, `DELETE /{name}/{seq}` and teardown. Moving bytes is the segment's
+//! business ([`super::segment`]).
 //!
 //! Lock order: channel state, then a segment's lock. Nothing takes the channel lock while holding a
 //! segment's lock.
@@ -55,6 +56,8 @@ pub struct WriteTarget {
     pub placeholder: bool,
     /// Arrival order among publishers of this channel.
     pub ticket: u64,
+    /// A publisher starting over, which may move the write head back ([`Channel::advance_head`]).
+    pub restart: bool,
 }
 
 /// How a publisher's wait for its first byte ended without one.
@@ -222,6 +225,7 @@ impl Channel {
             segment,
             placeholder,
             ticket,
+            restart: reset || seq == 0,
         })
     }
 
@@ -241,7 +245,7 @@ impl Channel {
     }
 
     /// The publisher's first byte arrived: it claims its placeholder, or starts a new version that
-    /// replaces whatever the slot holds. The write head moves to `seq + 1`.
+    /// replaces whatever the slot holds. The write head moves past it ([`Channel::advance_head`]).
     pub fn start_writing(&self, target: &WriteTarget) -> Result<SegmentWriter, Error> {
         let mut state = self.state.lock();
         match self.pending_end(target, target.segment.snapshot()) {
@@ -270,7 +274,7 @@ impl Channel {
                 writer
             }
         };
-        state.next_write = target.seq + 1;
+        self.advance_head(&mut state, target);
         drop(state);
         self.touch();
         Ok(writer)
@@ -285,9 +289,50 @@ impl Channel {
             .held(&state, target.seq)
             .is_some_and(|s| Arc::ptr_eq(&s, &target.segment))
         {
-            state.next_write = target.seq + 1;
+            self.advance_head(&mut state, target);
             drop(state);
             self.touch();
+        }
+    }
+
+    /// Moves the write head to `seq + 1` for a segment that started (or ended empty). Only forward:
+    /// a late write of an older seq (a retry, or a POST overtaken by the publisher's next one)
+    /// must not pull the live edge back from under the subscribers waiting there. Back only for a
+    /// publisher that starts over: one that sends `Lp-Trickle-Reset`, or one that writes seq 0,
+    /// as the reference publishers do when they restart (their count starts at 0, and they send no
+    /// header). The new run's next segments may already be under way (a POST can overtake the one
+    /// before it): the head goes past them. What the ring holds at or above the new head from the
+    /// previous run is dropped: its segments (a GET of those seqs waits for the new run instead
+    /// of reading the old one), and placeholders above the head (their subscribers get 470 with
+    /// the new head and resume there instead of waiting where nobody will write soon).
+    fn advance_head(&self, state: &mut State, target: &WriteTarget) {
+        let mut head = target.seq + 1;
+        if head >= state.next_write {
+            state.next_write = head;
+            return;
+        }
+        if !target.restart {
+            return;
+        }
+        let new_run = |snap: &Snapshot| {
+            snap.claimed_by > target.ticket || (snap.status == Status::Open && snap.has_writer)
+        };
+        while self
+            .held(state, head)
+            .is_some_and(|s| new_run(&s.snapshot()))
+        {
+            head += 1;
+        }
+        state.next_write = head;
+        let previous_run = |s: &mut Arc<Segment>| {
+            let snap = s.snapshot();
+            let written = snap.claimed_by != 0;
+            s.seq() >= head && !new_run(&snap) && (written || s.seq() > head)
+        };
+        for slot in state.ring.iter_mut() {
+            if let Some(old) = slot.take_if(previous_run) {
+                old.remove_from_ring(Removal::Evicted, target.ticket);
+            }
         }
     }
 

@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
-use http_body::Frame;
+use http_body::{Body as _, Frame};
 use http_body_util::{BodyExt, StreamBody};
 use tokio::time::Instant;
 
@@ -436,7 +436,12 @@ async fn publish(State(server): State<Server>, req: Request) -> Response {
     if protocol::is_reserved(&name) {
         return closing(error(&Error::ReservedName));
     }
-    let param = SeqParam::parse(raw_seq);
+    // Refused before any byte is read: nothing is created, nothing waits for a body that could
+    // never be taken whole.
+    if body.size_hint().lower() > server.config().max_segment_bytes {
+        return body_too_large(&server);
+    }
+    let param = SeqParam::parse(raw_seq).and_then(SeqParam::writable);
     let channel = match server.channel(&name) {
         Some(channel) => channel,
         None if server.config().autocreate => {
@@ -471,6 +476,14 @@ async fn publish(State(server): State<Server>, req: Request) -> Response {
         Err(Error::EndOfStream) => end_of_stream(Some(target.seq)),
         Err(err) => closing(error(&err)),
     }
+}
+
+/// 413 for a request whose declared body is larger than a segment may be, sent before reading it
+/// (hence the closed connection).
+pub(super) fn body_too_large(server: &Server) -> Response {
+    closing(error(&Error::SegmentTooLarge {
+        limit: server.config().max_segment_bytes,
+    }))
 }
 
 /// 200 with `Lp-Trickle-Closed`: the channel is gone.

@@ -363,9 +363,9 @@ async def drain_posts(pub, who: str) -> None:
 async def posts_in_order(pub, who: str) -> None:
     """pytrickle sends every POST on its own connection, and aiohttp sends its
     headers only with the first body chunk, so a POST can overtake the one
-    before it. A seq older than the write head then moves the head back (the
-    reference server does the same), and the subscriber's preconnect for the
-    next seq gets a 470 that makes pytrickle read a segment twice. So the next
+    before it. Segments then start out of order (the reference server even
+    moves the write head back), and the subscriber's preconnect for the next
+    seq can get a 470 that makes pytrickle read a segment twice. So the next
     segment starts only once the previous POST was answered."""
     await drain_posts(pub, who)
 
