@@ -109,7 +109,7 @@ where
             }
             Head::TooLarge => {
                 let refused = routes::body_too_large(&server);
-                respond(&mut stream, &mut buf, refused, true).await
+                respond(&mut stream, &mut buf, &server, refused, true).await
             }
             Head::Closed => return,
         };
