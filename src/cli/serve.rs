@@ -41,6 +41,12 @@ pub struct ServeArgs {
     /// Largest segment; a bigger one is answered 413 and its subscribers see an abnormal end.
     #[arg(long, env = "TRICKLE_MAX_SEGMENT_BYTES", default_value = "64MiB", value_parser = parse_size)]
     pub max_segment_bytes: u64,
+    /// Most segment bytes held at once, server-wide, counting segments that left the ring but are
+    /// still being read; a write that would go over it is answered 503 and fails that segment for
+    /// its subscribers [default: half of the machine's memory, or of the cgroup's `memory.max` if
+    /// that is lower].
+    #[arg(long, env = "TRICKLE_MEMORY_BUDGET", value_parser = parse_size)]
+    pub memory_budget: Option<u64>,
     /// How long a POST or GET may wait without data before it is answered 408.
     #[arg(long, env = "TRICKLE_WAIT_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
     pub wait_timeout: Duration,
@@ -79,6 +85,9 @@ pub struct ServeArgs {
 
 impl ServeArgs {
     pub fn config(&self) -> anyhow::Result<Config> {
+        if self.memory_budget == Some(0) {
+            anyhow::bail!("--memory-budget must be greater than zero");
+        }
         Ok(Config {
             base_path: self.base_path.clone(),
             autocreate: !self.no_autocreate,
@@ -91,6 +100,9 @@ impl ServeArgs {
             max_segment_bytes: self.max_segment_bytes,
             wait_timeout: self.wait_timeout,
             header_timeout: self.header_timeout,
+            memory_budget: self
+                .memory_budget
+                .unwrap_or_else(crate::server::default_memory_budget),
             auth_secret: read_secret(
                 self.auth_secret.as_deref(),
                 self.auth_secret_file.as_deref(),

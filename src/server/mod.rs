@@ -7,6 +7,7 @@
 //! with end of stream.
 
 mod auth;
+mod budget;
 mod changefeed;
 mod channel;
 mod http;
@@ -24,6 +25,7 @@ use std::time::{Duration, Instant};
 use parking_lot::RwLock;
 use tokio_util::sync::CancellationToken;
 
+pub use self::budget::default_limit as default_memory_budget;
 pub use self::channel::{Channel, PendingEnd, ReadLookup, WriteTarget};
 pub use self::listen::{serve, serve_connection, serve_tls};
 pub use self::metrics::{Metrics, resident_memory_bytes, resident_memory_bytes_of};
@@ -54,6 +56,10 @@ pub struct Config {
     /// How long an HTTP/1.1 client may take to send its next request's headers, counted from when
     /// the connection is ready for them (against slowloris; also the idle keep-alive limit).
     pub header_timeout: Duration,
+    /// Most segment bytes the server holds at once, counting versions that left the ring but are
+    /// still being read; a write that would go over it is refused with 503. Default: half of the
+    /// memory available to the process ([`default_memory_budget`]).
+    pub memory_budget: u64,
 }
 
 impl Default for Config {
@@ -71,6 +77,7 @@ impl Default for Config {
             wait_timeout: Duration::from_secs(600),
             auth_secret: None,
             header_timeout: Duration::from_secs(10),
+            memory_budget: budget::default_limit(),
         }
     }
 }
@@ -119,6 +126,8 @@ struct Inner {
     counters: [AtomicU64; 7],
     /// Most requests in progress at once since [`Server::take_request_peak`] last looked.
     request_peak: AtomicUsize,
+    /// Segment bytes held, against [`Config::memory_budget`].
+    budget: Arc<budget::Budget>,
     verifier: Option<crate::auth::Verifier>,
 }
 
@@ -224,6 +233,7 @@ impl Builder {
             .auth_secret
             .as_ref()
             .map(crate::auth::Verifier::new);
+        let budget = budget::Budget::new(self.config.memory_budget);
         let server = Server {
             inner: Arc::new(Inner {
                 changefeed: self.config.changefeed.then(changefeed::Changefeed::new),
@@ -237,6 +247,7 @@ impl Builder {
                 gauges: Default::default(),
                 counters: Default::default(),
                 request_peak: AtomicUsize::new(0),
+                budget,
                 verifier,
             }),
         };
@@ -332,6 +343,7 @@ impl Server {
             mime.into(),
             c.ring,
             c.max_segment_bytes,
+            self.inner.budget.clone(),
             self.inner.epoch,
         ))
     }
@@ -446,6 +458,9 @@ impl Server {
             segments_failed: c(Counter::SegmentsFailed),
             responses_404: c(Counter::NotFound),
             responses_470: c(Counter::NotHeld),
+            buffered_bytes: self.inner.budget.used(),
+            buffer_budget_bytes: self.inner.budget.limit(),
+            budget_refusals: self.inner.budget.refusals(),
         }
     }
 
