@@ -180,19 +180,27 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 /// How often the load is looked at, and the longest time between two trims.
 const TRIM_CHECK: Duration = Duration::from_secs(5);
 const TRIM_AT_LEAST_EVERY: Duration = Duration::from_secs(60);
+/// A drop in buffered segment bytes smaller than this is not worth a trim.
+const TRIM_BUFFER_DROP: u64 = 64 << 20;
 
 /// Gives memory that a burst freed back to the kernel. glibc keeps freed memory in its arenas:
-/// after 10,000 abandoned connections `trickle serve` stayed at 88 of 122 MB. Trimming while busy
+/// after 10,000 abandoned connections `trickle serve` stayed at 88 of 122 MB, and after 1.25 GiB
+/// of segments were freed it stayed at 1.2 GiB until the next minutely trim. Trimming while busy
 /// costs page faults when the memory is needed again (trimming every 2 s under the `max` bench
-/// cost up to 30% more CPU per GB), so this trims when the requests in progress have dropped to
-/// less than half of their peak since the last look, and otherwise once a minute.
+/// cost up to 30% more CPU per GB), so this trims when the load has dropped since the last look:
+/// the requests in progress to less than half of their peak, or the buffered segment bytes to
+/// less than half of theirs and by at least [`TRIM_BUFFER_DROP`]; and otherwise once a minute.
 async fn trim_after_load_drops(server: Server) {
     let mut last_trim = std::time::Instant::now();
     let mut tick = tokio::time::interval(TRIM_CHECK);
     while !server.is_shut_down() {
         tick.tick().await;
         let (peak, now) = server.take_request_peak();
-        if peak >= 2 * now + 64 || last_trim.elapsed() >= TRIM_AT_LEAST_EVERY {
+        let (buffered_peak, buffered) = server.take_buffered_peak();
+        let requests_dropped = peak >= 2 * now + 64;
+        let buffers_dropped =
+            buffered_peak >= 2 * buffered && buffered_peak - buffered >= TRIM_BUFFER_DROP;
+        if requests_dropped || buffers_dropped || last_trim.elapsed() >= TRIM_AT_LEAST_EVERY {
             trim();
             last_trim = std::time::Instant::now();
         }

@@ -19,6 +19,8 @@ const FALLBACK_LIMIT: u64 = 1 << 30;
 pub struct Budget {
     limit: u64,
     used: AtomicU64,
+    /// Most bytes held at once since [`Budget::take_peak`] last looked.
+    peak: AtomicU64,
     /// Writes refused because they would have gone over the limit.
     refusals: AtomicU64,
 }
@@ -28,6 +30,7 @@ impl Budget {
         Arc::new(Budget {
             limit,
             used: AtomicU64::new(0),
+            peak: AtomicU64::new(0),
             refusals: AtomicU64::new(0),
         })
     }
@@ -46,7 +49,15 @@ impl Budget {
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
                 used.checked_add(n).filter(|&total| total <= limit)
             }) {
-            Ok(_) => Ok(()),
+            Ok(before) => {
+                let total = before + n;
+                // A load first: in steady state the peak is not written, so publishers on
+                // different cores do not fight over its cache line.
+                if total > self.peak.load(Ordering::Relaxed) {
+                    self.peak.fetch_max(total, Ordering::Relaxed);
+                }
+                Ok(())
+            }
             Err(used) => {
                 self.refusals.fetch_add(1, Ordering::Relaxed);
                 Err(used)
@@ -73,6 +84,14 @@ impl Budget {
     /// How many writes were refused since the start.
     pub fn refusals(&self) -> u64 {
         self.refusals.load(Ordering::Relaxed)
+    }
+
+    /// The most bytes held at once since the last call (or the start), and the bytes held now;
+    /// the next call measures from now on. For deciding when a burst is over.
+    pub fn take_peak(&self) -> (u64, u64) {
+        let now = self.used();
+        let peak = self.peak.swap(now, Ordering::Relaxed);
+        (peak.max(now), now)
     }
 }
 
@@ -166,7 +185,8 @@ mod tests {
         assert_eq!(budget.reserve(40), Ok(()));
         assert_eq!((budget.used(), budget.refusals()), (100, 1));
         budget.release(70);
-        assert_eq!(budget.used(), 30);
+        assert_eq!(budget.take_peak(), (100, 30));
+        assert_eq!(budget.take_peak(), (30, 30));
         assert_eq!(Budget::unlimited().reserve(u64::MAX), Ok(()));
     }
 }

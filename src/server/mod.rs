@@ -472,6 +472,12 @@ impl Server {
         (peak.max(now), now)
     }
 
+    /// The most segment bytes held at once since the last call (or the start), and the bytes held
+    /// now; the next call measures from now on. For deciding when a burst is over.
+    pub fn take_buffered_peak(&self) -> (u64, u64) {
+        self.inner.budget.take_peak()
+    }
+
     pub fn stats(&self) -> Stats {
         let g = |s: Stat| self.inner.gauges[s as usize].load(Ordering::Relaxed);
         Stats {
