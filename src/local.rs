@@ -13,7 +13,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::protocol::{Error, SeqParam};
-use crate::server::segment::{ReadError, SegmentReader, WriteError};
+use crate::server::segment::{ReadError, SegmentReader};
 use crate::server::{Channel, Server};
 
 /// Bytes asked of the reader per read.
@@ -72,14 +72,14 @@ impl LocalPublisher {
             channel.touch();
             writer
                 .write(buf.split().freeze())
-                .map_err(|err| write_error(&channel, err))?;
+                .map_err(|err| channel.write_error(err))?;
             buf.reserve(READ_SIZE);
             if let Err(err) = reader.read_buf(&mut buf).await {
                 writer.fail();
                 return Err(err.into());
             }
         }
-        writer.finish().map_err(|err| write_error(&channel, err))?;
+        writer.finish().map_err(|err| channel.write_error(err))?;
         Ok(target.seq)
     }
 
@@ -92,16 +92,6 @@ impl LocalPublisher {
     /// Deletes the channel: its subscribers get end of stream.
     pub fn close(&self) -> Result<(), Error> {
         self.server.delete_channel(&self.name)
-    }
-}
-
-fn write_error(channel: &Channel, err: WriteError) -> Error {
-    match err {
-        WriteError::TooLarge => Error::SegmentTooLarge {
-            limit: channel.max_segment_bytes(),
-        },
-        WriteError::Closed(_) if channel.is_closed() => Error::EndOfStream,
-        WriteError::Closed(_) => Error::SegmentClosed,
     }
 }
 

@@ -138,6 +138,10 @@ pub enum Error {
     TooManyChannels,
     #[error("Segment larger than {limit} bytes")]
     SegmentTooLarge { limit: u64 },
+    /// The server holds as many segment bytes as its memory budget allows; the segment being
+    /// written failed.
+    #[error("Server buffer budget exhausted ({buffered} bytes buffered, limit {limit})")]
+    BudgetExhausted { buffered: u64, limit: u64 },
     /// Another publisher started writing this seq before this one sent its first byte.
     #[error("Superseded by a newer publisher of this segment")]
     Superseded,
@@ -175,7 +179,9 @@ impl Error {
             | Error::EntryExists
             | Error::Io(_) => StatusCode::BAD_REQUEST,
             Error::ReservedName => StatusCode::FORBIDDEN,
-            Error::TooManyChannels => StatusCode::SERVICE_UNAVAILABLE,
+            Error::TooManyChannels | Error::BudgetExhausted { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Error::SegmentTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::Superseded | Error::SegmentClosed => StatusCode::CONFLICT,
             Error::Timeout => StatusCode::REQUEST_TIMEOUT,

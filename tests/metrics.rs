@@ -68,9 +68,13 @@ async fn counters_and_gauges_follow_the_traffic() {
 
 #[test]
 fn the_text_format_names_every_metric() {
-    let text = Server::new(Config::default())
-        .metrics()
-        .prometheus(Some(4096));
+    let config = Config::default();
+    let budget = format!("trickle_buffer_budget_bytes {}", config.memory_budget);
+    assert_eq!(
+        config.memory_budget,
+        trickle::server::default_memory_budget()
+    );
+    let text = Server::new(config).metrics().prometheus(Some(4096));
     for name in [
         "trickle_channels 0",
         "trickle_gets_waiting 0",
@@ -84,9 +88,14 @@ fn the_text_format_names_every_metric() {
         "trickle_segments_failed_total 0",
         "trickle_responses_total{status=\"404\"} 0",
         "trickle_responses_total{status=\"470\"} 0",
+        "trickle_buffered_bytes 0",
+        &budget,
+        "trickle_budget_refusals_total 0",
         "process_resident_memory_bytes 4096",
         "# TYPE trickle_bytes_out_total counter",
         "# TYPE trickle_channels gauge",
+        "# TYPE trickle_buffered_bytes gauge",
+        "# TYPE trickle_budget_refusals_total counter",
     ] {
         assert!(
             text.lines().any(|l| l == name),

@@ -41,6 +41,12 @@ pub struct ServeArgs {
     /// Largest segment; a bigger one is answered 413 and its subscribers see an abnormal end.
     #[arg(long, env = "TRICKLE_MAX_SEGMENT_BYTES", default_value = "64MiB", value_parser = parse_size)]
     pub max_segment_bytes: u64,
+    /// Most segment bytes held at once, server-wide, counting segments that left the ring but are
+    /// still being read; a write that would go over it is answered 503 and fails that segment for
+    /// its subscribers [default: half of the machine's memory, or of the cgroup's `memory.max` if
+    /// that is lower].
+    #[arg(long, env = "TRICKLE_MEMORY_BUDGET", value_parser = parse_size)]
+    pub memory_budget: Option<u64>,
     /// How long a POST or GET may wait without data before it is answered 408.
     #[arg(long, env = "TRICKLE_WAIT_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
     pub wait_timeout: Duration,
@@ -84,6 +90,9 @@ pub struct ServeArgs {
 
 impl ServeArgs {
     pub fn config(&self) -> anyhow::Result<Config> {
+        if self.memory_budget == Some(0) {
+            anyhow::bail!("--memory-budget must be greater than zero");
+        }
         Ok(Config {
             base_path: self.base_path.clone(),
             autocreate: !self.no_autocreate,
@@ -97,6 +106,9 @@ impl ServeArgs {
             wait_timeout: self.wait_timeout,
             header_timeout: self.header_timeout,
             send_timeout: self.send_timeout,
+            memory_budget: self
+                .memory_budget
+                .unwrap_or_else(crate::server::default_memory_budget),
             auth_secret: read_secret(
                 self.auth_secret.as_deref(),
                 self.auth_secret_file.as_deref(),
@@ -177,19 +189,27 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 /// How often the load is looked at, and the longest time between two trims.
 const TRIM_CHECK: Duration = Duration::from_secs(5);
 const TRIM_AT_LEAST_EVERY: Duration = Duration::from_secs(60);
+/// A drop in buffered segment bytes smaller than this is not worth a trim.
+const TRIM_BUFFER_DROP: u64 = 64 << 20;
 
 /// Gives memory that a burst freed back to the kernel. glibc keeps freed memory in its arenas:
-/// after 10,000 abandoned connections `trickle serve` stayed at 88 of 122 MB. Trimming while busy
+/// after 10,000 abandoned connections `trickle serve` stayed at 88 of 122 MB, and after 1.25 GiB
+/// of segments were freed it stayed at 1.2 GiB until the next minutely trim. Trimming while busy
 /// costs page faults when the memory is needed again (trimming every 2 s under the `max` bench
-/// cost up to 30% more CPU per GB), so this trims when the requests in progress have dropped to
-/// less than half of their peak since the last look, and otherwise once a minute.
+/// cost up to 30% more CPU per GB), so this trims when the load has dropped since the last look:
+/// the requests in progress to less than half of their peak, or the buffered segment bytes to
+/// less than half of theirs and by at least [`TRIM_BUFFER_DROP`]; and otherwise once a minute.
 async fn trim_after_load_drops(server: Server) {
     let mut last_trim = std::time::Instant::now();
     let mut tick = tokio::time::interval(TRIM_CHECK);
     while !server.is_shut_down() {
         tick.tick().await;
         let (peak, now) = server.take_request_peak();
-        if peak >= 2 * now + 64 || last_trim.elapsed() >= TRIM_AT_LEAST_EVERY {
+        let (buffered_peak, buffered) = server.take_buffered_peak();
+        let requests_dropped = peak >= 2 * now + 64;
+        let buffers_dropped =
+            buffered_peak >= 2 * buffered && buffered_peak - buffered >= TRIM_BUFFER_DROP;
+        if requests_dropped || buffers_dropped || last_trim.elapsed() >= TRIM_AT_LEAST_EVERY {
             trim();
             last_trim = std::time::Instant::now();
         }

@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use super::segment::{Removal, Segment, SegmentWriter, Snapshot, Status};
+use super::budget::Budget;
+use super::segment::{Removal, Segment, SegmentWriter, Snapshot, Status, WriteError};
 use crate::protocol::{Error, SeqParam};
 
 pub struct Channel {
@@ -24,6 +25,8 @@ pub struct Channel {
     mime: String,
     ring_size: u64,
     max_segment_bytes: u64,
+    /// The server's budget, which every version made here counts in.
+    budget: Arc<Budget>,
     state: Mutex<State>,
     /// Cancelled when the channel is closed; everybody waiting on the channel selects on it.
     closed: CancellationToken,
@@ -77,6 +80,7 @@ impl Channel {
         mime: String,
         ring_size: usize,
         max_segment_bytes: u64,
+        budget: Arc<Budget>,
         epoch: Instant,
     ) -> Channel {
         // Sent as `content-type` to every subscriber: what `HeaderValue::from_str` takes (no
@@ -88,6 +92,7 @@ impl Channel {
             mime: if valid { mime } else { String::new() },
             ring_size: ring_size.max(1) as u64,
             max_segment_bytes,
+            budget,
             state: Mutex::new(State {
                 ring: vec![None; ring_size.max(1)],
                 next_write: 0,
@@ -120,6 +125,21 @@ impl Channel {
         self.max_segment_bytes
     }
 
+    /// What a publisher is told when its write to a version of this channel is refused (HTTP and
+    /// in-process publishers alike).
+    pub fn write_error(&self, err: WriteError) -> Error {
+        match err {
+            WriteError::TooLarge => Error::SegmentTooLarge {
+                limit: self.max_segment_bytes,
+            },
+            WriteError::OverBudget { buffered, limit } => {
+                Error::BudgetExhausted { buffered, limit }
+            }
+            WriteError::Closed(_) if self.is_closed() => Error::EndOfStream,
+            WriteError::Closed(_) => Error::SegmentClosed,
+        }
+    }
+
     pub fn is_closed(&self) -> bool {
         self.closed.is_cancelled()
     }
@@ -139,6 +159,11 @@ impl Channel {
     pub fn idle_for(&self) -> Duration {
         let now = self.epoch.elapsed().as_millis() as u64;
         Duration::from_millis(now.saturating_sub(self.last_activity_ms.load(Ordering::Relaxed)))
+    }
+
+    /// A fresh version of `seq`, counted in the server's budget.
+    fn new_version(&self, seq: u64) -> Arc<Segment> {
+        Segment::with_budget(seq, self.budget.clone())
     }
 
     fn slot(&self, seq: u64) -> usize {
@@ -182,7 +207,7 @@ impl Channel {
             return ReadLookup::Found { segment, latest };
         }
         if !closed && (seq == latest || (latest == 0 && seq == 1)) {
-            let segment = Segment::new(seq);
+            let segment = self.new_version(seq);
             self.install(&mut state, segment.clone(), 0);
             return ReadLookup::Found { segment, latest };
         }
@@ -214,7 +239,7 @@ impl Channel {
         let segment = match self.held(&state, seq) {
             Some(s) if s.snapshot().status != Status::Failed => s,
             _ => {
-                let placeholder = Segment::new(seq);
+                let placeholder = self.new_version(seq);
                 self.install(&mut state, placeholder.clone(), ticket);
                 placeholder
             }
@@ -266,7 +291,7 @@ impl Channel {
         let writer = match claimed {
             Some(writer) => writer,
             None => {
-                let version = Segment::new(target.seq);
+                let version = self.new_version(target.seq);
                 let writer = version
                     .try_claim(target.ticket, self.max_segment_bytes)
                     .expect("a new version is fresh");

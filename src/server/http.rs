@@ -651,12 +651,10 @@ async fn stream_body(
     }
 }
 
+/// The answer to a POST whose write was refused; the rest of its body is not read.
 fn refused_write(channel: &Channel, seq: u64, err: WriteError) -> Response {
-    match err {
-        WriteError::TooLarge => closing(error(&Error::SegmentTooLarge {
-            limit: channel.max_segment_bytes(),
-        })),
-        WriteError::Closed(_) if channel.is_closed() => end_of_stream(Some(seq)),
-        WriteError::Closed(_) => closing(error(&Error::SegmentClosed)),
+    match channel.write_error(err) {
+        Error::EndOfStream => end_of_stream(Some(seq)),
+        err => closing(error(&err)),
     }
 }

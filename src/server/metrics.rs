@@ -32,6 +32,13 @@ pub struct Metrics {
     pub segments_failed: u64,
     pub responses_404: u64,
     pub responses_470: u64,
+    /// Segment bytes the server holds now: the rings' and those of versions that left a ring but
+    /// are still being read.
+    pub buffered_bytes: u64,
+    /// The most segment bytes the server may hold (`--memory-budget`).
+    pub buffer_budget_bytes: u64,
+    /// Writes refused because they would have gone over the budget.
+    pub budget_refusals: u64,
 }
 
 impl Metrics {
@@ -104,6 +111,24 @@ impl Metrics {
             "counter",
             "Segments that ended abnormally.",
             self.segments_failed,
+        );
+        metric(
+            "trickle_buffered_bytes",
+            "gauge",
+            "Segment bytes held now, including segments that left the ring but are still being read.",
+            self.buffered_bytes,
+        );
+        metric(
+            "trickle_buffer_budget_bytes",
+            "gauge",
+            "Most segment bytes the server may hold.",
+            self.buffer_budget_bytes,
+        );
+        metric(
+            "trickle_budget_refusals_total",
+            "counter",
+            "Segment writes refused because they would have gone over the buffer budget.",
+            self.budget_refusals,
         );
         let _ = writeln!(
             out,

@@ -7,6 +7,7 @@
 //! with end of stream.
 
 mod auth;
+mod budget;
 mod changefeed;
 mod channel;
 mod conn;
@@ -25,6 +26,7 @@ use std::time::{Duration, Instant};
 use parking_lot::RwLock;
 use tokio_util::sync::CancellationToken;
 
+pub use self::budget::default_limit as default_memory_budget;
 pub use self::channel::{Channel, PendingEnd, ReadLookup, WriteTarget};
 pub use self::listen::{
     MAX_METRICS_CONNECTIONS, serve, serve_connection, serve_metrics, serve_tls,
@@ -63,6 +65,10 @@ pub struct Config {
     /// A response whose client takes no byte of it for this long is ended and its connection
     /// closed (a reader that never reads must not hold its connection and segments forever).
     pub send_timeout: Duration,
+    /// Most segment bytes the server holds at once, counting versions that left the ring but are
+    /// still being read; a write that would go over it is refused with 503. Default: half of the
+    /// memory available to the process ([`default_memory_budget`]).
+    pub memory_budget: u64,
 }
 
 impl Default for Config {
@@ -81,6 +87,7 @@ impl Default for Config {
             auth_secret: None,
             header_timeout: Duration::from_secs(10),
             send_timeout: Duration::from_secs(20),
+            memory_budget: budget::default_limit(),
         }
     }
 }
@@ -129,6 +136,8 @@ struct Inner {
     counters: [AtomicU64; 7],
     /// Most requests in progress at once since [`Server::take_request_peak`] last looked.
     request_peak: AtomicUsize,
+    /// Segment bytes held, against [`Config::memory_budget`].
+    budget: Arc<budget::Budget>,
     verifier: Option<crate::auth::Verifier>,
 }
 
@@ -234,6 +243,7 @@ impl Builder {
             .auth_secret
             .as_ref()
             .map(crate::auth::Verifier::new);
+        let budget = budget::Budget::new(self.config.memory_budget);
         let server = Server {
             inner: Arc::new(Inner {
                 changefeed: self.config.changefeed.then(changefeed::Changefeed::new),
@@ -247,6 +257,7 @@ impl Builder {
                 gauges: Default::default(),
                 counters: Default::default(),
                 request_peak: AtomicUsize::new(0),
+                budget,
                 verifier,
             }),
         };
@@ -342,6 +353,7 @@ impl Server {
             mime.into(),
             c.ring,
             c.max_segment_bytes,
+            self.inner.budget.clone(),
             self.inner.epoch,
         ))
     }
@@ -456,6 +468,9 @@ impl Server {
             segments_failed: c(Counter::SegmentsFailed),
             responses_404: c(Counter::NotFound),
             responses_470: c(Counter::NotHeld),
+            buffered_bytes: self.inner.budget.used(),
+            buffer_budget_bytes: self.inner.budget.limit(),
+            budget_refusals: self.inner.budget.refusals(),
         }
     }
 
@@ -465,6 +480,12 @@ impl Server {
         let now = self.stats().requests();
         let peak = self.inner.request_peak.swap(now, Ordering::Relaxed);
         (peak.max(now), now)
+    }
+
+    /// The most segment bytes held at once since the last call (or the start), and the bytes held
+    /// now; the next call measures from now on. For deciding when a burst is over.
+    pub fn take_buffered_peak(&self) -> (u64, u64) {
+        self.inner.budget.take_peak()
     }
 
     pub fn stats(&self) -> Stats {

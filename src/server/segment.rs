@@ -19,6 +19,8 @@ use bytes::{Bytes, BytesMut};
 use parking_lot::RwLock;
 use tokio::sync::Notify;
 
+use super::budget::Budget;
+
 /// Writes smaller than this are copied into a staging buffer and merged, so that a publisher sending
 /// tiny chunks cannot make the chunk list (40 bytes of bookkeeping per chunk) outgrow the data.
 const SMALL_WRITE: usize = 16 * 1024;
@@ -76,6 +78,9 @@ impl Snapshot {
 pub enum WriteError {
     /// The segment would exceed the size limit; the version is now failed.
     TooLarge,
+    /// The server's buffer budget would be exceeded; the version is now failed. `buffered` is what
+    /// the budget held at that moment.
+    OverBudget { buffered: u64, limit: u64 },
     /// The version was closed (complete or failed) by somebody else.
     Closed(Status),
 }
@@ -106,6 +111,8 @@ pub struct Segment {
     seq: u64,
     inner: RwLock<Inner>,
     notify: Notify,
+    /// Where this version's bytes are counted: taken per write, given back whole on drop.
+    budget: Arc<Budget>,
 }
 
 struct Inner {
@@ -121,8 +128,13 @@ struct Inner {
 }
 
 impl Segment {
-    /// A fresh placeholder for `seq`.
+    /// A fresh placeholder for `seq`, outside any server's budget.
     pub fn new(seq: u64) -> Arc<Segment> {
+        Segment::with_budget(seq, Budget::unlimited())
+    }
+
+    /// A fresh placeholder for `seq` whose bytes count in `budget` for as long as it lives.
+    pub(crate) fn with_budget(seq: u64, budget: Arc<Budget>) -> Arc<Segment> {
         Arc::new(Segment {
             seq,
             inner: RwLock::new(Inner {
@@ -136,6 +148,7 @@ impl Segment {
                 replaced_by: 0,
             }),
             notify: Notify::new(),
+            budget,
         })
     }
 
@@ -236,6 +249,8 @@ impl Segment {
             }
             match (s.status, s.removal) {
                 (Status::Open, _) => None,
+                // Refused at its first write: nothing to serve, and it must not look empty.
+                (Status::Failed, _) => Some(Start::Failed),
                 (_, Removal::Evicted | Removal::Replaced) => Some(Start::Evicted),
                 _ => Some(Start::Empty),
             }
@@ -251,6 +266,12 @@ impl Segment {
             chunk_hint: 0,
             batch: VecDeque::new(),
         }
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        self.budget.release(self.inner.get_mut().len);
     }
 }
 
@@ -296,12 +317,26 @@ impl SegmentWriter {
                 return Err(WriteError::Closed(inner.status));
             }
             let new_len = inner.len + data.len() as u64;
-            if new_len > self.max_bytes {
+            let refused = if new_len > self.max_bytes {
+                Some(WriteError::TooLarge)
+            } else {
+                // Under this version's lock, so that `len` and what the budget holds for it move
+                // together (the drop gives back exactly `len`).
+                let budget = &self.segment.budget;
+                budget
+                    .reserve(data.len() as u64)
+                    .err()
+                    .map(|buffered| WriteError::OverBudget {
+                        buffered,
+                        limit: budget.limit(),
+                    })
+            };
+            if let Some(err) = refused {
                 inner.status = Status::Failed;
                 drop(inner);
                 self.done = true;
                 self.segment.notify.notify_waiters();
-                return Err(WriteError::TooLarge);
+                return Err(err);
             }
             if !small {
                 merge_run(&mut self.run, &mut self.run_chunks, &mut inner);
@@ -526,6 +561,37 @@ mod tests {
             seg.reader().read_to_end().await,
             Err(ReadError::Failed)
         ));
+    }
+
+    #[tokio::test]
+    async fn over_budget_fails_the_version_and_a_drop_gives_the_bytes_back() {
+        let budget = Budget::new(10);
+        let first = Segment::with_budget(0, budget.clone());
+        let mut w = first.try_claim(1, u64::MAX).unwrap();
+        w.write(Bytes::from_static(b"012345")).unwrap();
+        w.finish().unwrap();
+        let second = Segment::with_budget(1, budget.clone());
+        let mut w = second.try_claim(1, u64::MAX).unwrap();
+        let waiting = second.clone();
+        let waiter = tokio::spawn(async move { waiting.wait_started().await });
+        let refused = WriteError::OverBudget {
+            buffered: 6,
+            limit: 10,
+        };
+        assert_eq!(w.write(Bytes::from_static(b"abcde")), Err(refused));
+        // Refused at its first byte: it fails rather than looking like an empty segment.
+        assert_eq!(waiter.await.unwrap(), Start::Failed);
+        assert!(matches!(
+            second.reader().read_to_end().await,
+            Err(ReadError::Failed)
+        ));
+        assert_eq!(first.reader().read_to_end().await.unwrap(), b"012345");
+        assert_eq!((budget.used(), budget.refusals()), (6, 1));
+        let reader = first.reader();
+        drop(first);
+        assert_eq!(budget.used(), 6, "a reader keeps the version alive");
+        drop(reader);
+        assert_eq!(budget.used(), 0);
     }
 
     #[tokio::test]
