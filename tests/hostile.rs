@@ -8,7 +8,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{PATIENCE, Raw, TestServer, eventually};
+use common::{PATIENCE, Raw, TestServer, eventually, h2};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use trickle::Config;
@@ -127,91 +127,6 @@ async fn a_post_whose_client_half_closes_after_a_complete_body_is_kept_and_answe
     let m = s.server.metrics();
     assert_eq!((m.segments_started, m.segments_completed), (sent, sent));
     assert_eq!(m.segments_failed, 0);
-}
-
-/// A raw HTTP/2 client: frames written by hand, so that it can do what real clients never do.
-mod h2 {
-    use super::*;
-
-    pub const DATA: u8 = 0;
-    pub const HEADERS: u8 = 1;
-    pub const RST_STREAM: u8 = 3;
-    pub const PING: u8 = 6;
-    pub const GOAWAY: u8 = 7;
-    pub const ACK: u8 = 1;
-    pub const END_STREAM: u8 = 1;
-    pub const END_HEADERS: u8 = 4;
-
-    pub fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-        let len = payload.len() as u32;
-        let mut out = len.to_be_bytes()[1..].to_vec();
-        out.extend_from_slice(&[kind, flags]);
-        out.extend_from_slice(&stream.to_be_bytes());
-        out.extend_from_slice(payload);
-        out
-    }
-
-    /// A header block for `method` (GET or POST) of `path`: HPACK without Huffman coding.
-    pub fn request(method: &str, path: &str) -> Vec<u8> {
-        let method = if method == "POST" { 0x83 } else { 0x82 };
-        let mut block = vec![method, 0x86, 0x44, path.len() as u8];
-        block.extend_from_slice(path.as_bytes());
-        block.extend_from_slice(&[0x41, 1, b'x']);
-        block
-    }
-
-    /// Connects, sends the preface and empty settings.
-    pub async fn connect(addr: SocketAddr) -> TcpStream {
-        let mut stream = TcpStream::connect(addr).await.unwrap();
-        let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-        hello.extend(frame(4, 0, 0, &[]));
-        stream.write_all(&hello).await.unwrap();
-        stream
-    }
-
-    /// Reads frames until the server closes the connection, acknowledging every PING as a live
-    /// client does; returns the bytes read. Fails after [`PATIENCE`].
-    pub async fn until_closed_answering_pings(stream: &mut TcpStream) -> Vec<u8> {
-        let mut got = Vec::new();
-        let read = async {
-            let mut buf = vec![0u8; 64 * 1024];
-            let mut parsed = 0;
-            loop {
-                match stream.read(&mut buf).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => got.extend_from_slice(&buf[..n]),
-                }
-                while got.len() >= parsed + 9 {
-                    let head = &got[parsed..parsed + 9];
-                    let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
-                    if got.len() < parsed + 9 + len {
-                        break;
-                    }
-                    let (kind, flags) = (head[3], head[4]);
-                    if kind == PING && flags & ACK == 0 {
-                        let payload = got[parsed + 9..parsed + 9 + len].to_vec();
-                        let _ = stream.write_all(&frame(PING, ACK, 0, &payload)).await;
-                    }
-                    parsed += 9 + len;
-                }
-            }
-        };
-        tokio::time::timeout(PATIENCE, read)
-            .await
-            .expect("the server closes the connection in time");
-        got
-    }
-
-    /// The frame types in `bytes` (as far as they are whole).
-    pub fn kinds(mut bytes: &[u8]) -> Vec<u8> {
-        let mut kinds = Vec::new();
-        while bytes.len() >= 9 {
-            let len = u32::from_be_bytes([0, bytes[0], bytes[1], bytes[2]]) as usize;
-            kinds.push(bytes[3]);
-            bytes = &bytes[(9 + len).min(bytes.len())..];
-        }
-        kinds
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -360,4 +275,67 @@ async fn the_metrics_listener_closes_idle_connections_and_caps_them() {
     assert_eq!(head.status, 200);
     let text = String::from_utf8(raw.body_to_end(&head).await.unwrap()).unwrap();
     assert!(text.contains("trickle_channels"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_out_of_descriptors_is_logged_once_per_interval_and_recovered_from() {
+    use std::sync::{Arc, Mutex};
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut command = common::trickle();
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--header-timeout", "1m"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: only setrlimit, which is async-signal-safe, between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 64,
+                rlim_max: 64,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr: SocketAddr = loop {
+        let line = lines.next_line().await.unwrap().expect("a ready line");
+        if let Some(rest) = line.split("trickle listening on http://").nth(1) {
+            break rest.split('/').next().unwrap().parse().unwrap();
+        }
+    };
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let sink = log.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    let failures = || {
+        let log = log.lock().unwrap();
+        log.iter().filter(|l| l.contains("accept failed")).count()
+    };
+    // More connections than the server has descriptors: it accepts until it runs out, the rest
+    // wait in the backlog, and every accept fails until some close.
+    let mut held = Vec::new();
+    for _ in 0..100 {
+        held.push(TcpStream::connect(addr).await.unwrap());
+    }
+    eventually("a failed accept logged", || failures() >= 1).await;
+    // Two seconds of failing accepts: one line (before: one every 50 ms).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(failures(), 1, "{:?}", log.lock().unwrap());
+    drop(held);
+    // It serves again once descriptors are free.
+    let mut raw = Raw::connect(addr).await;
+    raw.send_request("GET", "/nothing/next", &[], Some(b""))
+        .await;
+    assert_eq!(raw.head().await.status, 404);
+    eventually("the recovery logged", || {
+        log.lock().unwrap().iter().any(|l| l.contains("recovered"))
+    })
+    .await;
 }

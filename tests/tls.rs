@@ -295,3 +295,23 @@ async fn unreadable_certificate_files_are_a_clear_error() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("--tls-key"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_http2_connections_over_tls_are_closed() {
+    let (_child, addr, _) = spawn_serve_with_log(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-self-signed",
+            "--header-timeout",
+            "300ms",
+        ],
+        &[],
+    )
+    .await;
+    let (mut tls, _, alpn) = tls_connect(&addr, &[b"h2"]).await;
+    assert_eq!(alpn.as_deref(), Some(&b"h2"[..]));
+    common::h2::hello(&mut tls).await;
+    let frames = common::h2::kinds(&common::h2::until_closed_answering_pings(&mut tls).await);
+    assert!(frames.contains(&common::h2::GOAWAY), "frames {frames:?}");
+}

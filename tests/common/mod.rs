@@ -4,6 +4,8 @@
 //! from a connection dropped before the final chunk.
 #![allow(dead_code)]
 
+pub mod h2;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
