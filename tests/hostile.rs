@@ -245,6 +245,34 @@ async fn a_reader_that_takes_nothing_is_cut_off_after_the_send_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_reader_that_opens_no_window_is_cut_off_after_the_send_timeout() {
+    let s = TestServer::with_config(config(|c| c.send_timeout = Duration::from_millis(500))).await;
+    assert_eq!(
+        s.post("/big/0", &common::pattern(1 << 20, 2)).await.status,
+        200
+    );
+    // A live client (it answers pings) that never sends a WINDOW_UPDATE: the server sends what
+    // the initial window allows, then nothing moves, and the socket is never full.
+    let mut reader = h2::connect(s.addr).await;
+    let block = h2::request("GET", "/big/0");
+    reader
+        .write_all(&h2::frame(
+            h2::HEADERS,
+            h2::END_HEADERS | h2::END_STREAM,
+            1,
+            &block,
+        ))
+        .await
+        .unwrap();
+    eventually("the GET streams", || s.server.stats().streaming_gets == 1).await;
+    h2::until_closed_answering_pings(&mut reader).await;
+    eventually("the stalled GET ended", || {
+        s.server.stats().streaming_gets == 0
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_metrics_listener_closes_idle_connections_and_caps_them() {
     let (_server, _addr, log) = common::spawn_serve_with_log(
         &[

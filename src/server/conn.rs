@@ -11,7 +11,9 @@
 //!   is in progress, so the waiting handler reads ahead itself (the same rule as our own front:
 //!   [`http1::poll_gone`]) and, when the client is gone, aborts the connection;
 //! - fails a write the client has taken no byte of for the send timeout ([`SendDeadline`]), which
-//!   ends the connection.
+//!   ends the connection; and notices a response whose next frame hyper does not come for in that
+//!   time ([`Watch::stalled`]: an HTTP/2 client that opens no flow-control window never fills the
+//!   socket), on which the connection is dropped.
 //!
 //! The stream sits behind a mutex because the waiting handler and hyper both touch it. They never
 //! do at the same time in practice (hyper does not read an HTTP/1.1 connection while a request is
@@ -20,8 +22,8 @@
 use std::future::{Future, poll_fn};
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -62,6 +64,9 @@ struct Io<S> {
 
 struct State {
     in_flight: AtomicUsize,
+    /// When each response in progress last handed hyper a frame that hyper has not come back
+    /// for (milliseconds since `epoch`; 0: not waiting on hyper). See [`Watch::stalled`].
+    handed_out: Mutex<Vec<Weak<AtomicU64>>>,
     /// Milliseconds since `epoch` when the last request in progress ended.
     idle_since_ms: AtomicU64,
     epoch: Instant,
@@ -73,6 +78,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Watched<S> {
     pub(super) fn new(stream: S, send_timeout: Duration) -> (Watched<S>, Watch) {
         let state = Arc::new(State {
             in_flight: AtomicUsize::new(0),
+            handed_out: Mutex::new(Vec::new()),
             idle_since_ms: AtomicU64::new(0),
             epoch: Instant::now(),
             aborted: AtomicBool::new(false),
@@ -206,8 +212,8 @@ impl Watch {
 
     /// Counts the connection's idle time from now on (when no request is in progress).
     pub(super) fn restart_idle(&self) {
-        let ms = self.state.epoch.elapsed().as_millis() as u64;
-        self.state.idle_since_ms.store(ms, Ordering::Relaxed);
+        let now = self.state.now_ms();
+        self.state.idle_since_ms.store(now, Ordering::Relaxed);
     }
 
     /// Resolves once no request has been in progress for `limit`.
@@ -228,6 +234,27 @@ impl Watch {
         }
     }
 
+    /// Resolves when a response has waited for hyper to take its next frame for `limit`: the
+    /// client takes nothing (HTTP/2: it opens no flow-control window; the socket itself is watched
+    /// by the [`SendDeadline`] of every write). Looked at twice per `limit`, so it is noticed
+    /// between one and one and a half periods after the last frame.
+    pub(super) async fn stalled(&self, limit: Duration) {
+        let limit_ms = limit.as_millis() as u64;
+        loop {
+            tokio::time::sleep(limit / 2).await;
+            let now = self.state.now_ms();
+            let mut handed_out = self.state.handed_out.lock();
+            handed_out.retain(|response| response.strong_count() > 0);
+            let stuck = handed_out.iter().filter_map(Weak::upgrade).any(|at| {
+                let at = at.load(Ordering::Relaxed);
+                at != 0 && now.saturating_sub(at) >= limit_ms
+            });
+            if stuck {
+                return;
+            }
+        }
+    }
+
     /// Whether a handler ended the connection because its client went away.
     pub(super) fn aborted(&self) -> bool {
         self.state.aborted.load(Ordering::Relaxed)
@@ -240,20 +267,68 @@ pub(super) struct InFlight(Arc<State>);
 impl Drop for InFlight {
     fn drop(&mut self) {
         let state = &self.0;
-        let ms = state.epoch.elapsed().as_millis() as u64;
-        state.idle_since_ms.store(ms, Ordering::Relaxed);
+        state.idle_since_ms.store(state.now_ms(), Ordering::Relaxed);
         state.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
-/// Holds `in_flight` until `response`'s body is done.
+/// Holds `in_flight` until `response`'s body is done, and records when hyper takes its frames
+/// ([`Watch::stalled`]).
 pub(super) fn hold_until_sent(response: Response<Body>, in_flight: InFlight) -> Response<Body> {
+    let handed_out = Arc::new(AtomicU64::new(0));
+    in_flight
+        .0
+        .handed_out
+        .lock()
+        .push(Arc::downgrade(&handed_out));
     response.map(|body| {
-        Body::new(http_body_util::BodyExt::map_frame(body, move |frame| {
-            let _ = &in_flight;
-            frame
-        }))
+        Body::new(Sending {
+            body,
+            handed_out,
+            in_flight,
+        })
     })
+}
+
+/// A response body on a hyper connection: after each data frame it hands hyper, it notes the
+/// time; hyper coming back for the next frame clears it.
+struct Sending {
+    body: Body,
+    handed_out: Arc<AtomicU64>,
+    in_flight: InFlight,
+}
+
+impl http_body::Body for Sending {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        let handed_at = match &polled {
+            Poll::Ready(Some(Ok(frame))) if frame.is_data() => this.in_flight.0.now_ms().max(1),
+            _ => 0,
+        };
+        this.handed_out.store(handed_at, Ordering::Relaxed);
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl State {
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
 }
 
 /// In a request's extensions when it came on an HTTP/1 connection served by hyper: lets a handler

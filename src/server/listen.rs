@@ -312,6 +312,10 @@ where
         ended = connection.as_mut() => Some(ended),
         _ = server.shut_down() => None,
         _ = watch.idle_for(idle) => None,
+        _ = watch.stalled(server.config().send_timeout) => {
+            tracing::debug!("connection dropped: a response's client took nothing for the send timeout");
+            return;
+        }
     };
     let ended = match ended {
         Some(ended) => ended,
