@@ -175,6 +175,16 @@ async fn hooks_can_refuse_create_and_delete() {
     let r = s.post("/ch", b"").await;
     assert_eq!((r.status, r.text().as_str()), (401, "no token for ch\n"));
     assert!(s.server.channel("ch").is_none());
+    // Publishing to a missing channel creates it: the same hook decides.
+    let r = s.post("/ch/0", b"data").await;
+    assert_eq!((r.status, r.text().as_str()), (401, "no token for ch\n"));
+    assert!(s.server.channel("ch").is_none());
+    let r = s
+        .request_with("POST", "/made/0", &[("x-token", "1")], b"data")
+        .await;
+    assert_eq!(r.status, 200);
+    // A channel that exists takes segments without asking again.
+    assert_eq!(s.post("/made/1", b"more").await.status, 200);
     let r = s
         .request_with("POST", "/keep", &[("x-token", "1")], b"")
         .await;

@@ -449,6 +449,13 @@ async fn publish(State(server): State<Server>, req: Request) -> Response {
             if let Err(err) = &param {
                 return closing(error(err));
             }
+            // Creating a channel by publishing to it asks the same hook as `POST /{name}`: an
+            // embedder that decides there who may create channels must not be bypassed.
+            if let Some(hook) = server.hook(true)
+                && let Err(rejection) = hook(&parts, &name)
+            {
+                return closing(hook_rejection(rejection));
+            }
             let mime = header_str(&parts.headers, header::CONTENT_TYPE);
             match server.get_or_create(&name, mime) {
                 Ok((channel, _)) => channel,

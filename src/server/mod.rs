@@ -112,8 +112,9 @@ pub struct RequestError {
     pub message: String,
 }
 
-/// A hook that runs before `POST /{name}` (create) or `DELETE /{name}` with the request head and
-/// the channel name, and may refuse it. Rejection leaves the channel untouched.
+/// A hook that runs before a channel is created over HTTP (`POST /{name}`, and a
+/// `POST /{name}/{seq}` that creates its channel) or deleted (`DELETE /{name}`), with the request
+/// head and the channel name, and may refuse it. Rejection leaves the channel untouched.
 pub type Hook =
     Arc<dyn Fn(&::http::request::Parts, &str) -> Result<(), RequestError> + Send + Sync>;
 
