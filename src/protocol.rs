@@ -157,9 +157,6 @@ pub enum Error {
     NonexistentSegment,
     #[error("Timed out waiting for data")]
     Timeout,
-    /// A `before_create` / `before_delete` hook refused the request.
-    #[error("{message}")]
-    Rejected { status: StatusCode, message: String },
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -185,7 +182,6 @@ impl Error {
             Error::SegmentTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::Superseded | Error::SegmentClosed => StatusCode::CONFLICT,
             Error::Timeout => StatusCode::REQUEST_TIMEOUT,
-            Error::Rejected { status, .. } => *status,
         }
     }
 }

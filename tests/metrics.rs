@@ -151,3 +151,36 @@ async fn serve_exposes_metrics_on_its_own_listener() {
     wrong.send_request("GET", "/metrics", &[], Some(b"")).await;
     assert_eq!(wrong.head().await.status, 405);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_stream_shows_in_bytes_out_while_it_goes() {
+    let s = TestServer::start().await;
+    let mut publisher = s.connect().await;
+    publisher.start_post("/ch/0").await;
+    let piece = vec![7u8; 64 * 1024];
+    publisher.chunk(&piece).await;
+    let mut reader = s.connect().await;
+    reader.send_request("GET", "/ch/0", &[], Some(b"")).await;
+    let head = reader.head().await;
+    // Three megabytes through a segment that has not ended: the subscriber's bytes are counted
+    // as they go, not only when its response ends (a live segment can stream for hours).
+    let mut read = 0;
+    for _ in 0..48 {
+        publisher.chunk(&piece).await;
+    }
+    while read < 49 * piece.len() {
+        read += reader.body_chunk(&head).await.unwrap().unwrap().len();
+    }
+    eventually("bytes out counted mid-stream", || {
+        s.server.metrics().bytes_out >= 2 << 20
+    })
+    .await;
+    assert_eq!(s.server.stats().streaming_gets, 1);
+    publisher.end_body().await;
+    assert_eq!(publisher.head().await.status, 200);
+    assert!(reader.body_chunk(&head).await.unwrap().is_none());
+    eventually("every byte counted", || {
+        s.server.metrics().bytes_out == 49 * piece.len() as u64
+    })
+    .await;
+}

@@ -21,7 +21,8 @@ pub struct Metrics {
     pub stats: Stats,
     /// Segment bytes received from publishers.
     pub bytes_in: u64,
-    /// Segment bytes handed to subscribers' connections, counted when each response ends.
+    /// Segment bytes handed to subscribers' connections, counted per megabyte as each response
+    /// goes and when it ends.
     pub bytes_out: u64,
     /// Segments whose first byte arrived (zero-byte segments included).
     pub segments_started: u64,
@@ -91,7 +92,7 @@ impl Metrics {
         metric(
             "trickle_bytes_out_total",
             "counter",
-            "Segment bytes sent to subscribers (counted when each response ends).",
+            "Segment bytes sent to subscribers (counted per megabyte as each response goes, and when it ends).",
             self.bytes_out,
         );
         metric(

@@ -167,7 +167,8 @@ impl Stats {
 pub(crate) enum Counter {
     /// Segment bytes received from publishers.
     BytesIn = 0,
-    /// Segment bytes handed to subscribers' connections (added when each response ends).
+    /// Segment bytes handed to subscribers' connections (added per megabyte and when each
+    /// response ends).
     BytesOut = 1,
     SegmentsStarted = 2,
     SegmentsCompleted = 3,
@@ -195,9 +196,18 @@ pub(crate) struct StatGuard {
     bytes_out: u64,
 }
 
+/// Bytes a streaming GET tallies before it adds them to the shared total: often enough that a
+/// response streaming for hours shows in `trickle_bytes_out_total` as it goes, rarely enough that
+/// the shared counter is touched about once per megabyte per subscriber.
+const BYTES_OUT_BATCH: u64 = 1 << 20;
+
 impl StatGuard {
     pub(crate) fn add_bytes_out(&mut self, n: u64) {
         self.bytes_out += n;
+        if self.bytes_out >= BYTES_OUT_BATCH {
+            self.inner.counters[Counter::BytesOut as usize]
+                .fetch_add(std::mem::take(&mut self.bytes_out), Ordering::Relaxed);
+        }
     }
 }
 
@@ -401,9 +411,22 @@ impl Server {
     /// Deletes a channel: everybody waiting on it gets end of stream, and the changefeed a
     /// `removed` event.
     pub fn delete_channel(&self, name: &str) -> Result<(), Error> {
+        self.delete_channel_if(name, |_| true)
+            .then_some(())
+            .ok_or(Error::StreamNotFound)
+    }
+
+    /// Deletes the channel if it exists and `condition` holds for it, both judged under the
+    /// registry's write lock (so nothing can make it untrue before it is gone). Whether it did.
+    fn delete_channel_if(&self, name: &str, condition: impl FnOnce(&Channel) -> bool) -> bool {
         let channel = {
             let mut channels = self.inner.channels.write();
-            let channel = channels.remove(name).ok_or(Error::StreamNotFound)?;
+            if !channels.get(name).is_some_and(|c| condition(c)) {
+                return false;
+            }
+            let channel = channels
+                .remove(name)
+                .expect("looked up under the same lock");
             if let Some(feed) = &self.inner.changefeed {
                 feed.emit_removed(name);
             }
@@ -411,7 +434,7 @@ impl Server {
         };
         channel.close();
         tracing::debug!(channel = name, "deleted");
-        Ok(())
+        true
     }
 
     /// Stops the server: closes every channel (waiting clients get end of stream), stops the sweeper
@@ -520,11 +543,8 @@ impl Server {
             .map(|(name, _)| name.clone())
             .collect();
         idle.into_iter()
-            .filter(|name| {
-                // Re-check under the write lock: a byte may have arrived since.
-                let still_idle = self.channel(name).is_some_and(|c| c.idle_for() > timeout);
-                still_idle && self.delete_channel(name).is_ok()
-            })
+            // Judged again under the write lock: a byte may have arrived since.
+            .filter(|name| self.delete_channel_if(name, |c| c.idle_for() > timeout))
             .inspect(|name| tracing::info!(channel = %name, "swept idle channel"))
             .collect()
     }
