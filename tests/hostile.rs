@@ -153,17 +153,8 @@ async fn a_busy_http2_connection_whose_peer_never_answers_pings_is_closed() {
     let s =
         TestServer::with_config(config(|c| c.header_timeout = Duration::from_millis(300))).await;
     let mut silent = h2::connect(s.addr).await;
-    let block = h2::request("GET", "/ch/-1");
     assert_eq!(s.post("/ch/0", b"zero").await.status, 200);
-    silent
-        .write_all(&h2::frame(
-            h2::HEADERS,
-            h2::END_HEADERS | h2::END_STREAM,
-            1,
-            &block,
-        ))
-        .await
-        .unwrap();
+    h2::get(&mut silent, 1, "/ch/-1").await;
     eventually("the h2 GET waits", || s.server.stats().waiting_gets == 1).await;
     // The client reads nothing and answers no ping: the server gives up on it.
     eventually("the GET released with its connection", || {
@@ -254,16 +245,7 @@ async fn an_http2_reader_that_opens_no_window_is_cut_off_after_the_send_timeout(
     // A live client (it answers pings) that never sends a WINDOW_UPDATE: the server sends what
     // the initial window allows, then nothing moves, and the socket is never full.
     let mut reader = h2::connect(s.addr).await;
-    let block = h2::request("GET", "/big/0");
-    reader
-        .write_all(&h2::frame(
-            h2::HEADERS,
-            h2::END_HEADERS | h2::END_STREAM,
-            1,
-            &block,
-        ))
-        .await
-        .unwrap();
+    h2::get(&mut reader, 1, "/big/0").await;
     eventually("the GET streams", || s.server.stats().streaming_gets == 1).await;
     h2::until_closed_answering_pings(&mut reader).await;
     eventually("the stalled GET ended", || {

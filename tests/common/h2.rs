@@ -35,6 +35,13 @@ pub fn request(method: &str, path: &str) -> Vec<u8> {
     block
 }
 
+/// Sends a whole GET of `path` on `stream_id` (one HEADERS frame that ends the stream).
+pub async fn get(stream: &mut (impl AsyncWrite + Unpin), stream_id: u32, path: &str) {
+    let block = request("GET", path);
+    let headers = frame(HEADERS, END_HEADERS | END_STREAM, stream_id, &block);
+    stream.write_all(&headers).await.unwrap();
+}
+
 /// Connects, sends the preface and empty settings.
 pub async fn connect(addr: SocketAddr) -> TcpStream {
     let mut stream = TcpStream::connect(addr).await.unwrap();
