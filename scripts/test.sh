@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
-# Tests open a thousand sockets at once (S33); make sure the fd limit allows it.
+# Tests open a thousand sockets at once (abandoned waiting GETs); make sure the fd limit allows it.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 if ! command -v cargo >/dev/null; then

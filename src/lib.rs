@@ -2,7 +2,8 @@
 //!
 //! Trickle streams live data over plain HTTP as numbered segments: a publisher POSTs each segment of
 //! a channel to `/{channel}/{seq}` as a streaming body, and subscribers GET it while it is still
-//! being written. See `README.md` for the protocol in brief and `SPEC.md` for the contract.
+//! being written. See `README.md` for the protocol in brief and `docs/PROTOCOL.md` for the
+//! contract.
 //!
 //! - [`protocol`]: header names, seq parsing, name rules and the [`Error`] type.
 //! - [`server`]: the server ([`Server`]), embeddable as an axum router, and [`serve`] to run it.

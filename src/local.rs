@@ -1,6 +1,6 @@
 //! In-process publisher and subscriber: the same channels and rules as HTTP, without a socket.
 //!
-//! They follow the Go reference's `LocalPublisher` / `LocalSubscriber` (SPEC S39): the publisher has
+//! They follow the Go reference's `LocalPublisher` / `LocalSubscriber`: the publisher has
 //! its own seq counter starting at 0 and needs an existing channel unless autocreate is on; the
 //! subscriber starts at `-1` and moves to `seq + 1` of whatever it read, so it never rereads a
 //! segment. Unlike the reference, read errors are returned (not looped on), a zero-byte write

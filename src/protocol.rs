@@ -12,7 +12,7 @@ pub const SEQ: &str = "lp-trickle-seq";
 pub const LATEST: &str = "lp-trickle-latest";
 /// End of stream: the channel is gone. Clients test presence, not value.
 pub const CLOSED: &str = "lp-trickle-closed";
-/// Extension X2: bytes of the segment already buffered when the response headers were sent.
+/// Bytes of the segment already buffered when the response headers were sent.
 pub const SIZE: &str = "lp-trickle-size";
 /// A restarted publisher: close every segment below the one this POST writes.
 pub const RESET: &str = "lp-trickle-reset";

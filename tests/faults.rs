@@ -1,7 +1,8 @@
 //! Faults, on purpose, over real sockets: a publisher process killed mid-segment, subscribers
 //! killed while reading and while waiting, slowloris headers, garbage bytes, 10,000 connections
-//! and every limit of SPEC D5 exceeded once (10,000 abandoned connections: `tests/connections.rs`). Each time the server must give
-//! the documented answer, return to its baseline (metrics, memory) and keep serving everybody else.
+//! and every limit of docs/PROTOCOL.md's "Limits with clear errors" exceeded once (10,000
+//! abandoned connections: `tests/connections.rs`). Each time the server must give the documented
+//! answer, return to its baseline (metrics, memory) and keep serving everybody else.
 
 mod common;
 

@@ -1,4 +1,5 @@
-//! Extension X3: HTTP/2 with prior knowledge (h2c) on the plain listener, next to HTTP/1.1.
+//! HTTP/2 with prior knowledge (h2c) on the plain listener, next to HTTP/1.1 (docs/PROTOCOL.md,
+//! "Extensions").
 //! Uses reqwest as a real h2 client.
 
 mod common;

@@ -1,5 +1,5 @@
-//! Library level: in-process publisher/subscriber (S39), the segment buffer's races and stress
-//! (S40–S42), hooks, and embedding the server in a larger axum application.
+//! Library level: in-process publisher/subscriber, the segment buffer's races and stress, hooks,
+//! and embedding the server in a larger axum application.
 
 mod common;
 

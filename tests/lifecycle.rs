@@ -1,5 +1,5 @@
-//! Channel lifecycle: idle sweep (S35), changefeed (S36), server stop (S38) — the last one with the
-//! real `trickle serve` binary and real signals.
+//! Channel lifecycle: idle sweep, changefeed, server stop — the last one with the real
+//! `trickle serve` binary and real signals.
 
 mod common;
 

@@ -1,4 +1,6 @@
-//! Publish and subscribe: SPEC S7–S17.
+//! Publish and subscribe: headers, `/next`, fan-out, start positions, the grace rule, 470 and
+//! relative seqs (docs/PROTOCOL.md). The `sNN_` prefixes of test names are the project's old
+//! scenario numbers.
 
 mod common;
 

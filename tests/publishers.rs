@@ -1,4 +1,6 @@
-//! Publishers: SPEC S19–S29, newest-writer-wins (D3), limits and timeouts (D5).
+//! Publishers: preconnects, zero-byte and failed segments, newest-writer-wins, `Lp-Trickle-Reset`,
+//! the write head, limits and timeouts (docs/PROTOCOL.md, "Publishing" and "Decisions"). The
+//! `sNN_` prefixes of test names are the project's old scenario numbers.
 
 mod common;
 

@@ -1,4 +1,5 @@
-//! Routing and basic answers: SPEC S1–S6 and S18, plus names, HEAD and the base path.
+//! Routing and basic answers (docs/PROTOCOL.md, "Routes" and "Seqs"), names, HEAD and the base
+//! path. The `sNN_` prefixes of test names are the project's old scenario numbers.
 
 mod common;
 

@@ -1,4 +1,6 @@
-//! Subscribers: SPEC S30–S34.
+//! Subscribers: trickling, late joiners, end of stream, abandoned and evicted waits
+//! (docs/PROTOCOL.md, "Subscribing"). The `sNN_` prefixes of test names are the project's old
+//! scenario numbers.
 
 mod common;
 

@@ -1,5 +1,5 @@
 //! The `trickle` command line: one binary with subcommands. Every flag can also be given as an
-//! environment variable `TRICKLE_<FLAG>` (SPEC §4). Durations take `500ms`, `10s`, `5m`; sizes take
+//! environment variable `TRICKLE_<FLAG>`. Durations take `500ms`, `10s`, `5m`; sizes take
 //! `64MiB`, `1MB`, `1300`.
 
 mod bench;

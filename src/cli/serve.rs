@@ -1,4 +1,5 @@
-//! `trickle serve`: flags (SPEC §4), the ready line, and shutdown on SIGINT/SIGTERM.
+//! `trickle serve`: flags (README.md's `trickle serve` table), the ready line, and shutdown on
+//! SIGINT/SIGTERM.
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -5,8 +5,8 @@
 //!
 //! Both keep the request for the *next* segment open ahead of time (a preconnect), so a segment
 //! starts without a round trip. Failures are typed ([`ClientError`]): a missing channel, the end of
-//! the stream, a seq that is no longer held, a segment whose publisher died half-way (SPEC D2), and
-//! the server's own error answers with their message.
+//! the stream, a seq that is no longer held, a segment whose publisher died half-way (an abnormal
+//! end), and the server's own error answers with their message.
 
 mod publisher;
 mod subscriber;

@@ -4,7 +4,7 @@
 //!
 //! A [`SegmentWriter`] is one segment: write bytes (async, or through [`tokio::io::AsyncWrite`]),
 //! then [`SegmentWriter::finish`] to end it and get the server's answer. Dropping it unfinished
-//! aborts the request, which the server shows its subscribers as an abnormal end (SPEC D2). A POST
+//! aborts the request, which the server shows its subscribers as an abnormal end. A POST
 //! that fails before this publisher handed it a byte (the preconnect's connection dropped, or the
 //! server timed it out) is opened again on the same seq, a few times with a short backoff.
 
@@ -89,7 +89,7 @@ struct PostContext {
 
 /// What the writer feeds a POST body: bytes, then an explicit end. A body whose sender is
 /// dropped without `End` fails the request *after* the bytes queued before it, so the server
-/// gets them and then an abnormal end (SPEC D2) rather than silence.
+/// gets them and then an abnormal end rather than silence.
 enum BodyItem {
     Data(Bytes),
     End,

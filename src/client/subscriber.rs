@@ -4,8 +4,9 @@
 //!
 //! A GET that waits long is re-issued every [`SubscriberOptions::refresh`] (20 s, like the Go
 //! client), so no proxy or idle timer kills it; the abandoned request costs the server nothing
-//! (SPEC D4). A `470` (the seq left the ring, or is too far ahead) jumps to the channel's write head
-//! or, if so configured, is reported. End of stream is `Ok(None)`; a missing channel is an error.
+//! (it frees what a client that went away held at once). A `470` (the seq left the ring, or is
+//! too far ahead) jumps to the channel's write head or, if so configured, is reported. End of
+//! stream is `Ok(None)`; a missing channel is an error.
 
 use std::time::Duration;
 
@@ -245,7 +246,7 @@ impl Subscriber {
                     result = &mut next => return result,
                     _ = handover => {}
                 }
-                // Dropping the old request closes its connection; the server forgets it (D4).
+                // Dropping the old request closes its connection; the server forgets it.
                 current = next;
             }
         }));

@@ -2,9 +2,9 @@
 //!
 //! Every rule about *which* version a request gets lives here, behind one short mutex per channel
 //! that is never held across an await: the grace rule for waiting subscribers, placeholders for
-//! preconnected publishers, newest-writer-wins (SPEC D3), eviction (D4), where the write head may
-//! move, `Lp-Trickle-Reset`, `DELETE /{name}/{seq}` and teardown. Moving bytes is the segment's
-//! business ([`super::segment`]).
+//! preconnected publishers, newest-writer-wins, releasing waiters of evicted placeholders, where
+//! the write head may move, `Lp-Trickle-Reset`, `DELETE /{name}/{seq}` and teardown (the rules
+//! themselves: docs/PROTOCOL.md). Moving bytes is the segment's business ([`super::segment`]).
 //!
 //! Lock order: channel state, then a segment's lock. Nothing takes the channel lock while holding a
 //! segment's lock.
@@ -30,7 +30,8 @@ pub struct Channel {
     state: Mutex<State>,
     /// Cancelled when the channel is closed; everybody waiting on the channel selects on it.
     closed: CancellationToken,
-    /// Milliseconds since `epoch` of the last written byte, segment start or completion (D7).
+    /// Milliseconds since `epoch` of the last written byte, segment start or completion (the idle
+    /// sweep counts every byte).
     last_activity_ms: AtomicU64,
     epoch: Instant,
 }
@@ -38,7 +39,8 @@ pub struct Channel {
 struct State {
     ring: Vec<Option<Arc<Segment>>>,
     next_write: u64,
-    /// Arrival tickets of publishers, so that "older" and "newer" are well defined (D3).
+    /// Arrival tickets of publishers, so that "older" and "newer" are well defined (newest writer
+    /// wins).
     next_ticket: u64,
 }
 
@@ -198,8 +200,9 @@ impl Channel {
         let latest = state.next_write;
         let seq = param.resolve_for_read(latest);
         let closed = self.is_closed();
-        // A failed version is not served (D2); at the live edge a fresh placeholder replaces it,
-        // so that subscribers can wait for the publisher's retry instead of looping on 470.
+        // A failed version is not served (its bytes are incomplete); at the live edge a fresh
+        // placeholder replaces it, so that subscribers can wait for the publisher's retry instead
+        // of looping on 470.
         let held = self
             .held(&state, seq)
             .filter(|s| s.snapshot().status != Status::Failed);

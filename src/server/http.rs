@@ -1,4 +1,5 @@
-//! The HTTP face of the server: GL's six routes under the base path, as axum handlers.
+//! The HTTP face of the server: the reference's six routes under the base path, as axum handlers
+//! (docs/PROTOCOL.md describes what each answers).
 //!
 //! Handlers parse and validate the request, ask the [`Channel`] which version to use, and then move
 //! bytes: a POST body streams into a [`super::segment::SegmentWriter`], a GET streams a
@@ -390,7 +391,7 @@ impl SegmentStream {
         );
     }
 
-    /// The body: every byte as it arrives; an error if the version fails (D2), on which HTTP/1.1
+    /// The body: every byte as it arrives; an error if the version fails, on which HTTP/1.1
     /// drops the connection without the final chunk and HTTP/2 resets the stream.
     pub(super) fn into_body(
         self,
@@ -641,7 +642,7 @@ async fn stream_body(
                     };
                 }
                 Some(Err(_)) => {
-                    // D2: the publisher's failure is visible to every subscriber of this version.
+                    // The publisher's failure is visible to every subscriber of this version.
                     writer.fail();
                     return closing(text(StatusCode::BAD_REQUEST, "Request body error"));
                 }

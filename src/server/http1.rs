@@ -540,7 +540,8 @@ impl<'a> HeadWriter<'a> {
 
 /// Writes the head already queued in `out`, then `body` as its frames become ready: frames that
 /// are ready together go out as one chunk in one write. An error from the body (a failed segment)
-/// ends the connection without the final chunk, so the client sees the stream break (D2).
+/// ends the connection without the final chunk, so the client sees the stream break (a failed
+/// segment must not look complete).
 async fn write_body<S, B>(
     stream: &mut S,
     buf: &mut BytesMut,

@@ -34,7 +34,7 @@ pub use self::listen::{
 pub use self::metrics::{Metrics, resident_memory_bytes, resident_memory_bytes_of};
 use crate::protocol::{self, Error};
 
-/// Server settings; the defaults are SPEC §4's.
+/// Server settings; the defaults are `trickle serve`'s (README.md, docs/PROTOCOL.md).
 #[derive(Clone, Debug)]
 pub struct Config {
     /// Prefix of every route; starts and ends with `/`.
@@ -530,8 +530,8 @@ impl Server {
         }
     }
 
-    /// One pass of the idle sweep (D7): deletes every non-reserved channel idle for longer than
-    /// the idle timeout. Returns the names deleted.
+    /// One pass of the idle sweep (every written byte counts as activity): deletes every
+    /// non-reserved channel idle for longer than the idle timeout. Returns the names deleted.
     pub fn sweep_once(&self) -> Vec<String> {
         let timeout = self.inner.config.idle_timeout;
         let idle: Vec<String> = self

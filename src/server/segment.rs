@@ -38,7 +38,8 @@ pub enum Status {
     Open,
     /// Ended normally: every byte is here.
     Complete,
-    /// Its writer ended abnormally (D2): the bytes are incomplete.
+    /// Its writer ended abnormally: the bytes are incomplete (docs/PROTOCOL.md, "Failed publishers
+    /// are visible").
     Failed,
 }
 
@@ -49,7 +50,7 @@ pub enum Removal {
     None,
     /// Another seq took the slot.
     Evicted,
-    /// A newer version of the same seq took the slot (D3).
+    /// A newer version of the same seq took the slot (newest writer wins).
     Replaced,
 }
 
