@@ -349,3 +349,30 @@ async fn running_out_of_descriptors_is_logged_once_per_interval_and_recovered_fr
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_on_a_connection_hyper_serves_ends_when_its_client_closes_mid_segment() {
+    let s = TestServer::start().await;
+    let mut publisher = s.connect().await;
+    publisher.start_post("/live/0").await;
+    publisher.chunk(b"first bytes").await;
+    // A POST first: the connection is hyper's from then on.
+    let mut raw = s.connect().await;
+    raw.send_request("POST", "/other/0", &[], Some(b"x")).await;
+    assert_eq!(raw.head().await.status, 200);
+    raw.send_request("GET", "/live/0", &[], Some(b"")).await;
+    let head = raw.head().await;
+    assert_eq!(
+        raw.body_chunk(&head).await.unwrap().unwrap(),
+        b"first bytes"
+    );
+    // The publisher pauses; the subscriber goes away while its segment waits for bytes.
+    drop(raw);
+    eventually("the stream ended with its client", || {
+        s.server.stats().streaming_gets == 0
+    })
+    .await;
+    publisher.chunk(b" and the rest").await;
+    publisher.end_body().await;
+    assert_eq!(publisher.head().await.status, 200);
+}

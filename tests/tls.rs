@@ -62,15 +62,8 @@ async fn handshake(addr: &str, alpn: &[&[u8]]) -> (CertificateDer<'static>, Opti
     (cert, alpn)
 }
 
-/// A TLS connection to `addr` offering `alpn`, with the certificate shown and the protocol picked.
-async fn tls_connect(
-    addr: &str,
-    alpn: &[&[u8]],
-) -> (
-    tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
-    CertificateDer<'static>,
-    Option<Vec<u8>>,
-) {
+/// A TLS client that accepts any certificate, offering `alpn`, and what it was shown.
+fn connector(alpn: &[&[u8]]) -> (tokio_rustls::TlsConnector, Arc<Capture>) {
     let capture = Arc::new(Capture::default());
     let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
@@ -81,7 +74,19 @@ async fn tls_connect(
     .with_custom_certificate_verifier(capture.clone())
     .with_no_client_auth();
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    (tokio_rustls::TlsConnector::from(Arc::new(config)), capture)
+}
+
+/// A TLS connection to `addr` offering `alpn`, with the certificate shown and the protocol picked.
+async fn tls_connect(
+    addr: &str,
+    alpn: &[&[u8]],
+) -> (
+    tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    CertificateDer<'static>,
+    Option<Vec<u8>>,
+) {
+    let (connector, capture) = connector(alpn);
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let tls = connector
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
@@ -314,4 +319,72 @@ async fn idle_http2_connections_over_tls_are_closed() {
     common::h2::hello(&mut tls).await;
     let frames = common::h2::kinds(&common::h2::until_closed_answering_pings(&mut tls).await);
     assert!(frames.contains(&common::h2::GOAWAY), "frames {frames:?}");
+}
+
+/// An HTTP/1.1-over-TLS connection to `server` through an in-memory pipe of `capacity` bytes each
+/// way, served as `trickle serve` serves each connection; the task serving it. The pipe's small,
+/// fixed buffers put a response's last bytes where real sockets' autotuned ones leave it to luck:
+/// in the TLS layer's own buffer.
+async fn tls_over_pipe(
+    server: trickle::Server,
+    capacity: usize,
+) -> (
+    tokio_rustls::client::TlsStream<tokio::io::DuplexStream>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (client, server_end) = tokio::io::duplex(capacity);
+    let (config, _) = trickle::server::tls::self_signed().unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let serving = tokio::spawn(async move {
+        let tls = acceptor.accept(server_end).await.unwrap();
+        trickle::server::serve_connection(server, tls).await;
+    });
+    let (connector, _) = connector(&[b"http/1.1"]);
+    let name = ServerName::try_from("localhost").unwrap();
+    (connector.connect(name, client).await.unwrap(), serving)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_reader_that_stops_just_before_the_end_is_cut_off_after_the_send_timeout() {
+    let server = trickle::Server::new(trickle::Config {
+        send_timeout: std::time::Duration::from_millis(500),
+        // Far beyond the test's patience: only the send timeout can end the connection.
+        header_timeout: std::time::Duration::from_secs(600),
+        ..trickle::Config::default()
+    });
+    let mut publisher = trickle::local::LocalPublisher::new(&server, "big", "video/mp2t");
+    publisher.create_channel().unwrap();
+    publisher
+        .write_bytes(common::pattern(512 << 10, 1))
+        .await
+        .unwrap();
+    let request = b"GET /big/0 HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut buf = vec![0u8; 64 << 10];
+    // The whole answer once, for its length.
+    let (mut whole, _) = tls_over_pipe(server.clone(), 8 << 10).await;
+    whole.write_all(request).await.unwrap();
+    let mut total = Vec::new();
+    while !total.ends_with(b"\r\n0\r\n\r\n") {
+        let n = whole.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed early");
+        total.extend_from_slice(&buf[..n]);
+    }
+    // Readers that stop with the last bytes unread, more than the pipe and the client's own TLS
+    // buffer hold: the rest sits in the server's TLS buffer, and the server used to wait for it
+    // to be flushed forever.
+    for left in [48usize << 10, 60 << 10] {
+        let (mut stalled, serving) = tls_over_pipe(server.clone(), 8 << 10).await;
+        stalled.write_all(request).await.unwrap();
+        let mut got = 0;
+        while got < total.len() - left {
+            let want = (total.len() - left - got).min(buf.len());
+            let n = stalled.read(&mut buf[..want]).await.unwrap();
+            assert!(n > 0, "closed early");
+            got += n;
+        }
+        tokio::time::timeout(common::PATIENCE, serving)
+            .await
+            .unwrap_or_else(|_| panic!("{left} bytes left unread: the connection is still served"))
+            .unwrap();
+    }
 }

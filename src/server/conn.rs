@@ -149,12 +149,19 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let mut io = self.shared.io.lock();
-        Pin::new(&mut io.stream).poll_flush(cx)
+        match Pin::new(&mut io.stream).poll_flush(cx) {
+            // A TLS stream holds up to 64 KiB of its own: the last bytes may wait here.
+            Poll::Pending => Poll::Ready(Err(ready!(io.deadline.poll_stalled(cx)))),
+            done => done,
+        }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let mut io = self.shared.io.lock();
-        Pin::new(&mut io.stream).poll_shutdown(cx)
+        match Pin::new(&mut io.stream).poll_shutdown(cx) {
+            Poll::Pending => Poll::Ready(Err(ready!(io.deadline.poll_stalled(cx)))),
+            done => done,
+        }
     }
 }
 
@@ -203,11 +210,15 @@ impl Watch {
     /// Counts `req` in progress until its response body ends, and lets an HTTP/1 request's handler
     /// watch for the client going away ([`PeerWatch`] in its extensions).
     pub(super) fn track<B>(&self, req: &mut Request<B>) -> InFlight {
-        if req.version() <= Version::HTTP_11 {
+        let http1 = req.version() <= Version::HTTP_11;
+        if http1 {
             req.extensions_mut().insert(PeerWatch(self.peer.clone()));
         }
         self.state.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(self.state.clone())
+        InFlight {
+            state: self.state.clone(),
+            peer: http1.then(|| self.peer.clone()),
+        }
     }
 
     /// Counts the connection's idle time from now on (when no request is in progress).
@@ -220,15 +231,16 @@ impl Watch {
     pub(super) async fn idle_for(&self, limit: Duration) {
         loop {
             let state = &self.state;
-            let wake = if state.in_flight.load(Ordering::Relaxed) == 0 {
+            // Acquire: the idle time stored before the last request ended is seen with it.
+            let wake = if state.in_flight.load(Ordering::Acquire) == 0 {
                 let since = state.idle_since_ms.load(Ordering::Relaxed);
-                let idle_at = state.epoch + Duration::from_millis(since) + limit;
-                if idle_at <= Instant::now() && state.in_flight.load(Ordering::Relaxed) == 0 {
+                let idle_at = later(state.epoch, Duration::from_millis(since) + limit);
+                if idle_at <= Instant::now() && state.in_flight.load(Ordering::Acquire) == 0 {
                     return;
                 }
                 idle_at
             } else {
-                Instant::now() + limit
+                later(Instant::now(), limit)
             };
             tokio::time::sleep_until(wake).await;
         }
@@ -241,7 +253,7 @@ impl Watch {
     pub(super) async fn stalled(&self, limit: Duration) {
         let limit_ms = limit.as_millis() as u64;
         loop {
-            tokio::time::sleep(limit / 2).await;
+            tokio::time::sleep((limit / 2).max(Duration::from_millis(1))).await;
             let now = self.state.now_ms();
             let mut handed_out = self.state.handed_out.lock();
             handed_out.retain(|response| response.strong_count() > 0);
@@ -262,14 +274,26 @@ impl Watch {
 }
 
 /// A request in progress; dropped with its response body.
-pub(super) struct InFlight(Arc<State>);
+pub(super) struct InFlight {
+    state: Arc<State>,
+    /// The connection, for an HTTP/1 request: its response body watches for the client going
+    /// away while it waits for bytes.
+    peer: Option<Arc<dyn Peer>>,
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        let state = &self.0;
+        let state = &self.state;
         state.idle_since_ms.store(state.now_ms(), Ordering::Relaxed);
-        state.in_flight.fetch_sub(1, Ordering::Relaxed);
+        state.in_flight.fetch_sub(1, Ordering::Release);
     }
+}
+
+/// `at + after`, or far in the future when that is beyond what an `Instant` holds (a configured
+/// timeout of a hundred years must not panic).
+fn later(at: Instant, after: Duration) -> Instant {
+    at.checked_add(after)
+        .unwrap_or_else(|| at + Duration::from_secs(100 * 365 * 86_400))
 }
 
 /// Holds `in_flight` until `response`'s body is done, and records when hyper takes its frames
@@ -277,7 +301,7 @@ impl Drop for InFlight {
 pub(super) fn hold_until_sent(response: Response<Body>, in_flight: InFlight) -> Response<Body> {
     let handed_out = Arc::new(AtomicU64::new(0));
     in_flight
-        .0
+        .state
         .handed_out
         .lock()
         .push(Arc::downgrade(&handed_out));
@@ -309,10 +333,19 @@ impl http_body::Body for Sending {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.body).poll_frame(cx);
         let handed_at = match &polled {
-            Poll::Ready(Some(Ok(frame))) if frame.is_data() => this.in_flight.0.now_ms().max(1),
+            Poll::Ready(Some(Ok(frame))) if frame.is_data() => this.in_flight.state.now_ms().max(1),
             _ => 0,
         };
         this.handed_out.store(handed_at, Ordering::Relaxed);
+        if polled.is_pending()
+            && let Some(peer) = &this.in_flight.peer
+            && peer.poll_gone(cx).is_ready()
+        {
+            // HTTP/1 with half-close allowed: hyper reads nothing while a response streams, so a
+            // client gone while its segment waits for bytes is noticed here (as in our front).
+            peer.abort();
+            return Poll::Ready(Some(Err(axum::Error::new(aborted()))));
+        }
         polled
     }
 
@@ -387,9 +420,9 @@ impl SendDeadline {
     /// the send timeout.
     pub(super) fn poll_stalled(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
         let limit = self.limit;
-        let sleep = self
-            .sleep
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(Instant::now() + limit)));
+        let sleep = self.sleep.get_or_insert_with(|| {
+            Box::pin(tokio::time::sleep_until(later(Instant::now(), limit)))
+        });
         loop {
             ready!(sleep.as_mut().poll(cx));
             if !std::mem::take(&mut self.progressed) {
@@ -398,7 +431,7 @@ impl SendDeadline {
                     "the client took no byte for the send timeout",
                 ));
             }
-            sleep.as_mut().reset(Instant::now() + limit);
+            sleep.as_mut().reset(later(Instant::now(), limit));
         }
     }
 }

@@ -117,8 +117,10 @@ where
         match after {
             Ok(Keep::Open) => {}
             Ok(Keep::Close) => {
-                // A FIN (and TLS close_notify) after the last byte, rather than a bare close.
-                let _ = stream.shutdown().await;
+                // A FIN (and TLS close_notify) after the last byte, rather than a bare close;
+                // a client that takes nothing more does not hold the connection for it.
+                let send_timeout = server.config().send_timeout;
+                let _ = tokio::time::timeout(send_timeout, stream.shutdown()).await;
                 return;
             }
             Err(err) => {
@@ -617,8 +619,14 @@ where
                 ended = true;
             }
             if out.len() == 0 {
-                // Everything is written; a TLS stream may still hold it in its own buffer.
-                ready!(Pin::new(&mut *stream).poll_flush(cx))?;
+                // Everything is written; a TLS stream may still hold it in its own buffer (up to
+                // 64 KiB), which a client that stopped reading never takes.
+                match Pin::new(&mut *stream).poll_flush(cx) {
+                    Poll::Ready(flushed) => flushed?,
+                    Poll::Pending => {
+                        return Poll::Ready(Err(ready!(out.deadline.poll_stalled(cx))));
+                    }
+                }
                 if !body_done {
                     // Waiting for the body: watch for the client going away meanwhile.
                     if poll_gone(stream, buf, cx).is_ready() {
