@@ -1,4 +1,4 @@
-//! The lean HTTP/1.1 front (`src/server/http1.rs`) over raw sockets: bodiless GETs and DELETEs are
+//! The lean HTTP/1.1 front (`src/server/http1/`) over raw sockets: bodiless GETs and DELETEs are
 //! answered by it, everything else is handed to hyper mid-connection with the bytes already read,
 //! and a client that goes away ends its request.
 

@@ -1,0 +1,243 @@
+//! Request heads for the HTTP/1.1 front: parsed straight from the read buffer with httparse, and
+//! sorted into what the front answers itself (a subscriber's plain GET, other bodiless GETs and
+//! DELETEs through the router), what it refuses at once, and what goes to hyper with its bytes.
+
+use axum::body::Body;
+use bytes::{Buf, BytesMut};
+use http::{HeaderName, HeaderValue, Method, Request, Version};
+
+use super::super::Server;
+use super::super::http as routes;
+
+/// Headers parsed here per request; a request with more goes to hyper.
+const MAX_HEADERS: usize = 32;
+/// What the next request head asks for.
+#[allow(clippy::large_enum_variant)] // one at a time, moved straight into the router
+pub(super) enum Head {
+    /// A request this front answers through the router; `close` when the client asked to close
+    /// afterwards.
+    Native { request: Request<Body>, close: bool },
+    /// A subscriber's plain `GET /{channel}/{seq}` ([`routes::is_plain_subscribe`]), which this
+    /// front answers by calling the router's handler itself: the busiest request there is, spared
+    /// the request object, the router's dispatch and its boxed futures.
+    Subscribe { path: String, close: bool },
+    /// A request for hyper (its bytes are still in the buffer).
+    Other,
+    /// A request declaring a body too large for hyper ([`beyond_hyper`]): answered 413, closed.
+    TooLarge,
+    /// The client went away, sent half a head for too long, or the server is shutting down.
+    Closed,
+}
+
+/// Parses the head at the front of `buf`, if complete (`None`: not yet), and takes it off if it is
+/// one this front answers. Plain subscriber GETs to `server` come back as [`Head::Subscribe`].
+pub(super) fn parse(buf: &mut BytesMut, server: &Server) -> Option<Head> {
+    let (head, len) = parse_slice(buf, server)?;
+    if len > 0 {
+        buf.advance(len);
+        if buf.is_empty() {
+            // Free the head's memory while the request waits (often for a long time).
+            *buf = BytesMut::new();
+        }
+    }
+    Some(head)
+}
+
+/// [`parse`] for bytes in any buffer: the head and its length, 0 for [`Head::Other`] (whose bytes
+/// all stay for hyper).
+pub(super) fn parse_slice(buf: &[u8], server: &Server) -> Option<(Head, usize)> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut head = httparse::Request::new(&mut headers);
+    let len = match head.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return None,
+        Err(_) => return Some((Head::Other, 0)),
+    };
+    let declared = |h: &httparse::Header| h.name.eq_ignore_ascii_case("content-length");
+    if head
+        .headers
+        .iter()
+        .any(|h| declared(h) && beyond_hyper(h.value))
+    {
+        return Some((Head::TooLarge, len));
+    }
+    let method = match head.method {
+        Some("GET") => Method::GET,
+        Some("DELETE") => Method::DELETE,
+        _ => return Some((Head::Other, 0)),
+    };
+    if head.version != Some(1) {
+        return Some((Head::Other, 0));
+    }
+    let target = head.path.unwrap_or_default();
+    let mut close = false;
+    for h in head.headers.iter() {
+        let is = |name: &str| h.name.eq_ignore_ascii_case(name);
+        let takes_a_body = (is("content-length") && h.value != b"0") || is("transfer-encoding");
+        if takes_a_body || is("expect") || is("upgrade") {
+            return Some((Head::Other, 0));
+        }
+        if is("connection") {
+            close |= has_token(h.value, b"close");
+        }
+    }
+    let direct =
+        method == Method::GET && plain_path(target) && routes::is_plain_subscribe(server, target);
+    let parsed = if direct {
+        Head::Subscribe {
+            path: target.to_string(),
+            close,
+        }
+    } else {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(target)
+            .version(Version::HTTP_11);
+        for h in head.headers.iter() {
+            let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(h.name.as_bytes()),
+                HeaderValue::from_bytes(h.value),
+            ) else {
+                return Some((Head::Other, 0));
+            };
+            request = request.header(name, value);
+        }
+        let Ok(request) = request.body(Body::empty()) else {
+            return Some((Head::Other, 0));
+        };
+        Head::Native { request, close }
+    };
+    Some((parsed, len))
+}
+
+/// Whether a `content-length` declares more bytes than hyper represents (2^64 − 3), for which it
+/// would answer 431 "header fields too large", which is not what is wrong. No route takes such a
+/// body. (Values that are no number at all stay hyper's, which answers them 400; so does a
+/// connection already handed to hyper, which keeps its 431.)
+fn beyond_hyper(value: &[u8]) -> bool {
+    value.split(|&b| b == b',').any(|v| {
+        let v = v.trim_ascii();
+        !v.is_empty()
+            && v.iter().all(u8::is_ascii_digit)
+            && std::str::from_utf8(v)
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok())
+                .is_none_or(|n| n > u64::MAX - 2)
+    })
+}
+
+/// An origin-form path made only of characters every URI parser takes as they are (anything
+/// else goes through the router, which parses the URI properly). httparse has already checked
+/// the header names and values against the same rules `http` applies.
+fn plain_path(target: &str) -> bool {
+    target.starts_with('/')
+        && target
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/%".contains(&b))
+}
+
+/// Whether a comma-separated header value holds `token` (ASCII case-insensitive).
+pub(super) fn has_token(value: &[u8], token: &[u8]) -> bool {
+    value
+        .split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server whose GETs all go through the router (tokens are checked before routing).
+    fn guarded() -> Server {
+        Server::new(crate::server::Config {
+            auth_secret: Some(
+                crate::auth::Secret::new("a test secret of 32 bytes, or so").unwrap(),
+            ),
+            ..Default::default()
+        })
+    }
+
+    fn parsed(head: &[u8]) -> (Option<Head>, BytesMut) {
+        let mut buf = BytesMut::from(head);
+        (parse(&mut buf, &guarded()), buf)
+    }
+
+    #[test]
+    fn bodiless_gets_and_deletes_are_taken_and_consumed() {
+        let (p, rest) = parsed(b"GET /ch/3 HTTP/1.1\r\nHost: x\r\n\r\nGET /ch/4");
+        let Some(Head::Native { request, close }) = p else {
+            panic!("not taken")
+        };
+        assert_eq!(request.uri().path(), "/ch/3");
+        assert_eq!(request.headers()["host"], "x");
+        assert!(!close);
+        assert_eq!(&rest[..], b"GET /ch/4");
+        let (p, rest) = parsed(
+            b"DELETE /ch HTTP/1.1\r\nConnection: keep-alive, Close\r\nContent-Length: 0\r\n\r\n",
+        );
+        assert!(matches!(p, Some(Head::Native { close: true, .. })));
+        assert!(rest.is_empty());
+    }
+
+    #[test]
+    fn only_plain_subscriber_gets_skip_the_router() {
+        use crate::server::Config;
+        let kind = |server: &Server, head: &str| {
+            let mut buf = BytesMut::from(format!("{head} HTTP/1.1\r\nHost: x\r\n\r\n").as_str());
+            match parse(&mut buf, server) {
+                Some(Head::Subscribe { path, close: false }) => format!("direct {path}"),
+                Some(Head::Native { .. }) => "router".to_string(),
+                _ => "other".to_string(),
+            }
+        };
+        let server = Server::new(Config::default());
+        assert_eq!(kind(&server, "GET /ch/3"), "direct /ch/3");
+        assert_eq!(kind(&server, "GET /a%20b/-1"), "direct /a%20b/-1");
+        for routed in [
+            "GET /ch",
+            "GET /ch/",
+            "GET /ch/next/",
+            "GET /ch/3/4",
+            "GET //3",
+            "GET /ch/3?x=1",
+            "GET http://x/ch/3",
+            "GET /ch/3{",
+            "DELETE /ch/3",
+        ] {
+            assert_eq!(kind(&server, routed), "router", "{routed}");
+        }
+        let live = Server::new(Config {
+            base_path: "/live/".into(),
+            ..Config::default()
+        });
+        assert_eq!(kind(&live, "GET /live/ch/0"), "direct /live/ch/0");
+        assert_eq!(kind(&live, "GET /ch/0"), "router");
+        // Tokens are checked before routing: with auth on, everything goes through the router.
+        assert_eq!(kind(&guarded(), "GET /ch/3"), "router");
+    }
+
+    #[test]
+    fn everything_else_goes_to_hyper_untouched() {
+        for head in [
+            &b"POST /ch/0 HTTP/1.1\r\n\r\n"[..],
+            b"HEAD /ch/0 HTTP/1.1\r\n\r\n",
+            b"GET /ch/0 HTTP/1.0\r\n\r\n",
+            b"GET /ch/0 HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc",
+            b"GET /ch/0 HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"GET /ch/0 HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
+            b"GET / HTTP/1.1\r\nUpgrade: h2c\r\n\r\n",
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            b"GET /ch/0 HTTP/9.9\r\n\r\n",
+            b"\x00\x01 not http\r\n\r\n",
+        ] {
+            let (p, rest) = parsed(head);
+            assert!(
+                matches!(p, Some(Head::Other)),
+                "{:?}",
+                String::from_utf8_lossy(head)
+            );
+            assert_eq!(&rest[..], head, "bytes kept for hyper");
+        }
+        assert!(parsed(b"GET /ch/0 HTTP/1.1\r\nHo").0.is_none());
+    }
+}
