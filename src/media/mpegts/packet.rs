@@ -1,0 +1,212 @@
+//! Transport stream packets: finding packet alignment in arbitrary bytes (resynchronisation after
+//! garbage or a lost byte) and reading the fields of a 188-byte packet's header and adaptation
+//! field that the segmenter needs.
+
+/// Size of one transport stream packet.
+pub const PACKET_SIZE: usize = 188;
+
+pub(super) const SYNC_BYTE: u8 = 0x47;
+
+/// Outcome of looking for packet alignment in a buffer.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum SyncSearch {
+    /// A packet starts at this offset.
+    Found(usize),
+    /// No packet can start before this offset; more input is needed to judge the rest.
+    NeedMore(usize),
+}
+
+/// Whether the packet at the start of `buf` (which begins with a sync byte) is real.
+pub(super) enum Judgement {
+    Accept,
+    /// A stray 0x47 in garbage: a properly synced stream starts inside this "packet".
+    Reject,
+    NeedMore,
+}
+
+/// A packet whose successor starts with a sync byte is accepted. Otherwise it is accepted only if
+/// no synced stream begins inside it: that tells a real packet followed by garbage (keep it) from
+/// a stray 0x47 in garbage right before a real packet (drop it, or its bytes would corrupt the
+/// stream).
+pub(super) fn judge_packet(buf: &[u8], at_end: bool) -> Judgement {
+    match buf.get(PACKET_SIZE) {
+        Some(&SYNC_BYTE) => return Judgement::Accept,
+        None if at_end => return Judgement::Accept,
+        None => return Judgement::NeedMore,
+        Some(_) => {}
+    }
+    match find_sync(buf.get(1..).unwrap_or_default(), at_end) {
+        SyncSearch::Found(offset) if offset < PACKET_SIZE => Judgement::Reject,
+        SyncSearch::NeedMore(offset) if offset < PACKET_SIZE && !at_end => Judgement::NeedMore,
+        _ => Judgement::Accept,
+    }
+}
+
+/// Finds an offset where a sync byte repeats at +188 and +376. Requiring three in a row makes a
+/// false lock on a stray 0x47 in the payload unlikely, and judging only with all three visible
+/// (unless at the end of input) makes the result independent of how the input was split.
+pub(super) fn find_sync(buf: &[u8], at_end: bool) -> SyncSearch {
+    let mut from = 0;
+    while let Some(found) = buf
+        .get(from..)
+        .and_then(|rest| rest.iter().position(|&b| b == SYNC_BYTE))
+    {
+        let start = from + found;
+        let next = buf.get(start + PACKET_SIZE).copied();
+        let after = buf.get(start + 2 * PACKET_SIZE).copied();
+        match (next, after) {
+            (Some(next), _) if next != SYNC_BYTE => {}
+            (Some(_), Some(after)) if after != SYNC_BYTE => {}
+            (Some(_), Some(_)) => return SyncSearch::Found(start),
+            (Some(_), None) if at_end => return SyncSearch::Found(start),
+            // At the end a single packet is all there is to check.
+            (None, _) if at_end && start + PACKET_SIZE == buf.len() => {
+                return SyncSearch::Found(start);
+            }
+            _ if at_end => {}
+            _ => return SyncSearch::NeedMore(start),
+        }
+        from = start + 1;
+    }
+    SyncSearch::NeedMore(buf.len())
+}
+
+/// The parts of a transport stream packet we use.
+pub(super) struct Packet<'a> {
+    pub(super) raw: &'a [u8; PACKET_SIZE],
+    pub(super) pid: u16,
+    /// payload_unit_start_indicator: a PES or PSI section starts in this packet.
+    pub(super) unit_start: bool,
+    pub(super) random_access: bool,
+    pub(super) payload: &'a [u8],
+}
+
+impl<'a> Packet<'a> {
+    /// Returns None if transport_error_indicator is set.
+    pub(super) fn parse(raw: &'a [u8; PACKET_SIZE]) -> Option<Packet<'a>> {
+        if raw[1] & 0x80 != 0 {
+            return None;
+        }
+        let pid = u16::from(raw[1] & 0x1f) << 8 | u16::from(raw[2]);
+        let unit_start = raw[1] & 0x40 != 0;
+        let control = (raw[3] >> 4) & 0x3;
+        let has_adaptation = control & 0x2 != 0;
+        let has_payload = control & 0x1 != 0;
+        let mut payload_start = 4;
+        let mut random_access = false;
+        if has_adaptation {
+            let length = usize::from(raw[4]);
+            random_access = (1..=183).contains(&length) && raw[5] & 0x40 != 0;
+            payload_start = 5 + length;
+        }
+        // An adaptation field longer than the packet leaves no (trustworthy) payload.
+        let payload = if has_payload {
+            raw.get(payload_start..).unwrap_or_default()
+        } else {
+            &[]
+        };
+        Some(Packet {
+            raw,
+            pid,
+            unit_start,
+            random_access,
+            payload,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::mpegts::SegmenterConfig;
+    use crate::media::mpegts::testing::*;
+
+    #[test]
+    fn garbage_and_odd_splits_give_the_same_segments() {
+        let built = build(VideoCodec::H264, 150, 25, 0, true);
+        let clean = run(min_duration(1000), &built.ts);
+
+        let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+        let mut dirty = Vec::new();
+        let mut garbage = 0;
+        let mut clean_run = 0;
+        for packet in built.ts.chunks(PACKET_SIZE) {
+            clean_run += 1;
+            // Resync needs three packets in a row; denser garbage would (rightly) cost packets.
+            if clean_run > 3 && rng.below(10) == 0 {
+                clean_run = 0;
+                let n = 1 + rng.below(300);
+                let mut junk = rng.bytes(n);
+                if junk[0] == SYNC_BYTE {
+                    junk[0] = 0; // a sync byte right where a packet is due would be taken
+                }
+                garbage += n;
+                dirty.extend_from_slice(&junk);
+            }
+            dirty.extend_from_slice(packet);
+        }
+        let run = run_with(min_duration(1000), &dirty, || 1 + rng.below(500));
+        assert_eq!(run.segments, clean.segments);
+        assert_eq!(run.clocks, clean.clocks);
+        assert_eq!(run.stats.skipped_bytes, garbage as u64);
+        assert!(run.stats.resyncs > 10);
+        assert_eq!(run.stats.packets, clean.stats.packets);
+    }
+
+    #[test]
+    fn byte_by_byte_feeding_matches_whole() {
+        let built = build(VideoCodec::Hevc, 60, 20, 0, true);
+        let whole = run(SegmenterConfig::default(), &built.ts);
+        let single = run_with(SegmenterConfig::default(), &built.ts, || 1);
+        assert_eq!(whole.segments, single.segments);
+        assert_eq!(whole.stats, single.stats);
+    }
+
+    #[test]
+    fn leading_garbage_and_trailing_partial_packet() {
+        let built = build(VideoCodec::H264, 30, 10, 0, false);
+        let mut input = vec![0x12; 77];
+        input.extend_from_slice(&built.ts);
+        input.extend_from_slice(&built.ts[..100]);
+        let run = run(SegmenterConfig::default(), &input);
+        assert_eq!(run.segments.len(), 3);
+        assert_eq!(run.stats.skipped_bytes, 177);
+        assert_eq!(run.stats.resyncs, 1);
+        assert_eq!(
+            without_tables(&run),
+            &built.ts[built.keyframes[0].0 * PACKET_SIZE..]
+        );
+    }
+
+    #[test]
+    fn short_stream_is_taken_at_finish() {
+        // Two packets: fewer than the three sync bytes a hunt wants, after leading garbage.
+        let mut mux = Mux::new();
+        mux.pat();
+        mux.pmt(0, &[(STREAM_TYPE_AAC, AUDIO_PID)]);
+        mux.audio(0);
+        let mut input = vec![1, 2, 3];
+        input.extend_from_slice(&mux.out);
+        let run = run(SegmenterConfig::default(), &input);
+        assert_eq!(run.segments.len(), 1);
+        assert_eq!(run.stats.packets, 3);
+        assert_eq!(run.stats.skipped_bytes, 3);
+    }
+
+    #[test]
+    fn transport_errors_are_dropped() {
+        let built = build(VideoCodec::H264, 50, 25, 0, false);
+        let mut input = built.ts.clone();
+        let damaged = built.keyframes[1].0 - 3; // a delta frame packet
+        input[damaged * PACKET_SIZE + 1] |= 0x80;
+        let run = run(SegmenterConfig::default(), &input);
+        assert_eq!(run.segments.len(), 2);
+        assert_eq!(run.stats.skipped_bytes, PACKET_SIZE as u64);
+        let mut expected = built.ts.clone();
+        expected.drain(damaged * PACKET_SIZE..(damaged + 1) * PACKET_SIZE);
+        assert_eq!(
+            without_tables(&run),
+            &expected[built.keyframes[0].0 * PACKET_SIZE..]
+        );
+    }
+}
