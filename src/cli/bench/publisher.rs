@@ -1,0 +1,103 @@
+//! The publishing side: one publisher per channel, writing the warm-up seq and then the measured
+//! ones, paced by `--rate` and held back by `--max-lag`.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Barrier;
+
+use super::args::Settings;
+use super::state::{ChannelRun, Clock, Totals, Window};
+use crate::client::{ClientError, Publisher};
+
+/// The publisher of one channel: the warm-up seq 0, then seqs 1..=last, paced by `--rate` and held
+/// back by `--max-lag`. Returns the publisher to close the channel with once the subscribers are
+/// done, or `None` if it failed (the channel is then closed at once, so subscribers end too).
+pub(super) async fn publish(
+    mut publisher: Publisher,
+    run: Arc<ChannelRun>,
+    totals: Arc<Totals>,
+    clock: Clock,
+    settings: Settings,
+    barrier: Arc<Barrier>,
+    window: Arc<Window>,
+) -> Option<Publisher> {
+    let warm_up = write_segment(&mut publisher, &run, &totals, clock, 0, None).await;
+    if warm_up.is_ok() {
+        run.wait_done(0).await;
+    }
+    // Every channel starts its measured segments together.
+    barrier.wait().await;
+    let mut result = warm_up;
+    if result.is_ok() {
+        let start = Instant::now();
+        window.begin(start);
+        let mut pacer = Pacer {
+            start,
+            rate: settings.rate,
+            sent: 0,
+        };
+        for seq in 1..=run.last {
+            if let Some(lag) = settings.max_lag
+                && seq > lag
+            {
+                run.wait_done(seq - lag).await;
+            }
+            result =
+                write_segment(&mut publisher, &run, &totals, clock, seq, Some(&mut pacer)).await;
+            if result.is_err() {
+                break;
+            }
+        }
+    }
+    match result {
+        Ok(()) => Some(publisher),
+        Err(err) => {
+            totals.error(format!("publisher of {}: {err}", run.url));
+            let _ = publisher.close().await;
+            None
+        }
+    }
+}
+
+async fn write_segment(
+    publisher: &mut Publisher,
+    run: &ChannelRun,
+    totals: &Totals,
+    clock: Clock,
+    seq: u64,
+    mut pacer: Option<&mut Pacer>,
+) -> Result<(), ClientError> {
+    let mut segment = publisher.next_segment();
+    for k in 0..run.layout.writes() {
+        let len = run.layout.write_len(k);
+        if let Some(pacer) = pacer.as_deref_mut() {
+            pacer.wait(len).await;
+        }
+        segment
+            .write(run.layout.build_write(seq, k, clock.now_ns()))
+            .await?;
+        if seq > 0 {
+            totals.published_bytes.fetch_add(len, Ordering::Relaxed);
+        }
+    }
+    segment.finish().await.map(|_| ())
+}
+
+/// Holds the publisher to `rate` bytes per second from `start` on.
+struct Pacer {
+    start: Instant,
+    rate: u64,
+    sent: u64,
+}
+
+impl Pacer {
+    async fn wait(&mut self, len: u64) {
+        if self.rate > 0 {
+            let due = self.start + Duration::from_secs_f64(self.sent as f64 / self.rate as f64);
+            tokio::time::sleep_until(due.into()).await;
+        }
+        self.sent += len;
+    }
+}

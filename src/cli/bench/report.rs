@@ -1,0 +1,237 @@
+//! What a run shows: the live progress bar while it runs, then the report, as text or as the
+//! `--json` object, with the latency percentiles from the run's histogram.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use clap::ValueEnum;
+use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::args::Settings;
+use super::process::ServerUsage;
+use super::state::Totals;
+
+pub(super) fn progress_bar(total: u64) -> ProgressBar {
+    let target = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        ProgressDrawTarget::stderr_with_hz(4)
+    } else {
+        ProgressDrawTarget::hidden()
+    };
+    let bar = ProgressBar::with_draw_target(Some(total), target);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} segments received {msg}")
+            .expect("a valid template"),
+    );
+    bar
+}
+
+pub(super) async fn tick_progress(bar: ProgressBar, totals: Arc<Totals>) {
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tick.tick().await;
+        let bytes = totals.delivered_bytes.load(Ordering::Relaxed);
+        let seconds = started.elapsed().as_secs_f64().max(0.001);
+        bar.set_position(totals.finished.load(Ordering::Relaxed));
+        bar.set_message(format!(
+            "{} delivered ({}/s)",
+            HumanBytes(bytes),
+            HumanBytes((bytes as f64 / seconds) as u64)
+        ));
+    }
+}
+
+#[derive(Debug, serde::Serialize)]
+struct Latency {
+    writes: u64,
+    p50_ms: f64,
+    p90_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub(super) struct Errors {
+    pub(super) total: u64,
+    jumps_470: u64,
+    short_segments: u64,
+    corrupted_segments: u64,
+    /// HTTP, connection and protocol failures (see `Totals::other_errors`).
+    other: u64,
+    samples: Vec<String>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct ServerReport {
+    #[serde(flatten)]
+    usage: ServerUsage,
+    /// CPU seconds per second of the run (1.0 = one core busy).
+    cores: f64,
+    cpu_seconds_per_gb: f64,
+}
+
+/// What a run measured (the `--json` output).
+#[derive(Debug, serde::Serialize)]
+pub(super) struct Report {
+    settings: Settings,
+    seconds: f64,
+    published_bytes: u64,
+    delivered_bytes: u64,
+    /// Bytes received by all subscribers per second.
+    throughput_bytes_per_second: f64,
+    segments_expected: u64,
+    pub(super) segments_complete: u64,
+    latency: Option<Latency>,
+    pub(super) errors: Errors,
+    /// CPU seconds the bench itself used while measuring: on a machine it shares with the server,
+    /// a load generator near all cores bounds what can be measured.
+    bench_cpu_seconds: f64,
+    server: Option<ServerReport>,
+}
+
+impl Report {
+    pub(super) fn new(
+        settings: Settings,
+        totals: &Totals,
+        elapsed: Duration,
+        own_cpu: f64,
+        expected: u64,
+        server: Option<ServerUsage>,
+    ) -> Report {
+        let seconds = elapsed.as_secs_f64().max(1e-9);
+        let delivered = totals.delivered_bytes.load(Ordering::Relaxed);
+        let ms = |ns: u64| ns as f64 / 1e6;
+        let latency = totals.latency.lock().as_ref().map(|h| Latency {
+            writes: h.len(),
+            p50_ms: ms(h.value_at_quantile(0.50)),
+            p90_ms: ms(h.value_at_quantile(0.90)),
+            p99_ms: ms(h.value_at_quantile(0.99)),
+            max_ms: ms(h.max()),
+        });
+        let jumps = totals.jumps.load(Ordering::Relaxed);
+        let short = totals.short.load(Ordering::Relaxed);
+        let corrupt = totals.corrupt.load(Ordering::Relaxed);
+        let other = totals.other_errors.load(Ordering::Relaxed);
+        Report {
+            settings,
+            seconds,
+            published_bytes: totals.published_bytes.load(Ordering::Relaxed),
+            delivered_bytes: delivered,
+            throughput_bytes_per_second: delivered as f64 / seconds,
+            segments_expected: expected,
+            segments_complete: totals.complete.load(Ordering::Relaxed),
+            latency,
+            errors: Errors {
+                total: jumps + short + corrupt + other,
+                jumps_470: jumps,
+                short_segments: short,
+                corrupted_segments: corrupt,
+                other,
+                samples: totals.samples.lock().clone(),
+            },
+            bench_cpu_seconds: own_cpu,
+            server: server.map(|usage| ServerReport {
+                usage,
+                cores: usage.cpu_seconds / seconds,
+                cpu_seconds_per_gb: usage.cpu_seconds / (delivered as f64 / 1e9).max(1e-9),
+            }),
+        }
+    }
+
+    pub(super) fn text(&self) -> String {
+        let s = &self.settings;
+        let mb = |bytes: u64| bytes as f64 / 1e6;
+        let mut out = String::new();
+        let profile = s
+            .profile
+            .and_then(|p| p.to_possible_value())
+            .map(|p| format!("profile {}: ", p.get_name()))
+            .unwrap_or_default();
+        let rate = if s.rate == 0 {
+            "as fast as possible".to_string()
+        } else {
+            format!("{:.2} MB/s per channel", mb(s.rate))
+        };
+        let lag = s
+            .max_lag
+            .map(|k| format!(", max lag {k}"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{profile}{} channel(s) × {} subscribers, {} segments of {} in {}-byte writes, {rate}{lag}",
+            s.channels,
+            s.subs,
+            s.segments,
+            HumanBytes(s.segment_bytes),
+            s.write
+        );
+        let _ = writeln!(out, "  time        {:.2} s", self.seconds);
+        let _ = writeln!(
+            out,
+            "  published   {:.1} MB ({:.1} MB/s)",
+            mb(self.published_bytes),
+            mb(self.published_bytes) / self.seconds
+        );
+        let _ = writeln!(
+            out,
+            "  delivered   {:.1} MB ({:.3} GB/s fan-out)",
+            mb(self.delivered_bytes),
+            self.throughput_bytes_per_second / 1e9
+        );
+        let _ = writeln!(
+            out,
+            "  segments    {} of {} complete",
+            self.segments_complete, self.segments_expected
+        );
+        match &self.latency {
+            Some(l) => {
+                let _ = writeln!(
+                    out,
+                    "  latency     p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, max {:.3} ms ({} writes)",
+                    l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms, l.writes
+                );
+            }
+            None => {
+                let _ = writeln!(out, "  latency     no complete segment");
+            }
+        }
+        let e = &self.errors;
+        let _ = writeln!(
+            out,
+            "  errors      {} (470 jumps {}, short {}, corrupted {}, other {})",
+            e.total, e.jumps_470, e.short_segments, e.corrupted_segments, e.other
+        );
+        for sample in &e.samples {
+            let _ = writeln!(out, "              {sample}");
+        }
+        let own_cores = self.bench_cpu_seconds / self.seconds;
+        let _ = writeln!(
+            out,
+            "  load gen    {:.2} CPU s ({:.0}% of a core)",
+            self.bench_cpu_seconds,
+            own_cores * 100.0
+        );
+        if let Some(server) = &self.server {
+            let _ = writeln!(
+                out,
+                "  server      {:.2} CPU s ({:.0}% of a core, {:.3} s per GB), RSS {:.1} MB at start, peak {:.1} MB",
+                server.usage.cpu_seconds,
+                server.cores * 100.0,
+                server.cpu_seconds_per_gb,
+                mb(server.usage.rss_start_bytes),
+                mb(server.usage.rss_peak_bytes)
+            );
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let busy = own_cores + self.server.as_ref().map_or(0.0, |s| s.cores);
+        if busy > 0.9 * cores as f64 {
+            let _ = writeln!(
+                out,
+                "  note        {busy:.1} of this machine's {cores} cores were busy: the figures are bounded by CPU"
+            );
+        }
+        out
+    }
+}
