@@ -356,6 +356,10 @@ async fn a_stream_on_a_connection_hyper_serves_ends_when_its_client_closes_mid_s
     let mut publisher = s.connect().await;
     publisher.start_post("/live/0").await;
     publisher.chunk(b"first bytes").await;
+    eventually("the segment started", || {
+        s.server.stats().writing_posts == 1
+    })
+    .await;
     // A POST first: the connection is hyper's from then on.
     let mut raw = s.connect().await;
     raw.send_request("POST", "/other/0", &[], Some(b"x")).await;

@@ -159,9 +159,15 @@ async fn a_long_stream_shows_in_bytes_out_while_it_goes() {
     publisher.start_post("/ch/0").await;
     let piece = vec![7u8; 64 * 1024];
     publisher.chunk(&piece).await;
+    // The POST creates the channel: wait for it, or the GET may come first and get a 404.
+    eventually("the segment started", || {
+        s.server.metrics().segments_started == 1
+    })
+    .await;
     let mut reader = s.connect().await;
     reader.send_request("GET", "/ch/0", &[], Some(b"")).await;
     let head = reader.head().await;
+    assert_eq!(head.status, 200);
     // Three megabytes through a segment that has not ended: the subscriber's bytes are counted
     // as they go, not only when its response ends (a live segment can stream for hours).
     let mut read = 0;
