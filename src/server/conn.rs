@@ -149,19 +149,15 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let mut io = self.shared.io.lock();
-        match Pin::new(&mut io.stream).poll_flush(cx) {
-            // A TLS stream holds up to 64 KiB of its own: the last bytes may wait here.
-            Poll::Pending => Poll::Ready(Err(ready!(io.deadline.poll_stalled(cx)))),
-            done => done,
-        }
+        // A TLS stream holds up to 64 KiB of its own: the last bytes may wait here.
+        let flushed = Pin::new(&mut io.stream).poll_flush(cx);
+        io.deadline.guard(cx, flushed)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let mut io = self.shared.io.lock();
-        match Pin::new(&mut io.stream).poll_shutdown(cx) {
-            Poll::Pending => Poll::Ready(Err(ready!(io.deadline.poll_stalled(cx)))),
-            done => done,
-        }
+        let shut = Pin::new(&mut io.stream).poll_shutdown(cx);
+        io.deadline.guard(cx, shut)
     }
 }
 
@@ -175,13 +171,8 @@ impl<S: AsyncWrite + Unpin> Shared<S> {
         if io.aborted {
             return Poll::Ready(Err(aborted()));
         }
-        match write(Pin::new(&mut io.stream), cx) {
-            Poll::Pending => Poll::Ready(Err(ready!(io.deadline.poll_stalled(cx)))),
-            done => {
-                io.deadline.progressed();
-                done
-            }
-        }
+        let written = write(Pin::new(&mut io.stream), cx);
+        io.deadline.guard(cx, written)
     }
 }
 
@@ -411,14 +402,24 @@ impl SendDeadline {
         }
     }
 
-    /// A write went through.
-    pub(super) fn progressed(&mut self) {
-        self.progressed = true;
+    /// What a write (or flush, or shutdown) to the client came to: one that went through is
+    /// progress; one that waits becomes an error once the client has taken nothing for the send
+    /// timeout.
+    pub(super) fn guard<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        match polled {
+            Poll::Pending => self.poll_stalled(cx).map(Err),
+            done => {
+                self.progressed = true;
+                done
+            }
+        }
     }
 
-    /// Called when a write could not go through: an error once the client has taken nothing for
-    /// the send timeout.
-    pub(super) fn poll_stalled(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+    fn poll_stalled(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
         let limit = self.limit;
         let sleep = self.sleep.get_or_insert_with(|| {
             Box::pin(tokio::time::sleep_until(later(Instant::now(), limit)))

@@ -125,6 +125,17 @@ pub(super) fn closing(mut response: Response) -> Response {
     response
 }
 
+/// The answer of the `before_create` (`create`) or `before_delete` hook, if it refuses.
+fn refused_by_hook(
+    server: &Server,
+    create: bool,
+    parts: &http::request::Parts,
+    name: &str,
+) -> Option<Response> {
+    let hook = server.hook(create)?;
+    hook(parts, name).err().map(hook_rejection)
+}
+
 fn hook_rejection(rejection: RequestError) -> Response {
     let status = if rejection.status.is_client_error() || rejection.status.is_server_error() {
         rejection.status
@@ -168,10 +179,8 @@ async fn create_channel(State(server): State<Server>, req: Request) -> Response 
     if protocol::is_reserved(&name) {
         return closing(error(&Error::ReservedName));
     }
-    if let Some(hook) = server.hook(true)
-        && let Err(rejection) = hook(&parts, &name)
-    {
-        return closing(hook_rejection(rejection));
+    if let Some(refused) = refused_by_hook(&server, true, &parts, &name) {
+        return closing(refused);
     }
     if server.channel(&name).is_some() {
         return Response::new(Body::empty());
@@ -204,10 +213,8 @@ async fn delete_channel(State(server): State<Server>, req: Request) -> Response 
     if protocol::is_reserved(&name) {
         return error(&Error::ReservedName);
     }
-    if let Some(hook) = server.hook(false)
-        && let Err(rejection) = hook(&parts, &name)
-    {
-        return hook_rejection(rejection);
+    if let Some(refused) = refused_by_hook(&server, false, &parts, &name) {
+        return refused;
     }
     match server.delete_channel(&name) {
         Ok(()) => Response::new(Body::empty()),
@@ -452,10 +459,8 @@ async fn publish(State(server): State<Server>, req: Request) -> Response {
             }
             // Creating a channel by publishing to it asks the same hook as `POST /{name}`: an
             // embedder that decides there who may create channels must not be bypassed.
-            if let Some(hook) = server.hook(true)
-                && let Err(rejection) = hook(&parts, &name)
-            {
-                return closing(hook_rejection(rejection));
+            if let Some(refused) = refused_by_hook(&server, true, &parts, &name) {
+                return closing(refused);
             }
             let mime = header_str(&parts.headers, header::CONTENT_TYPE);
             match server.get_or_create(&name, mime) {

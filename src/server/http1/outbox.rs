@@ -102,15 +102,11 @@ impl Outbox {
                 .zip(slices.iter_mut())
                 .map(|(piece, slice)| *slice = IoSlice::new(piece.as_slice(&self.head)))
                 .count();
-            let mut written = match Pin::new(&mut *stream).poll_write_vectored(cx, &slices[..count])
-            {
-                Poll::Ready(written) => written?,
-                Poll::Pending => return Poll::Ready(Err(ready!(self.deadline.poll_stalled(cx)))),
-            };
+            let written = Pin::new(&mut *stream).poll_write_vectored(cx, &slices[..count]);
+            let mut written = ready!(self.deadline.guard(cx, written))?;
             if written == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
-            self.deadline.progressed();
             while written > 0 {
                 let front = &mut self.pieces[0];
                 let len = front.as_slice(&self.head).len();

@@ -252,12 +252,8 @@ where
             if out.len() == 0 {
                 // Everything is written; a TLS stream may still hold it in its own buffer (up to
                 // 64 KiB), which a client that stopped reading never takes.
-                match Pin::new(&mut *stream).poll_flush(cx) {
-                    Poll::Ready(flushed) => flushed?,
-                    Poll::Pending => {
-                        return Poll::Ready(Err(ready!(out.deadline.poll_stalled(cx))));
-                    }
-                }
+                let flushed = Pin::new(&mut *stream).poll_flush(cx);
+                ready!(out.deadline.guard(cx, flushed))?;
                 if !body_done {
                     // Waiting for the body: watch for the client going away meanwhile.
                     if poll_gone(stream, buf, cx).is_ready() {
