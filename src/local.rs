@@ -13,8 +13,10 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::protocol::{Error, SeqParam};
+use crate::server::read::Cursor;
 use crate::server::segment::{ReadError, SegmentReader};
-use crate::server::{Channel, Server};
+use crate::server::write::Claim;
+use crate::server::{Channel, ReadLookup, Server};
 
 /// Bytes asked of the reader per read.
 const READ_SIZE: usize = 32 * 1024;
@@ -37,10 +39,12 @@ impl LocalPublisher {
         }
     }
 
-    /// Creates the channel (with this publisher's MIME type) whatever autocreate says.
-    pub fn create_channel(&self) -> Result<(), Error> {
+    /// Creates the channel (with this publisher's MIME type) whatever autocreate says; the
+    /// server's `before_create` hook is asked first.
+    pub async fn create_channel(&self) -> Result<(), Error> {
         self.server
             .create_channel(&self.name, &self.mime)
+            .await
             .map(|_| ())
     }
 
@@ -49,9 +53,9 @@ impl LocalPublisher {
         self.seq
     }
 
-    fn channel(&self) -> Result<Arc<Channel>, Error> {
+    async fn channel(&self) -> Result<Arc<Channel>, Error> {
         if self.server.config().autocreate {
-            self.server.create_channel(&self.name, &self.mime)
+            self.server.create_channel(&self.name, &self.mime).await
         } else {
             self.server.channel(&self.name).ok_or(Error::StreamNotFound)
         }
@@ -61,26 +65,24 @@ impl LocalPublisher {
     /// read. Returns the seq written. A read error fails the segment (its subscribers see an
     /// abnormal end) and is returned.
     pub async fn write(&mut self, mut reader: impl AsyncRead + Unpin) -> Result<u64, Error> {
-        let channel = self.channel()?;
-        let target = channel.local_target(self.seq)?;
+        let channel = self.channel().await?;
+        let claim = Claim::fresh(&self.server, channel, self.seq)?;
         self.seq += 1;
         let mut buf = BytesMut::with_capacity(READ_SIZE);
-        // Before the first byte nothing is claimed: a failed read leaves the segment fresh.
+        // Before the first byte nothing is written: a failed read leaves the segment fresh.
         reader.read_buf(&mut buf).await?;
-        let mut writer = channel.start_writing(&target)?;
+        let mut writing = claim.start()?;
         while !buf.is_empty() {
-            channel.touch();
-            writer
-                .write(buf.split().freeze())
-                .map_err(|err| channel.write_error(err))?;
+            writing.write(buf.split().freeze())?;
             buf.reserve(READ_SIZE);
             if let Err(err) = reader.read_buf(&mut buf).await {
-                writer.fail();
+                writing.fail();
                 return Err(err.into());
             }
         }
-        writer.finish().map_err(|err| channel.write_error(err))?;
-        Ok(target.seq)
+        let seq = writing.seq();
+        writing.finish()?;
+        Ok(seq)
     }
 
     /// Writes `data` as the next segment.
@@ -99,7 +101,10 @@ impl LocalPublisher {
 pub struct LocalSubscriber {
     server: Server,
     name: String,
-    next: SeqParam,
+    /// Where to start when the channel is first found.
+    start: SeqParam,
+    /// Made when the channel is first found; a channel deleted and made again is a new cursor.
+    cursor: Option<Cursor>,
 }
 
 /// One segment as a local subscriber sees it: metadata at once, bytes as they arrive.
@@ -107,6 +112,9 @@ pub struct LocalSegment {
     pub seq: u64,
     /// The write head when the segment was looked up.
     pub latest: u64,
+    /// Seqs [`LocalSubscriber::follow`] went past before this one (not held any more, or failed
+    /// before their first byte); 0 for [`LocalSubscriber::read`].
+    pub skipped: u64,
     pub content_type: String,
     channel: Arc<Channel>,
     reader: SegmentReader,
@@ -118,51 +126,88 @@ impl LocalSubscriber {
         LocalSubscriber {
             server: server.clone(),
             name: name.into(),
-            next: SeqParam::Relative(1),
+            start: SeqParam::Relative(1),
+            cursor: None,
         }
     }
 
     /// Where the next read starts: `n >= 0` literally, `-N` relative to the write head.
     pub fn set_seq(&mut self, n: i64) {
-        self.next = if n >= 0 {
+        let to = if n >= 0 {
             SeqParam::Index(n as u64)
         } else {
             SeqParam::Relative(n.unsigned_abs())
         };
+        self.start = to;
+        if let Some(cursor) = &mut self.cursor {
+            cursor.seek(to);
+        }
+    }
+
+    /// The cursor over the channel as it is now (a new one if the channel was made again).
+    fn cursor(&mut self) -> Result<&mut Cursor, Error> {
+        let channel = self
+            .server
+            .channel(&self.name)
+            .ok_or(Error::StreamNotFound)?;
+        let current = self
+            .cursor
+            .as_ref()
+            .is_some_and(|c| Arc::ptr_eq(c.channel(), &channel));
+        if !current {
+            self.cursor = Some(Cursor::new(channel, self.start));
+        }
+        Ok(self.cursor.as_mut().expect("just made"))
     }
 
     /// Looks up the next segment and returns it at once (its bytes may not exist yet). Errors:
     /// [`Error::StreamNotFound`], [`Error::EndOfStream`], [`Error::SequenceNonexistent`].
     pub fn read(&mut self) -> Result<LocalSegment, Error> {
-        let channel = self
-            .server
-            .channel(&self.name)
-            .ok_or(Error::StreamNotFound)?;
-        match channel.lookup_for_read(self.next) {
-            crate::server::ReadLookup::NotHeld {
-                seq,
-                latest,
-                closed,
-            } => Err(if closed {
-                Error::EndOfStream
-            } else {
-                Error::SequenceNonexistent { seq, latest }
-            }),
-            crate::server::ReadLookup::Found { segment, latest } => {
-                self.next = SeqParam::Index(segment.seq() + 1);
-                Ok(LocalSegment {
-                    seq: segment.seq(),
-                    latest,
-                    content_type: channel.mime().to_string(),
-                    reader: segment.reader(),
-                    channel,
-                })
+        let cursor = self.cursor()?;
+        match cursor.step() {
+            ReadLookup::NotHeld { closed: true, .. } => Err(Error::EndOfStream),
+            ReadLookup::NotHeld { seq, latest, .. } => {
+                Err(Error::SequenceNonexistent { seq, latest })
+            }
+            ReadLookup::Found { segment, latest } => {
+                Ok(LocalSegment::new(cursor.channel(), segment, latest, 0))
             }
         }
+    }
+
+    /// Waits for the next segment that has data (or is complete and empty), going past what
+    /// cannot be read: a reader that fell behind the ring jumps to the newest segment, and a
+    /// segment that failed before its first byte is skipped ([`LocalSegment::skipped`] counts
+    /// both). [`Error::EndOfStream`] once the channel is gone.
+    pub async fn follow(&mut self) -> Result<LocalSegment, Error> {
+        let cursor = self.cursor()?;
+        let found = cursor.follow().await?;
+        Ok(LocalSegment::new(
+            cursor.channel(),
+            found.segment,
+            found.latest,
+            found.skipped,
+        ))
     }
 }
 
 impl LocalSegment {
+    fn new(
+        channel: &Arc<Channel>,
+        segment: Arc<crate::server::segment::Segment>,
+        latest: u64,
+        skipped: u64,
+    ) -> LocalSegment {
+        LocalSegment {
+            seq: segment.seq(),
+            latest,
+            skipped,
+            content_type: channel.mime().to_string(),
+            reader: segment.reader(),
+            channel: channel.clone(),
+        }
+    }
+
     /// The next bytes of the segment, `None` at its end.
     pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, Error> {
         self.reader.next_chunk().await.map_err(|err| match err {

@@ -157,6 +157,9 @@ pub enum Error {
     NonexistentSegment,
     #[error("Timed out waiting for data")]
     Timeout,
+    /// A hook of the embedding application refused the request (with a 4xx or 5xx status).
+    #[error("{message}")]
+    Refused { status: StatusCode, message: String },
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -165,6 +168,7 @@ impl Error {
     /// The HTTP status this error is answered with.
     pub fn status(&self) -> StatusCode {
         match self {
+            Error::Refused { status, .. } => *status,
             Error::StreamNotFound => StatusCode::NOT_FOUND,
             Error::EndOfStream => StatusCode::OK,
             Error::SequenceNonexistent { .. } | Error::SegmentFailed => {

@@ -263,7 +263,7 @@ async fn a_401_closes_the_connection() {
         ..Config::default()
     })
     .await;
-    s.server.create_channel("ch", "text/plain").unwrap();
+    s.server.create_channel("ch", "text/plain").await.unwrap();
     for request in [
         // Two pipelined GETs without a token: only the first is answered.
         &b"GET /ch/0 HTTP/1.1\r\nHost: x\r\n\r\nGET /ch/0 HTTP/1.1\r\nHost: x\r\n\r\n"[..],
@@ -339,7 +339,10 @@ async fn tokens_in_the_path_or_a_header_are_scoped() {
 
     // Out of scope: 403, the same for an existing and a missing channel, and the connection
     // closes (a refused request's body is not read).
-    s.server.create_channel("other", "text/plain").unwrap();
+    s.server
+        .create_channel("other", "text/plain")
+        .await
+        .unwrap();
     let mut answers = Vec::new();
     for (t, method, path) in [
         (&cam, "POST", "/other/0"),

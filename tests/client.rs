@@ -320,7 +320,7 @@ async fn end_of_stream_and_missing_channels() {
         Err(ClientError::StreamNotFound)
     ));
 
-    s.server.create_channel("live", "text/plain").unwrap();
+    s.server.create_channel("live", "text/plain").await.unwrap();
     let mut publisher = publisher(&s, "live");
     publisher.write_segment("one").await.unwrap();
     let mut sub = subscriber(&s, "live", SubscribeStart::Next);
@@ -711,9 +711,9 @@ async fn close_deletes_again_when_the_preconnect_arrived_after_the_delete() {
     let counted = deletes.clone();
     let s = TestServer::with_server(
         trickle::Server::builder(Config::default())
-            .before_delete(move |_, _| {
+            .before_delete(move |_| {
                 counted.fetch_add(1, Ordering::SeqCst);
-                Ok(())
+                async { Ok(()) }
             })
             .build(),
     )

@@ -83,6 +83,7 @@ async fn a_mime_type_that_is_no_header_value_goes_out_empty() {
     let s = TestServer::start().await;
     s.server
         .create_channel("odd", "text/plain\r\nx-smuggled: 1")
+        .await
         .unwrap();
     assert_eq!(s.post("/odd/0", b"zero").await.status, 200);
     for path in ["/odd/0", "/odd/0?via=router"] {

@@ -26,7 +26,7 @@ async fn s39_local_publisher_and_subscriber() {
     let mut sub = LocalSubscriber::new(&server, "ch");
     assert!(matches!(sub.read(), Err(Error::StreamNotFound)));
 
-    publisher.create_channel().unwrap();
+    publisher.create_channel().await.unwrap();
     let (ack_tx, mut ack_rx) = tokio::sync::mpsc::channel::<()>(1);
     let writer = tokio::spawn(async move {
         for i in 0..20 {
@@ -150,24 +150,36 @@ async fn s42_fan_out_stress_is_byte_exact() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hooks_can_refuse_create_and_delete() {
     let server = Server::builder(Config::default())
-        .before_create(|req, name| {
-            if req.headers.contains_key("x-token") {
-                Ok(())
-            } else {
-                Err(RequestError {
-                    status: StatusCode::UNAUTHORIZED,
-                    message: format!("no token for {name}"),
-                })
+        .before_create(|req| {
+            // What the hook needs is read now; the decision is made later, asynchronously (as
+            // one that asks a database would).
+            let allowed = req.http.is_some_and(|h| h.headers.contains_key("x-token"))
+                || req.name.starts_with("local-");
+            let name = req.name.to_string();
+            async move {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                if allowed {
+                    Ok(())
+                } else {
+                    Err(RequestError {
+                        status: StatusCode::UNAUTHORIZED,
+                        message: format!("no token for {name}"),
+                    })
+                }
             }
         })
-        .before_delete(|_, name| {
-            if name == "keep" {
-                Err(RequestError {
-                    status: StatusCode::OK, // not an error status: becomes 400
-                    message: String::new(),
-                })
-            } else {
-                Ok(())
+        .before_delete(|req| {
+            let keep = req.name == "keep";
+            async move {
+                tokio::task::yield_now().await;
+                if keep {
+                    Err(RequestError {
+                        status: StatusCode::OK, // not an error status: becomes 400
+                        message: String::new(),
+                    })
+                } else {
+                    Ok(())
+                }
             }
         })
         .build();
@@ -195,6 +207,23 @@ async fn hooks_can_refuse_create_and_delete() {
     s.request_with("POST", "/gone", &[("x-token", "1")], b"")
         .await;
     assert_eq!(s.delete("/gone").await.status, 200);
+
+    // In process too: the hook is asked (without a request) by `create_channel` and by a local
+    // publisher that creates its channel.
+    let Err(refused) = s.server.create_channel("inproc", "").await else {
+        panic!("created against the hook")
+    };
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(refused.to_string(), "no token for inproc");
+    let mut publisher = LocalPublisher::new(&s.server, "inproc", "text/plain");
+    assert!(matches!(
+        publisher.write_bytes("x").await,
+        Err(Error::Refused { .. })
+    ));
+    assert!(s.server.channel("inproc").is_none());
+    assert!(s.server.create_channel("local-ok", "").await.is_ok());
+    let mut publisher = LocalPublisher::new(&s.server, "local-made", "text/plain");
+    assert_eq!(publisher.write_bytes("x").await.unwrap(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -247,4 +276,37 @@ async fn dropping_every_handle_stops_the_sweeper() {
             <= before
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_following_local_subscriber_jumps_gaps_and_skips_failed_segments() {
+    let server = Server::new(Config {
+        ring: 3,
+        ..Config::default()
+    });
+    let mut publisher = LocalPublisher::new(&server, "ch", "text/plain");
+    for n in 0..10 {
+        publisher.write_bytes(format!("segment {n}")).await.unwrap();
+    }
+    // Seq 0 left the ring long ago: the follower jumps to the newest segment.
+    let mut sub = LocalSubscriber::new(&server, "ch");
+    sub.set_seq(0);
+    let mut segment = sub.follow().await.unwrap();
+    assert_eq!((segment.seq, segment.skipped), (9, 9));
+    assert_eq!(segment.read_to_end().await.unwrap(), b"segment 9");
+
+    // Seq 10 fails before the follower reads it; seq 11 is what it gets.
+    assert!(publisher.write(breaking_after(b"half")).await.is_err());
+    publisher.write_bytes("eleven").await.unwrap();
+    let mut sub = LocalSubscriber::new(&server, "ch");
+    sub.set_seq(10);
+    let segment = sub.follow().await.unwrap();
+    assert_eq!((segment.seq, segment.skipped), (11, 1));
+
+    // The channel deleted under a follower waiting at the live edge: end of stream.
+    let mut waiting = std::pin::pin!(sub.follow());
+    assert!(futures_util::poll!(waiting.as_mut()).is_pending());
+    server.delete_channel("ch").unwrap();
+    let ended = waiting.await.map(|s| s.seq);
+    assert!(matches!(ended, Err(Error::EndOfStream)), "{ended:?}");
 }

@@ -60,6 +60,12 @@ async fn s35_idle_sweep_counts_every_byte() {
 async fn events(s: &TestServer, count: usize) -> Vec<serde_json::Value> {
     let mut out = Vec::new();
     for seq in 0..count {
+        // The feed writes events as it hears of them, a moment after they happen: a GET of the
+        // seq after its write head would be a 470.
+        eventually("the feed catching up", || {
+            s.server.channel("_changes").unwrap().next_write() >= seq as u64
+        })
+        .await;
         let r = s.get(&format!("/_changes/{seq}")).await;
         assert_eq!(r.status, 200, "event {seq}");
         assert_eq!(r.header("content-type"), Some("application/json"));

@@ -234,7 +234,7 @@ async fn s26_repost_replaces_a_completed_segment() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s27_reset_releases_a_half_written_segment() {
     let s = TestServer::start().await;
-    s.server.create_channel("ch", "text/plain").unwrap();
+    s.server.create_channel("ch", "text/plain").await.unwrap();
     let (mut pipe_in, pipe_out) = tokio::io::duplex(1024);
     let local = {
         let server = s.server.clone();
@@ -284,7 +284,7 @@ async fn s28_channel_deleted_while_a_post_is_mid_body() {
         ..Config::default()
     })
     .await;
-    s.server.create_channel("ch", "").unwrap();
+    s.server.create_channel("ch", "").await.unwrap();
     let mut publisher = s.connect().await;
     publisher.start_post("/ch/0").await;
     publisher.chunk(b"part").await;

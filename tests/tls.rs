@@ -353,7 +353,7 @@ async fn a_tls_reader_that_stops_just_before_the_end_is_cut_off_after_the_send_t
         ..trickle::Config::default()
     });
     let mut publisher = trickle::local::LocalPublisher::new(&server, "big", "video/mp2t");
-    publisher.create_channel().unwrap();
+    publisher.create_channel().await.unwrap();
     publisher
         .write_bytes(common::pattern(512 << 10, 1))
         .await

@@ -26,7 +26,7 @@ fuzz_target!(|data: &[u8]| {
             wait_timeout: Duration::from_millis(50),
             ..trickle::Config::default()
         });
-        server.create_channel("ch", "text/plain").unwrap();
+        server.create_channel("ch", "text/plain").await.unwrap();
         let (client, server_io) = tokio::io::duplex(64 * 1024);
         let connection = tokio::spawn(trickle::server::serve_connection(
             server.clone(),

@@ -1,58 +1,74 @@
-//! The `_changes` channel: one JSON event per segment, `{"added":[name]}` or `{"removed":[name]}`,
-//! written synchronously by whatever created or deleted the channel, so events are in order.
+//! The `_changes` channel: one JSON event per segment, `{"added":[name]}` or `{"removed":[name]}`.
+//!
+//! One listener of the server's [`Event`]s among others: a task that writes each channel event as
+//! the next segment, in the order the events happened, through the same write path as every other
+//! publisher.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Weak;
 
 use bytes::Bytes;
-use parking_lot::Mutex;
+use tokio::sync::broadcast::{self, error::RecvError};
+use tokio_util::sync::CancellationToken;
 
-use super::channel::Channel;
-use crate::protocol::SeqParam;
+use super::events::Event;
+use super::write::Claim;
+use super::{Inner, Server};
 
 pub const NAME: &str = "_changes";
 
-pub struct Changefeed {
-    channel: OnceLock<Arc<Channel>>,
-    /// The next seq to write; the lock also serialises events.
-    next_seq: Mutex<u64>,
+/// Writes `{"added":["_changes"]}` as seq 0, then every channel event as it comes, until the
+/// server is gone or shut down. Holds only a weak reference between events.
+pub(super) async fn run(
+    inner: Weak<Inner>,
+    mut events: broadcast::Receiver<Event>,
+    shutdown: CancellationToken,
+) {
+    let mut seq = 0;
+    let first = Event::ChannelCreated {
+        channel: NAME.into(),
+    };
+    let mut next = Some(first);
+    loop {
+        if let Some(event) = next.take() {
+            let Some(inner) = inner.upgrade() else { return };
+            if write(&Server { inner }, seq, &event) {
+                seq += 1;
+            }
+        }
+        let received = tokio::select! {
+            received = events.recv() => received,
+            _ = shutdown.cancelled() => return,
+        };
+        next = match received {
+            Ok(event) => Some(event),
+            Err(RecvError::Closed) => return,
+            Err(RecvError::Lagged(missed)) => {
+                // Only possible if this task was starved for thousands of events.
+                tracing::warn!(missed, "changefeed fell behind: events were not written");
+                None
+            }
+        };
+    }
 }
 
-impl Changefeed {
-    pub fn new() -> Changefeed {
-        Changefeed {
-            channel: OnceLock::new(),
-            next_seq: Mutex::new(0),
-        }
+/// Writes one channel event as segment `seq` of `_changes`; whether it was written.
+fn write(server: &Server, seq: u64, event: &Event) -> bool {
+    let body = match event {
+        Event::ChannelCreated { channel } => serde_json::json!({ "added": [&**channel] }),
+        Event::ChannelRemoved { channel } => serde_json::json!({ "removed": [&**channel] }),
+        _ => return false,
+    };
+    let Some(channel) = server.channel(NAME) else {
+        return false;
+    };
+    let written = Claim::fresh(server, channel, seq)
+        .and_then(Claim::start)
+        .and_then(|mut writing| {
+            writing.write(Bytes::from(body.to_string()))?;
+            writing.finish()
+        });
+    if let Err(err) = &written {
+        tracing::debug!(%err, "changefeed event dropped");
     }
-
-    pub fn attach(&self, channel: Arc<Channel>) {
-        let _ = self.channel.set(channel);
-    }
-
-    pub fn emit_added(&self, name: &str) {
-        self.emit(serde_json::json!({ "added": [name] }));
-    }
-
-    pub fn emit_removed(&self, name: &str) {
-        self.emit(serde_json::json!({ "removed": [name] }));
-    }
-
-    fn emit(&self, event: serde_json::Value) {
-        let Some(channel) = self.channel.get() else {
-            return;
-        };
-        let mut seq = self.next_seq.lock();
-        let written = channel
-            .target_for_write(SeqParam::Index(*seq), false)
-            .and_then(|target| channel.start_writing(&target));
-        match written {
-            Ok(mut writer) => {
-                let body = Bytes::from(event.to_string());
-                if writer.write(body).is_ok() && writer.finish().is_ok() {
-                    *seq += 1;
-                }
-            }
-            Err(err) => tracing::debug!(%err, "changefeed event dropped"),
-        }
-    }
+    written.is_ok()
 }

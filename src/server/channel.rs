@@ -21,7 +21,8 @@ use super::segment::{Removal, Segment, SegmentWriter, Snapshot, Status, WriteErr
 use crate::protocol::{Error, SeqParam};
 
 pub struct Channel {
-    name: String,
+    /// Shared with the events about this channel.
+    name: Arc<str>,
     mime: String,
     ring_size: u64,
     max_segment_bytes: u64,
@@ -90,7 +91,7 @@ impl Channel {
         // for a channel made in process, and becomes empty rather than a broken header.
         let valid = mime.bytes().all(|b| b == b'\t' || (b >= b' ' && b != 0x7f));
         let channel = Channel {
-            name,
+            name: name.into(),
             mime: if valid { mime } else { String::new() },
             ring_size: ring_size.max(1) as u64,
             max_segment_bytes,
@@ -110,6 +111,11 @@ impl Channel {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The name, for keeping (a reference count, no copy).
+    pub fn shared_name(&self) -> Arc<str> {
+        self.name.clone()
     }
 
     /// The MIME type fixed at creation (may be empty); always a valid header value.
@@ -390,14 +396,5 @@ impl Channel {
             segment.close(Status::Failed);
         }
         true
-    }
-
-    /// Ticket for an in-process publisher (same ordering as HTTP publishers).
-    pub(crate) fn local_target(&self, seq: u64) -> Result<WriteTarget, Error> {
-        let target = self.target_for_write(SeqParam::Index(seq), false)?;
-        if !target.placeholder {
-            return Err(Error::EntryExists);
-        }
-        Ok(target)
     }
 }

@@ -22,10 +22,12 @@ use http_body::{Body as _, Frame};
 use http_body_util::{BodyExt, StreamBody};
 use tokio::time::Instant;
 
-use super::channel::{Channel, PendingEnd, ReadLookup, WriteTarget};
+use super::channel::{Channel, PendingEnd, ReadLookup};
 use super::conn::PeerWatch;
-use super::segment::{SegmentReader, SegmentWriter, Start, Status, WriteError};
-use super::{Counter, RequestError, Server, Stat, StatGuard};
+use super::read::Cursor;
+use super::segment::{SegmentReader, Start};
+use super::write::{Claim, Writing};
+use super::{Counter, Server, Stat, StatGuard};
 use crate::protocol::{self, Error, SeqParam};
 
 pub fn routes(server: Server) -> Router {
@@ -125,34 +127,6 @@ pub(super) fn closing(mut response: Response) -> Response {
     response
 }
 
-/// The answer of the `before_create` (`create`) or `before_delete` hook, if it refuses.
-fn refused_by_hook(
-    server: &Server,
-    create: bool,
-    parts: &http::request::Parts,
-    name: &str,
-) -> Option<Response> {
-    let hook = server.hook(create)?;
-    hook(parts, name).err().map(hook_rejection)
-}
-
-fn hook_rejection(rejection: RequestError) -> Response {
-    let status = if rejection.status.is_client_error() || rejection.status.is_server_error() {
-        rejection.status
-    } else {
-        StatusCode::BAD_REQUEST
-    };
-    let message = if rejection.message.is_empty() {
-        status
-            .canonical_reason()
-            .unwrap_or("Bad Request")
-            .to_string()
-    } else {
-        rejection.message
-    };
-    text(status, &message)
-}
-
 /// The answer for a seq the channel does not hold: 470 with the write head, or end of stream.
 fn not_held(seq: u64, latest: u64, closed: bool) -> Response {
     let mut response = if closed {
@@ -179,8 +153,8 @@ async fn create_channel(State(server): State<Server>, req: Request) -> Response 
     if protocol::is_reserved(&name) {
         return closing(error(&Error::ReservedName));
     }
-    if let Some(refused) = refused_by_hook(&server, true, &parts, &name) {
-        return closing(refused);
+    if let Err(refused) = server.may_create(&name, Some(&parts)).await {
+        return closing(error(&refused));
     }
     if server.channel(&name).is_some() {
         return Response::new(Body::empty());
@@ -213,8 +187,8 @@ async fn delete_channel(State(server): State<Server>, req: Request) -> Response 
     if protocol::is_reserved(&name) {
         return error(&Error::ReservedName);
     }
-    if let Some(refused) = refused_by_hook(&server, false, &parts, &name) {
-        return refused;
+    if let Err(refused) = server.may_delete(&name, &parts).await {
+        return error(&refused);
     }
     match server.delete_channel(&name) {
         Ok(()) => Response::new(Body::empty()),
@@ -295,14 +269,15 @@ pub(super) async fn subscribe_path(server: &Server, path: &str) -> Subscribed {
         Ok(param) => param,
         Err(err) => return error(&err).into(),
     };
-    match channel.lookup_for_read(param) {
+    let mut cursor = Cursor::new(channel, param);
+    match cursor.step() {
         ReadLookup::NotHeld {
             seq,
             latest,
             closed,
         } => not_held(seq, latest, closed).into(),
         ReadLookup::Found { segment, latest } => {
-            serve_segment(server, channel, segment, latest).await
+            serve_segment(server, cursor.channel().clone(), segment, latest).await
         }
     }
 }
@@ -459,8 +434,8 @@ async fn publish(State(server): State<Server>, req: Request) -> Response {
             }
             // Creating a channel by publishing to it asks the same hook as `POST /{name}`: an
             // embedder that decides there who may create channels must not be bypassed.
-            if let Some(refused) = refused_by_hook(&server, true, &parts, &name) {
-                return closing(refused);
+            if let Err(refused) = server.may_create(&name, Some(&parts)).await {
+                return closing(error(&refused));
             }
             let mime = header_str(&parts.headers, header::CONTENT_TYPE);
             match server.get_or_create(&name, mime) {
@@ -474,20 +449,28 @@ async fn publish(State(server): State<Server>, req: Request) -> Response {
         .headers
         .get(protocol::RESET)
         .is_some_and(|v| !v.is_empty());
-    let target = match param.and_then(|p| channel.target_for_write(p, reset)) {
-        Ok(target) => target,
+    let claim = match param.and_then(|p| Claim::new(&server, channel, p, reset)) {
+        Ok(claim) => claim,
         Err(Error::EndOfStream) => return end_of_stream(None),
         Err(err) => return closing(error(&err)),
     };
     let mut body = body;
-    let first = match wait_first_byte(&server, &channel, &target, &mut body).await {
+    let first = match wait_first_byte(&server, &claim, &mut body).await {
         Ok(first) => first,
         Err(response) => return response,
     };
-    match channel.start_writing(&target) {
-        Ok(writer) => write_body(&server, &channel, writer, first, body).await,
-        Err(Error::EndOfStream) => end_of_stream(Some(target.seq)),
-        Err(err) => closing(error(&err)),
+    let seq = claim.seq();
+    let writing = match claim.start() {
+        Ok(writing) => writing,
+        Err(err) => return refused_write(seq, err),
+    };
+    match first {
+        Some(first) => stream_body(&server, writing, first, body).await,
+        // A zero-byte segment is a real, empty segment.
+        None => match writing.finish() {
+            Ok(()) => closing(posted(seq)),
+            Err(err) => refused_write(seq, err),
+        },
     }
 }
 
@@ -515,149 +498,83 @@ fn posted(seq: u64) -> Response {
     response
 }
 
-/// Waits for the first byte of a POST body. Every way this can end without one is answered here.
+/// Waits for the first byte of a POST body (`None`: the body ended without one). Every other way
+/// this can end is answered here.
 async fn wait_first_byte(
     server: &Server,
-    channel: &Channel,
-    target: &WriteTarget,
+    claim: &Claim,
     body: &mut Body,
-) -> Result<Bytes, Response> {
+) -> Result<Option<Bytes>, Response> {
     let _pending = server.stat(Stat::PendingPosts);
-    let mut ended = pin!(
-        target
-            .segment
-            .wait_for(|snap| channel.pending_end(target, snap))
-    );
-    let mut closed = pin!(channel.closed());
+    let seq = claim.seq();
+    let mut ended = pin!(claim.ended());
     let mut timeout = pin!(tokio::time::sleep(server.config().wait_timeout));
     loop {
         tokio::select! {
             frame = body.frame() => match frame {
                 Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) if !data.is_empty() => return Ok(data),
+                    Ok(data) if !data.is_empty() => return Ok(Some(data)),
                     _ => continue,
                 },
                 // The client went away before its first byte: the segment stays as it was.
                 Some(Err(_)) => return Err(closing(text(StatusCode::BAD_REQUEST, "Request body error"))),
-                None => {
-                    // A zero-byte segment is a real, empty segment.
-                    return Err(match channel.start_writing(target) {
-                        Ok(writer) => match writer.finish() {
-                            Ok(()) => {
-                                server.count(Counter::SegmentsStarted, 1);
-                                server.count(Counter::SegmentsCompleted, 1);
-                                closing(posted(target.seq))
-                            }
-                            Err(_) => end_of_stream(Some(target.seq)),
-                        },
-                        Err(Error::EndOfStream) => end_of_stream(Some(target.seq)),
-                        Err(err) => closing(error(&err)),
-                    });
-                }
+                None => return Ok(None),
             },
             end = &mut ended => return Err(match end {
                 PendingEnd::Superseded => closing(error(&Error::Superseded)),
-                PendingEnd::EndOfStream => end_of_stream(Some(target.seq)),
+                PendingEnd::EndOfStream => end_of_stream(Some(seq)),
                 PendingEnd::Closed => {
-                    channel.finish_closed_placeholder(target);
-                    closing(posted(target.seq))
+                    claim.finish_closed();
+                    closing(posted(seq))
                 }
             }),
-            _ = &mut closed => return Err(end_of_stream(Some(target.seq))),
             _ = &mut timeout => return Err(closing(error(&Error::Timeout))),
         }
     }
 }
 
-/// Streams the rest of a POST body into its version and answers the publisher; counts how the
-/// segment ended.
-async fn write_body(
-    server: &Server,
-    channel: &Channel,
-    writer: SegmentWriter,
-    first: Bytes,
-    body: Body,
-) -> Response {
-    let _ended = SegmentEnd::started(server, writer.segment().clone());
-    stream_body(server, channel, writer, first, body).await
-}
-
-/// Counts a segment as started, and as completed or failed when it is dropped: also when the
-/// request is dropped mid-body (an HTTP/2 stream reset, a connection aborted), so that every
-/// segment that starts ends in one of the two counters.
-struct SegmentEnd {
-    server: Server,
-    segment: Arc<super::segment::Segment>,
-}
-
-impl SegmentEnd {
-    fn started(server: &Server, segment: Arc<super::segment::Segment>) -> SegmentEnd {
-        server.count(Counter::SegmentsStarted, 1);
-        SegmentEnd {
-            server: server.clone(),
-            segment,
-        }
-    }
-}
-
-impl Drop for SegmentEnd {
-    fn drop(&mut self) {
-        let counter = match self.segment.snapshot().status {
-            Status::Complete => Counter::SegmentsCompleted,
-            // Still open: its writer is being dropped unfinished, which fails it.
-            Status::Failed | Status::Open => Counter::SegmentsFailed,
-        };
-        self.server.count(counter, 1);
-    }
-}
-
+/// Streams the rest of a POST body into its segment and answers the publisher.
 async fn stream_body(
     server: &Server,
-    channel: &Channel,
-    mut writer: SegmentWriter,
+    mut writing: Writing,
     first: Bytes,
     mut body: Body,
 ) -> Response {
     let _writing = server.stat(Stat::WritingPosts);
-    let seq = writer.segment().seq();
+    let seq = writing.seq();
     let wait_timeout = server.config().wait_timeout;
+    let channel = writing.channel().clone();
     let mut closed = pin!(channel.closed());
     let mut idle = pin!(tokio::time::sleep(wait_timeout));
     let mut next = Some(first);
     loop {
         if let Some(data) = next.take() {
-            channel.touch();
-            let len = data.len() as u64;
-            if let Err(err) = writer.write(data) {
-                return refused_write(channel, seq, err);
+            if let Err(err) = writing.write(data) {
+                return refused_write(seq, err);
             }
-            server.count(Counter::BytesIn, len);
             idle.as_mut().reset(Instant::now() + wait_timeout);
         }
         tokio::select! {
             frame = body.frame() => match frame {
                 Some(Ok(frame)) => next = frame.into_data().ok(),
                 None => {
-                    return match writer.finish() {
-                        Ok(()) => {
-                            channel.touch();
-                            posted(seq)
-                        }
-                        Err(err) => refused_write(channel, seq, err),
+                    return match writing.finish() {
+                        Ok(()) => posted(seq),
+                        Err(err) => refused_write(seq, err),
                     };
                 }
                 Some(Err(_)) => {
                     // The publisher's failure is visible to every subscriber of this version.
-                    writer.fail();
+                    writing.fail();
                     return closing(text(StatusCode::BAD_REQUEST, "Request body error"));
                 }
             },
             _ = &mut closed => {
-                writer.fail();
+                writing.fail();
                 return end_of_stream(Some(seq));
             }
             _ = &mut idle => {
-                writer.fail();
+                writing.fail();
                 return closing(error(&Error::Timeout));
             }
         }
@@ -665,8 +582,8 @@ async fn stream_body(
 }
 
 /// The answer to a POST whose write was refused; the rest of its body is not read.
-fn refused_write(channel: &Channel, seq: u64, err: WriteError) -> Response {
-    match channel.write_error(err) {
+fn refused_write(seq: u64, err: Error) -> Response {
+    match err {
         Error::EndOfStream => end_of_stream(Some(seq)),
         err => closing(error(&err)),
     }

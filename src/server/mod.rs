@@ -11,12 +11,15 @@ mod budget;
 mod changefeed;
 mod channel;
 mod conn;
+mod events;
 mod http;
 mod http1;
 mod listen;
 mod metrics;
+pub(crate) mod read;
 pub mod segment;
 pub mod tls;
+pub(crate) mod write;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use self::budget::default_limit as default_memory_budget;
 pub use self::channel::{Channel, PendingEnd, ReadLookup, WriteTarget};
+pub use self::events::Event;
 pub use self::listen::{
     MAX_METRICS_CONNECTIONS, serve, serve_connection, serve_metrics, serve_tls,
 };
@@ -105,18 +109,47 @@ impl Config {
 }
 
 /// Why a hook refused a request: answered with `status` (a 4xx or 5xx; anything else becomes 400)
-/// and `message` as the body.
+/// and `message` as the body (the status's reason when empty).
 #[derive(Debug, Clone)]
 pub struct RequestError {
     pub status: ::http::StatusCode,
     pub message: String,
 }
 
-/// A hook that runs before a channel is created over HTTP (`POST /{name}`, and a
-/// `POST /{name}/{seq}` that creates its channel) or deleted (`DELETE /{name}`), with the request
-/// head and the channel name, and may refuse it. Rejection leaves the channel untouched.
-pub type Hook =
-    Arc<dyn Fn(&::http::request::Parts, &str) -> Result<(), RequestError> + Send + Sync>;
+impl From<RequestError> for Error {
+    fn from(refusal: RequestError) -> Error {
+        let status = if refusal.status.is_client_error() || refusal.status.is_server_error() {
+            refusal.status
+        } else {
+            ::http::StatusCode::BAD_REQUEST
+        };
+        let message = if refusal.message.is_empty() {
+            status.canonical_reason().unwrap_or("Bad Request").into()
+        } else {
+            refusal.message
+        };
+        Error::Refused { status, message }
+    }
+}
+
+/// What a hook is asked about: a channel to be created or deleted.
+pub struct HookRequest<'a> {
+    /// The channel's name.
+    pub name: &'a str,
+    /// The HTTP request asking for it (`POST /{name}`, a `POST /{name}/{seq}` that creates its
+    /// channel, `DELETE /{name}`); `None` for a channel created in process
+    /// ([`Server::create_channel`], a [`crate::local::LocalPublisher`]).
+    pub http: Option<&'a ::http::request::Parts>,
+}
+
+/// What a hook returns: a future that decides (it may call out, for example to a database).
+pub type HookFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), RequestError>> + Send>>;
+
+/// A hook that runs before a channel is created (by any path) or deleted over HTTP, and may refuse
+/// it. Refusal leaves the channel untouched. The hook reads what it needs from the request when
+/// called; its future owns what it keeps.
+pub type Hook = Arc<dyn Fn(HookRequest<'_>) -> HookFuture + Send + Sync>;
 
 /// A cloneable handle to one Trickle server.
 #[derive(Clone)]
@@ -128,7 +161,7 @@ struct Inner {
     config: Config,
     base: String,
     channels: RwLock<HashMap<String, Arc<Channel>>>,
-    changefeed: Option<changefeed::Changefeed>,
+    events: events::Events,
     before_create: Option<Hook>,
     before_delete: Option<Hook>,
     shutdown: CancellationToken,
@@ -228,20 +261,35 @@ pub struct Builder {
     before_delete: Option<Hook>,
 }
 
+/// Makes a [`Hook`] of an async function or closure.
+fn hook<F, Fut>(hook: F) -> Hook
+where
+    F: Fn(HookRequest<'_>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<(), RequestError>> + Send + 'static,
+{
+    Arc::new(move |request| Box::pin(hook(request)))
+}
+
 impl Builder {
-    pub fn before_create(
-        mut self,
-        hook: impl Fn(&::http::request::Parts, &str) -> Result<(), RequestError> + Send + Sync + 'static,
-    ) -> Self {
-        self.before_create = Some(Arc::new(hook));
+    /// Asked before any channel is created: by `POST /{name}`, by a `POST /{name}/{seq}` that
+    /// creates its channel, and in process.
+    pub fn before_create<F, Fut>(mut self, before: F) -> Self
+    where
+        F: Fn(HookRequest<'_>) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<(), RequestError>> + Send + 'static,
+    {
+        self.before_create = Some(hook(before));
         self
     }
 
-    pub fn before_delete(
-        mut self,
-        hook: impl Fn(&::http::request::Parts, &str) -> Result<(), RequestError> + Send + Sync + 'static,
-    ) -> Self {
-        self.before_delete = Some(Arc::new(hook));
+    /// Asked before a channel is deleted by `DELETE /{name}` (not when it is swept as idle or
+    /// deleted in process).
+    pub fn before_delete<F, Fut>(mut self, before: F) -> Self
+    where
+        F: Fn(HookRequest<'_>) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<(), RequestError>> + Send + 'static,
+    {
+        self.before_delete = Some(hook(before));
         self
     }
 
@@ -257,7 +305,7 @@ impl Builder {
         let budget = budget::Budget::new(self.config.memory_budget);
         let server = Server {
             inner: Arc::new(Inner {
-                changefeed: self.config.changefeed.then(changefeed::Changefeed::new),
+                events: events::Events::new(),
                 config: self.config,
                 base,
                 channels: RwLock::new(HashMap::new()),
@@ -272,18 +320,21 @@ impl Builder {
                 verifier,
             }),
         };
-        if let Some(feed) = &server.inner.changefeed {
-            let channel = server.new_channel(changefeed::NAME, "application/json");
-            server
-                .inner
-                .channels
-                .write()
-                .insert(changefeed::NAME.into(), channel.clone());
-            feed.attach(channel);
-            feed.emit_added(changefeed::NAME);
-        }
         if tokio::runtime::Handle::try_current().is_ok() {
             tokio::spawn(sweep(Arc::downgrade(&server.inner)));
+            if server.inner.config.changefeed {
+                // Made here, not by `get_or_create`: its own creation is its first event, which
+                // its writer writes before it listens.
+                let channel = server.new_channel(changefeed::NAME, "application/json");
+                let inner = &server.inner;
+                inner
+                    .channels
+                    .write()
+                    .insert(changefeed::NAME.into(), channel);
+                let events = inner.events.subscribe();
+                let feed = changefeed::run(Arc::downgrade(inner), events, inner.shutdown.clone());
+                tokio::spawn(feed);
+            }
         }
         server
     }
@@ -395,17 +446,41 @@ impl Server {
         }
         let channel = self.new_channel(name, mime);
         channels.insert(name.into(), channel.clone());
-        if let Some(feed) = &self.inner.changefeed {
-            feed.emit_added(name);
-        }
+        self.queue_event(|| Event::ChannelCreated {
+            channel: channel.shared_name(),
+        });
+        drop(channels);
+        self.inner.events.flush();
         tracing::debug!(channel = name, "created");
         Ok((channel, true))
     }
 
     /// Creates the channel if missing (whatever autocreate says), as the in-process publisher's
-    /// `create_channel` does.
-    pub fn create_channel(&self, name: &str, mime: &str) -> Result<Arc<Channel>, Error> {
+    /// `create_channel` does. The `before_create` hook is asked first (without a request).
+    pub async fn create_channel(&self, name: &str, mime: &str) -> Result<Arc<Channel>, Error> {
+        if let Some(channel) = self.channel(name) {
+            return Ok(channel);
+        }
+        self.may_create(name, None).await?;
         self.get_or_create(name, mime).map(|(c, _)| c)
+    }
+
+    /// Asks the `before_create` hook, if any, whether `name` may be created.
+    pub(crate) async fn may_create(
+        &self,
+        name: &str,
+        http: Option<&::http::request::Parts>,
+    ) -> Result<(), Error> {
+        ask(self.inner.before_create.as_ref(), name, http).await
+    }
+
+    /// Asks the `before_delete` hook, if any, whether `name` may be deleted.
+    pub(crate) async fn may_delete(
+        &self,
+        name: &str,
+        http: &::http::request::Parts,
+    ) -> Result<(), Error> {
+        ask(self.inner.before_delete.as_ref(), name, Some(http)).await
     }
 
     /// Deletes a channel: everybody waiting on it gets end of stream, and the changefeed a
@@ -427,11 +502,12 @@ impl Server {
             let channel = channels
                 .remove(name)
                 .expect("looked up under the same lock");
-            if let Some(feed) = &self.inner.changefeed {
-                feed.emit_removed(name);
-            }
+            self.queue_event(|| Event::ChannelRemoved {
+                channel: channel.shared_name(),
+            });
             channel
         };
+        self.inner.events.flush();
         channel.close();
         tracing::debug!(channel = name, "deleted");
         true
@@ -460,6 +536,22 @@ impl Server {
     /// Resolves when [`Server::shutdown`] is called.
     pub async fn shut_down(&self) {
         self.inner.shutdown.cancelled().await
+    }
+
+    /// Everything that happens from now on: channels created and removed, segments started,
+    /// completed and failed ([`Event`]). Each event is sent after the lock that made it true is
+    /// released, in the order things happened; a receiver more than a few thousand events behind
+    /// misses some and is told how many (`RecvError::Lagged`).
+    pub fn events(&self) -> tokio::sync::broadcast::Receiver<Event> {
+        self.inner.events.subscribe()
+    }
+
+    /// Queues the event `make` makes (if anybody listens) while the lock that makes it true is
+    /// held; sent by the next [`events::Events::flush`].
+    fn queue_event(&self, make: impl FnOnce() -> Event) {
+        if self.inner.events.wanted() {
+            self.inner.events.queue(make());
+        }
     }
 
     pub(crate) fn stat(&self, stat: Stat) -> StatGuard {
@@ -522,14 +614,6 @@ impl Server {
         }
     }
 
-    fn hook(&self, create: bool) -> Option<&Hook> {
-        if create {
-            self.inner.before_create.as_ref()
-        } else {
-            self.inner.before_delete.as_ref()
-        }
-    }
-
     /// One pass of the idle sweep (every written byte counts as activity): deletes every
     /// non-reserved channel idle for longer than the idle timeout. Returns the names deleted.
     pub fn sweep_once(&self) -> Vec<String> {
@@ -547,6 +631,18 @@ impl Server {
             .filter(|name| self.delete_channel_if(name, |c| c.idle_for() > timeout))
             .inspect(|name| tracing::info!(channel = %name, "swept idle channel"))
             .collect()
+    }
+}
+
+/// What `hook` (if any) answers about `name`.
+async fn ask(
+    hook: Option<&Hook>,
+    name: &str,
+    http: Option<&::http::request::Parts>,
+) -> Result<(), Error> {
+    match hook {
+        Some(hook) => Ok(hook(HookRequest { name, http }).await?),
+        None => Ok(()),
     }
 }
 

@@ -563,3 +563,19 @@ pub fn metrics_addr(log: &[String]) -> SocketAddr {
         .parse()
         .unwrap()
 }
+
+/// A reader that yields `data` and then fails (a publisher's source that breaks mid-segment).
+pub fn breaking_after(data: &'static [u8]) -> impl tokio::io::AsyncRead + Unpin {
+    use tokio::io::AsyncReadExt;
+    struct Broken;
+    impl tokio::io::AsyncRead for Broken {
+        fn poll_read(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            _: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Err(std::io::Error::other("the source broke")))
+        }
+    }
+    data.chain(Broken)
+}

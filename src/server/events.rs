@@ -1,0 +1,98 @@
+//! What happens on a server, as a stream of [`Event`]s ([`super::Server::events`]): channels
+//! created and removed, segments started, completed and failed.
+//!
+//! Events are sent after the lock that made them true is released, so whatever listens (the
+//! `_changes` channel, later a Redis registry or a browser's event stream) runs outside the
+//! server's locks and may take its time. Order still holds: an event is queued while its lock is
+//! held and the queue is emptied into the broadcast in order, so a channel's creation is sent
+//! before anything that happens in it, and its removal after.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use tokio::sync::broadcast;
+
+/// Events a listener may fall behind by before it misses some (it is then told how many).
+/// Segment events come at most a few per second per channel in real streams; a listener that is
+/// 4,096 behind is stuck, not slow.
+const CAPACITY: usize = 4096;
+
+/// One thing that happened on the server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    ChannelCreated {
+        channel: Arc<str>,
+    },
+    /// Deleted over HTTP or in process, swept as idle (not sent when the server shuts down).
+    ChannelRemoved {
+        channel: Arc<str>,
+    },
+    /// A publisher's first byte of a segment arrived (or its empty body ended).
+    SegmentStarted {
+        channel: Arc<str>,
+        seq: u64,
+    },
+    /// The segment is complete with `bytes` bytes.
+    SegmentCompleted {
+        channel: Arc<str>,
+        seq: u64,
+        bytes: u64,
+    },
+    /// The segment failed after `bytes` bytes: its publisher went away or was cut off, or the
+    /// channel was deleted under it.
+    SegmentFailed {
+        channel: Arc<str>,
+        seq: u64,
+        bytes: u64,
+    },
+}
+
+/// The server's event queue and broadcast.
+pub(crate) struct Events {
+    /// Events made true under some lock and not yet sent; the mutex also orders the sending.
+    queue: Mutex<VecDeque<Event>>,
+    sender: broadcast::Sender<Event>,
+}
+
+impl Events {
+    pub(crate) fn new() -> Events {
+        Events {
+            queue: Mutex::new(VecDeque::new()),
+            sender: broadcast::Sender::new(CAPACITY),
+        }
+    }
+
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.sender.subscribe()
+    }
+
+    /// Whether anybody listens (events nobody would read are not even made).
+    pub(crate) fn wanted(&self) -> bool {
+        self.sender.receiver_count() > 0
+    }
+
+    /// Queues `event` while the lock that made it true is held; [`Events::flush`] sends it once
+    /// that lock is released.
+    pub(crate) fn queue(&self, event: Event) {
+        self.queue.lock().push_back(event);
+    }
+
+    /// Sends every queued event, in order. Call with no lock of the server held.
+    pub(crate) fn flush(&self) {
+        let mut queue = self.queue.lock();
+        while let Some(event) = queue.pop_front() {
+            // No listener is not an error: the event is simply not wanted.
+            let _ = self.sender.send(event);
+        }
+    }
+
+    /// Sends the event `make` makes, if anybody listens; for an event that no lock made true (or
+    /// whose lock is already released).
+    pub(crate) fn send_with(&self, make: impl FnOnce() -> Event) {
+        if self.wanted() {
+            self.queue(make());
+            self.flush();
+        }
+    }
+}

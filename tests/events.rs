@@ -1,0 +1,141 @@
+//! The server's events (`Server::events`) and the one write path: every kind of publisher (HTTP,
+//! in process, the `_changes` feed) is counted in the metrics and reported as events, in order, and
+//! each event is sent once what it reports is visible.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use tokio::sync::broadcast;
+use trickle::local::LocalPublisher;
+use trickle::server::Event;
+use trickle::{Config, Server};
+
+/// The next event, within a few seconds.
+async fn next(events: &mut broadcast::Receiver<Event>) -> Event {
+    tokio::time::timeout(Duration::from_secs(5), events.recv())
+        .await
+        .expect("an event within 5 s")
+        .expect("no event missed")
+}
+
+fn started(channel: &str, seq: u64) -> Event {
+    Event::SegmentStarted {
+        channel: channel.into(),
+        seq,
+    }
+}
+
+fn completed(channel: &str, seq: u64, bytes: u64) -> Event {
+    Event::SegmentCompleted {
+        channel: channel.into(),
+        seq,
+        bytes,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_publishes_are_reported_in_order_after_they_are_visible() {
+    let s = TestServer::start().await;
+    let mut events = s.server.events();
+    assert_eq!(s.post("/ch/0", b"hello").await.status, 200);
+    let created = next(&mut events).await;
+    assert_eq!(
+        created,
+        Event::ChannelCreated {
+            channel: "ch".into()
+        }
+    );
+    assert_eq!(next(&mut events).await, started("ch", 0));
+    assert_eq!(next(&mut events).await, completed("ch", 0, 5));
+    // An empty segment is a segment too.
+    assert_eq!(s.post("/ch/1", b"").await.status, 200);
+    assert_eq!(next(&mut events).await, started("ch", 1));
+    assert_eq!(next(&mut events).await, completed("ch", 1, 0));
+
+    // A publisher that goes away mid-body fails its segment, with the bytes it had sent.
+    let mut publisher = s.connect().await;
+    publisher.start_post("/ch/2").await;
+    publisher.chunk(b"abc").await;
+    assert_eq!(next(&mut events).await, started("ch", 2));
+    drop(publisher);
+    let failed = Event::SegmentFailed {
+        channel: "ch".into(),
+        seq: 2,
+        bytes: 3,
+    };
+    assert_eq!(next(&mut events).await, failed);
+
+    // Removal is sent once the channel is gone from the registry (and creation once it is there:
+    // a listener may look it up as soon as it hears of it).
+    let watcher = {
+        let server = s.server.clone();
+        let mut events = s.server.events();
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            loop {
+                match next(&mut events).await {
+                    Event::ChannelCreated { channel } => {
+                        seen.push(("created", server.channel(&channel).is_some()))
+                    }
+                    Event::ChannelRemoved { channel } => {
+                        seen.push(("removed", server.channel(&channel).is_none()));
+                        return seen;
+                    }
+                    _ => {}
+                }
+            }
+        })
+    };
+    assert_eq!(s.post("/other", b"").await.status, 200);
+    assert_eq!(s.delete("/other").await.status, 200);
+    assert_eq!(
+        watcher.await.unwrap(),
+        [("created", true), ("removed", true)]
+    );
+    let metrics = s.server.metrics();
+    assert_eq!(
+        (metrics.segments_started, metrics.segments_completed),
+        (3, 2)
+    );
+    assert_eq!(metrics.segments_failed, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_process_and_changefeed_publishes_are_counted() {
+    let server = Server::new(Config {
+        changefeed: true,
+        ..Config::default()
+    });
+    let mut events = server.events();
+    let mut publisher = LocalPublisher::new(&server, "local", "text/plain");
+    assert_eq!(publisher.write_bytes("0123456789").await.unwrap(), 0);
+    // A read error after the first byte fails the segment.
+    assert!(publisher.write(breaking_after(b"partial")).await.is_err());
+
+    let mut seen = Vec::new();
+    while seen.len() < 9 {
+        seen.push(next(&mut events).await);
+    }
+    // `_changes` writes the creation of `local` as its seq 1 (its own creation is seq 0).
+    assert!(seen.contains(&Event::ChannelCreated {
+        channel: "local".into()
+    }));
+    assert!(seen.contains(&completed("local", 0, 10)));
+    assert!(seen.contains(&Event::SegmentFailed {
+        channel: "local".into(),
+        seq: 1,
+        bytes: 7,
+    }));
+    let feed = completed("_changes", 1, br#"{"added":["local"]}"#.len() as u64);
+    assert!(seen.contains(&feed), "{seen:?}");
+    eventually("every segment counted", || {
+        let m = server.metrics();
+        // local 0, local 1 (failed), _changes 0 and 1.
+        m.segments_started == 4 && m.segments_completed == 3 && m.segments_failed == 1
+    })
+    .await;
+    let feed_bytes = (br#"{"added":["_changes"]}"#.len() + br#"{"added":["local"]}"#.len()) as u64;
+    assert_eq!(server.metrics().bytes_in, 10 + 7 + feed_bytes);
+}
