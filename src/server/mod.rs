@@ -16,6 +16,7 @@ mod http1;
 mod listen;
 mod metrics;
 pub mod segment;
+#[cfg(feature = "tls")]
 pub mod tls;
 
 use std::collections::HashMap;
@@ -28,9 +29,9 @@ use tokio_util::sync::CancellationToken;
 
 pub use self::budget::default_limit as default_memory_budget;
 pub use self::channel::{Channel, PendingEnd, ReadLookup, WriteTarget};
-pub use self::listen::{
-    MAX_METRICS_CONNECTIONS, serve, serve_connection, serve_metrics, serve_tls,
-};
+#[cfg(feature = "tls")]
+pub use self::listen::serve_tls;
+pub use self::listen::{MAX_METRICS_CONNECTIONS, serve, serve_connection, serve_metrics};
 pub use self::metrics::{Metrics, resident_memory_bytes, resident_memory_bytes_of};
 use crate::protocol::{self, Error};
 
