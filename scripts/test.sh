@@ -43,6 +43,10 @@ cargo fmt --all -- --check
 step "cargo clippy -D warnings"
 cargo clippy --all-targets -- -D warnings
 
+step "The library builds without the command line (no default features; with tls alone)"
+cargo clippy --lib --no-default-features -- -D warnings
+cargo clippy --lib --no-default-features --features tls -- -D warnings
+
 step "cargo test (unit, integration, one pass of each benchmark)"
 cargo test --all-targets "$@"
 

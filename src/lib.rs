@@ -10,12 +10,20 @@
 //! - [`local`]: in-process publisher and subscriber.
 //! - [`media`]: media helpers; [`media::mpegts`] cuts an MPEG-TS stream into keyframe-aligned
 //!   segments for `trickle publish --mpegts`.
-//! - [`client`]: HTTP publisher and subscriber with the Go reference clients' semantics.
 //! - [`auth`]: access tokens (JWT HS256) for the server and `trickle token`.
-//! - [`cli`]: the `trickle` command line.
+//! - `client` (feature `client`): HTTP publisher and subscriber with the Go reference clients'
+//!   semantics.
+//! - `cli` (feature `cli`): the `trickle` command line.
+//!
+//! Cargo features, all on by default: `tls` (`server::serve_tls` and `server::tls`: rustls,
+//! certificates from PEM files or self-signed), `client` (reqwest) and `cli` (clap, indicatif,
+//! hdrhistogram; implies the other two). With `default-features = false` the crate is the server
+//! alone, for embedding.
 
 pub mod auth;
+#[cfg(feature = "cli")]
 pub mod cli;
+#[cfg(feature = "client")]
 pub mod client;
 pub mod local;
 pub mod media;

@@ -21,13 +21,16 @@ use std::sync::Arc;
 use http::Request;
 use hyper::body::Incoming;
 use tokio::io::{AsyncRead, AsyncWrite};
+#[cfg(feature = "tls")]
 use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 use super::conn::{self, Watched};
 use super::http1::Prefixed;
-use super::{Counter, Server, http1, tls};
+#[cfg(feature = "tls")]
+use super::tls;
+use super::{Counter, Server, http1};
 
 /// How long connections may take to finish after shutdown began.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -39,24 +42,34 @@ pub async fn serve(
     server: Server,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    run(listener, server, None, shutdown).await
+    run(listener, server, Handshake::None, shutdown).await
 }
 
 /// Like [`serve`], over TLS: every connection first completes a handshake with `tls` (within
 /// [`tls::HANDSHAKE_TIMEOUT`]); ALPN `h2` selects HTTP/2.
+#[cfg(feature = "tls")]
 pub async fn serve_tls(
     listener: TcpListener,
     server: Server,
     tls: Arc<rustls::ServerConfig>,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    run(listener, server, Some(TlsAcceptor::from(tls)), shutdown).await
+    let tls = Handshake::Tls(TlsAcceptor::from(tls));
+    run(listener, server, tls, shutdown).await
+}
+
+/// What an accepted connection goes through before its first request.
+#[derive(Clone)]
+enum Handshake {
+    None,
+    #[cfg(feature = "tls")]
+    Tls(TlsAcceptor),
 }
 
 async fn run(
     listener: TcpListener,
     server: Server,
-    tls: Option<TlsAcceptor>,
+    handshake: Handshake,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let shared = Shared::new(server.clone());
@@ -80,19 +93,14 @@ async fn run(
             _ = server.shut_down() => break,
         };
         let _ = stream.set_nodelay(true);
-        let (shared, tls) = (shared.clone(), tls.clone());
+        let (shared, handshake) = (shared.clone(), handshake.clone());
         connections.spawn(async move {
-            let Some(tls) = tls else {
-                return front(stream, shared).await;
-            };
-            Box::pin(async move {
-                match tokio::time::timeout(tls::HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
-                    Ok(Ok(stream)) => front(stream, shared).await,
-                    Ok(Err(err)) => tracing::debug!(%err, "TLS handshake failed"),
-                    Err(_) => tracing::debug!("TLS handshake timed out"),
-                }
-            })
-            .await
+            match handshake {
+                Handshake::None => front(stream, shared).await,
+                // Boxed: plain connections' tasks need not carry the handshake's state.
+                #[cfg(feature = "tls")]
+                Handshake::Tls(tls) => Box::pin(tls_front(stream, tls, shared)).await,
+            }
         });
     }
     drop(listener);
@@ -103,6 +111,16 @@ async fn run(
         _ = tokio::time::sleep(DRAIN_TIMEOUT) => tracing::warn!("connections still open after the drain timeout"),
     }
     Ok(())
+}
+
+/// [`front`] after a TLS handshake that must finish within [`tls::HANDSHAKE_TIMEOUT`].
+#[cfg(feature = "tls")]
+async fn tls_front(stream: tokio::net::TcpStream, tls: TlsAcceptor, shared: Shared) {
+    match tokio::time::timeout(tls::HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+        Ok(Ok(stream)) => front(stream, shared).await,
+        Ok(Err(err)) => tracing::debug!(%err, "TLS handshake failed"),
+        Err(_) => tracing::debug!("TLS handshake timed out"),
+    }
 }
 
 /// Failed accepts (out of file descriptors, mostly): each one backs off a little longer, up to a

@@ -18,6 +18,7 @@ mod listen;
 mod metrics;
 pub(crate) mod read;
 pub mod segment;
+#[cfg(feature = "tls")]
 pub mod tls;
 pub(crate) mod write;
 
@@ -32,9 +33,9 @@ use tokio_util::sync::CancellationToken;
 pub use self::budget::default_limit as default_memory_budget;
 pub use self::channel::{Channel, PendingEnd, ReadLookup, WriteTarget};
 pub use self::events::Event;
-pub use self::listen::{
-    MAX_METRICS_CONNECTIONS, serve, serve_connection, serve_metrics, serve_tls,
-};
+#[cfg(feature = "tls")]
+pub use self::listen::serve_tls;
+pub use self::listen::{MAX_METRICS_CONNECTIONS, serve, serve_connection, serve_metrics};
 pub use self::metrics::{Metrics, resident_memory_bytes, resident_memory_bytes_of};
 use crate::protocol::{self, Error};
 
