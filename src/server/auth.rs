@@ -3,7 +3,9 @@
 //! The token comes from `Authorization: Bearer …` or, for clients that only take a base URL and
 //! append `/{seq}` (the Go and Python clients), from a path segment in front of the channel:
 //! `/{token}/{channel}/{seq}`. That segment is cut from the path before routing, so the routes
-//! never see it. Missing or invalid → `401`; valid but not for this action on this channel →
+//! never see it. What the token must allow is taken from the request's [`Route`]: the channel is
+//! the path's first part, the action follows from the method (reading for GET and HEAD, publishing
+//! for POST and DELETE), and a name of the server's own needs the admin scope. Missing or invalid → `401`; valid but not for this action on this channel →
 //! `403`. Neither answer says anything about the channel.
 
 use axum::extract::{Request, State};
@@ -13,6 +15,7 @@ use http::{HeaderValue, Method, StatusCode, Uri, header};
 
 use super::Server;
 use super::http::{closing, text};
+use super::route::Route;
 use crate::auth::{Action, looks_like_token};
 use crate::protocol;
 
@@ -46,7 +49,8 @@ pub(crate) async fn guard(State(server): State<Server>, mut req: Request, next: 
         return unauthorized("the token is invalid or expired");
     };
     let path = in_path.map_or(rest, |(_, after)| after);
-    let raw_name = path.split('/').next().unwrap_or("");
+    // Judged by the channel the path is about, whatever the route (an embedder's too).
+    let raw_name = Route::parse_rest(req.method(), path).name();
     let name = protocol::decode_name(raw_name).unwrap_or_default();
     let action = if protocol::is_reserved(&name) {
         Some(Action::Admin)

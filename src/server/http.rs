@@ -1,5 +1,5 @@
-//! The HTTP face of the server: the reference's six routes under the base path, as axum handlers
-//! (docs/PROTOCOL.md describes what each answers).
+//! The HTTP face of the server: the reference's six routes under the base path (docs/PROTOCOL.md
+//! describes what each answers), dispatched by their [`Route`] from one axum handler.
 //!
 //! Handlers parse and validate the request, ask the [`Channel`] which version to use, and then move
 //! bytes: a POST body streams into a [`super::segment::SegmentWriter`], a GET streams a
@@ -15,7 +15,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::any;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use http_body::{Body as _, Frame};
@@ -25,37 +25,43 @@ use tokio::time::Instant;
 use super::channel::{Channel, PendingEnd, ReadLookup};
 use super::conn::PeerWatch;
 use super::read::Cursor;
+use super::route::{self, Route, Seq};
 use super::segment::{SegmentReader, Start};
 use super::write::{Claim, Writing};
 use super::{Counter, Server, Stat, StatGuard};
 use crate::protocol::{self, Error, SeqParam};
 
+/// Every route under the base path, the embedder's extra ones ([`super::Builder::routes`]) merged
+/// in, without a fallback and without status counting ([`counted`]).
 pub fn routes(server: Server) -> Router {
     let base = server.base_path().to_string();
-    Router::new()
-        .route(
-            &format!("{base}{{name}}"),
-            post(create_channel).delete(delete_channel),
-        )
-        .route(
-            &format!("{base}{{name}}/{{seq}}"),
-            get(subscribe).post(publish).delete(delete_segment),
-        )
-        .layer(axum::middleware::map_response_with_state(
-            server.clone(),
-            count_status,
-        ))
-        .with_state(server)
+    let mut router = Router::new();
+    for pattern in route::PATTERNS {
+        router = router.route(&format!("{base}{pattern}"), any(dispatch));
+    }
+    let router = router.with_state(server.clone());
+    match server.extra_routes() {
+        Some(extra) => router.merge(extra.clone()),
+        None => router,
+    }
 }
 
-/// Counts the answers `/metrics` reports by status.
+/// `router` with every answer it gives counted for `/metrics` (its fallback's too): the one place
+/// statuses are counted, but for the plain GETs the HTTP/1.1 front answers without the router,
+/// which call [`count_answer`] themselves.
+pub(super) fn counted(server: &Server, router: Router) -> Router {
+    router.layer(axum::middleware::map_response_with_state(
+        server.clone(),
+        count_status,
+    ))
+}
+
 async fn count_status(State(server): State<Server>, response: Response) -> Response {
     count_answer(&server, response.status());
     response
 }
 
-/// What [`count_status`] does for a route's answer, also for the answers the HTTP/1.1 front gets
-/// from [`subscribe_path`] without the router.
+/// Counts an answer by its status, as `/metrics` reports them.
 pub(super) fn count_answer(server: &Server, status: StatusCode) {
     match status.as_u16() {
         404 => server.count(Counter::NotFound, 1),
@@ -64,24 +70,27 @@ pub(super) fn count_answer(server: &Server, status: StatusCode) {
     }
 }
 
-/// Whether a GET of `path` is what the router would send to [`subscribe`] and nothing else: no
-/// token check is configured (it runs before routing), and the path is `{base}{name}/{seq}` with
-/// both parts non-empty single path segments. The HTTP/1.1 front then calls [`subscribe_path`]
-/// itself; anything less plain goes through the router.
-pub(super) fn is_plain_subscribe(server: &Server, path: &str) -> bool {
-    if server.verifier().is_some() {
-        return false;
+/// Answers a request by its [`Route`], parsed here once from the method and path.
+async fn dispatch(State(server): State<Server>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    match Route::parse(&parts.method, parts.uri.path(), server.base_path()) {
+        Route::CreateChannel { name } => create_channel(&server, &parts, name).await,
+        Route::DeleteChannel { name } => delete_channel(&server, &parts, name).await,
+        Route::Subscribe { name, seq } => subscribe(&server, &parts, name, seq).await,
+        // Boxed: inline, its state would make every request's future (a waiting GET's too) as
+        // large as a publish's.
+        Route::Publish { name, seq } => Box::pin(publish(&server, &parts, name, seq, body)).await,
+        Route::DeleteSegment { name, seq } => delete_segment(&server, name, seq).await,
+        Route::MethodNotAllowed { allow, .. } => {
+            let mut response = Response::new(Body::empty());
+            *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+            set(&mut response, header::ALLOW.as_str(), allow);
+            response
+        }
+        // The patterns send only paths of ours here; a route of ours that is not one of these
+        // would be a bug, answered as no route.
+        Route::Unknown { .. } | Route::Outside => StatusCode::NOT_FOUND.into_response(),
     }
-    let Some(rest) = path.strip_prefix(server.base_path()) else {
-        return false;
-    };
-    matches!(rest.split_once('/'), Some((name, seq)) if !name.is_empty() && !seq.is_empty() && !seq.contains('/'))
-}
-
-/// The raw (still percent-encoded) name and seq segments of a matched path.
-fn path_parts<'a>(server: &Server, path: &'a str) -> (&'a str, &'a str) {
-    let rest = path.get(server.base_path().len()..).unwrap_or("");
-    rest.split_once('/').unwrap_or((rest, ""))
 }
 
 /// Decodes and validates the channel name of a request.
@@ -143,17 +152,15 @@ fn not_held(seq: u64, latest: u64, closed: bool) -> Response {
 }
 
 /// `POST /{name}`: create the channel (with autocreate) or confirm it exists.
-async fn create_channel(State(server): State<Server>, req: Request) -> Response {
-    let (parts, _body) = req.into_parts();
-    let (raw_name, _) = path_parts(&server, parts.uri.path());
-    let name = match channel_name(&server, raw_name) {
+async fn create_channel(server: &Server, parts: &http::request::Parts, raw_name: &str) -> Response {
+    let name = match channel_name(server, raw_name) {
         Ok(name) => name,
         Err(err) => return closing(error(&err)),
     };
     if protocol::is_reserved(&name) {
         return closing(error(&Error::ReservedName));
     }
-    if let Err(refused) = server.may_create(&name, Some(&parts)).await {
+    if let Err(refused) = server.may_create(&name, Some(parts)).await {
         return closing(error(&refused));
     }
     if server.channel(&name).is_some() {
@@ -177,17 +184,15 @@ fn header_str(headers: &http::HeaderMap, name: impl header::AsHeaderName) -> &st
 }
 
 /// `DELETE /{name}`: delete the channel.
-async fn delete_channel(State(server): State<Server>, req: Request) -> Response {
-    let (parts, _body) = req.into_parts();
-    let (raw_name, _) = path_parts(&server, parts.uri.path());
-    let name = match channel_name(&server, raw_name) {
+async fn delete_channel(server: &Server, parts: &http::request::Parts, raw_name: &str) -> Response {
+    let name = match channel_name(server, raw_name) {
         Ok(name) => name,
         Err(err) => return error(&err),
     };
     if protocol::is_reserved(&name) {
         return error(&Error::ReservedName);
     }
-    if let Err(refused) = server.may_delete(&name, &parts).await {
+    if let Err(refused) = server.may_delete(&name, parts).await {
         return error(&refused);
     }
     match server.delete_channel(&name) {
@@ -197,15 +202,14 @@ async fn delete_channel(State(server): State<Server>, req: Request) -> Response 
 }
 
 /// `DELETE /{name}/{seq}`: close one segment.
-async fn delete_segment(State(server): State<Server>, req: Request) -> Response {
-    let (raw_name, raw_seq) = path_parts(&server, req.uri().path());
+async fn delete_segment(server: &Server, raw_name: &str, seq: Seq) -> Response {
     let result = (|| {
-        let name = channel_name(&server, raw_name)?;
+        let name = channel_name(server, raw_name)?;
         if protocol::is_reserved(&name) {
             return Err(Error::ReservedName);
         }
         let channel = server.channel(&name).ok_or(Error::StreamNotFound)?;
-        let seq = SeqParam::parse(raw_seq)?.literal()?;
+        let seq = seq.param()?.literal()?;
         channel.close_segment(seq)
     })();
     match result {
@@ -215,11 +219,16 @@ async fn delete_segment(State(server): State<Server>, req: Request) -> Response 
 }
 
 /// `GET /{name}/{seq}` and `GET /{name}/next` (HEAD too).
-async fn subscribe(State(server): State<Server>, req: Request) -> Response {
-    let answer = subscribe_path(&server, req.uri().path());
+async fn subscribe(
+    server: &Server,
+    parts: &http::request::Parts,
+    raw_name: &str,
+    seq: Seq,
+) -> Response {
+    let answer = subscribe_path(server, raw_name, seq);
     // On an HTTP/1 connection served by hyper, nothing else notices the client going away while
     // the answer waits (our own front and HTTP/2 do).
-    match req.extensions().get::<PeerWatch>() {
+    match parts.extensions.get::<PeerWatch>() {
         None => answer.await.into_response(),
         Some(peer) => match peer.while_connected(answer).await {
             Some(answer) => answer.into_response(),
@@ -252,9 +261,8 @@ impl IntoResponse for Subscribed {
     }
 }
 
-/// [`subscribe`] for a path (the only part of the request it reads).
-pub(super) async fn subscribe_path(server: &Server, path: &str) -> Subscribed {
-    let (raw_name, raw_seq) = path_parts(server, path);
+/// [`subscribe`] for a channel and seq (the only parts of the request it reads).
+pub(super) async fn subscribe_path(server: &Server, raw_name: &str, seq: Seq) -> Subscribed {
     let name = match channel_name(server, raw_name) {
         Ok(name) => name,
         Err(err) => return error(&err).into(),
@@ -262,10 +270,10 @@ pub(super) async fn subscribe_path(server: &Server, path: &str) -> Subscribed {
     let Some(channel) = server.channel(&name) else {
         return error(&Error::StreamNotFound).into();
     };
-    if raw_seq == "next" {
+    if seq == Seq::Next {
         return next_write(&channel).into();
     }
-    let param = match SeqParam::parse(raw_seq) {
+    let param = match seq.param() {
         Ok(param) => param,
         Err(err) => return error(&err).into(),
     };
@@ -409,10 +417,14 @@ impl IntoResponse for SegmentStream {
 }
 
 /// `POST /{name}/{seq}`: publish one segment from a streaming body.
-async fn publish(State(server): State<Server>, req: Request) -> Response {
-    let (parts, body) = req.into_parts();
-    let (raw_name, raw_seq) = path_parts(&server, parts.uri.path());
-    let name = match channel_name(&server, raw_name) {
+async fn publish(
+    server: &Server,
+    parts: &http::request::Parts,
+    raw_name: &str,
+    seq: Seq,
+    body: Body,
+) -> Response {
+    let name = match channel_name(server, raw_name) {
         Ok(name) => name,
         Err(err) => return closing(error(&err)),
     };
@@ -422,9 +434,9 @@ async fn publish(State(server): State<Server>, req: Request) -> Response {
     // Refused before any byte is read: nothing is created, nothing waits for a body that could
     // never be taken whole.
     if body.size_hint().lower() > server.config().max_segment_bytes {
-        return body_too_large(&server);
+        return body_too_large(server);
     }
-    let param = SeqParam::parse(raw_seq).and_then(SeqParam::writable);
+    let param = seq.param().and_then(SeqParam::writable);
     let channel = match server.channel(&name) {
         Some(channel) => channel,
         None if server.config().autocreate => {
@@ -434,7 +446,7 @@ async fn publish(State(server): State<Server>, req: Request) -> Response {
             }
             // Creating a channel by publishing to it asks the same hook as `POST /{name}`: an
             // embedder that decides there who may create channels must not be bypassed.
-            if let Err(refused) = server.may_create(&name, Some(&parts)).await {
+            if let Err(refused) = server.may_create(&name, Some(parts)).await {
                 return closing(error(&refused));
             }
             let mime = header_str(&parts.headers, header::CONTENT_TYPE);
@@ -449,13 +461,13 @@ async fn publish(State(server): State<Server>, req: Request) -> Response {
         .headers
         .get(protocol::RESET)
         .is_some_and(|v| !v.is_empty());
-    let claim = match param.and_then(|p| Claim::new(&server, channel, p, reset)) {
+    let claim = match param.and_then(|p| Claim::new(server, channel, p, reset)) {
         Ok(claim) => claim,
         Err(Error::EndOfStream) => return end_of_stream(None),
         Err(err) => return closing(error(&err)),
     };
     let mut body = body;
-    let first = match wait_first_byte(&server, &claim, &mut body).await {
+    let first = match wait_first_byte(server, &claim, &mut body).await {
         Ok(first) => first,
         Err(response) => return response,
     };
@@ -465,7 +477,7 @@ async fn publish(State(server): State<Server>, req: Request) -> Response {
         Err(err) => return refused_write(seq, err),
     };
     match first {
-        Some(first) => stream_body(&server, writing, first, body).await,
+        Some(first) => stream_body(server, writing, first, body).await,
         // A zero-byte segment is a real, empty segment.
         None => match writing.finish() {
             Ok(()) => closing(posted(seq)),

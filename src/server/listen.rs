@@ -8,7 +8,6 @@ use std::io;
 use std::pin::pin;
 use std::time::Duration;
 
-use axum::response::IntoResponse;
 use http::StatusCode;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -30,7 +29,7 @@ use super::conn::{self, Watched};
 use super::http1::Prefixed;
 #[cfg(feature = "tls")]
 use super::tls;
-use super::{Counter, Server, http1};
+use super::{Server, http1};
 
 /// How long connections may take to finish after shutdown began.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -233,11 +232,8 @@ struct Shared {
 
 impl Shared {
     fn new(server: Server) -> Shared {
-        let counted = server.clone();
-        let app = server.app(move || async move {
-            counted.count(Counter::NotFound, 1);
-            (StatusCode::NOT_FOUND, "404 page not found\n").into_response()
-        });
+        // Counted with every other answer ([`Server::app`]).
+        let app = server.app(|| async { (StatusCode::NOT_FOUND, "404 page not found\n") });
         Shared::with_app(server, app)
     }
 

@@ -17,6 +17,7 @@ mod http1;
 mod listen;
 mod metrics;
 pub(crate) mod read;
+mod route;
 pub mod segment;
 #[cfg(feature = "tls")]
 pub mod tls;
@@ -165,6 +166,8 @@ struct Inner {
     events: events::Events,
     before_create: Option<Hook>,
     before_delete: Option<Hook>,
+    /// The embedder's own routes, served next to ours ([`Builder::routes`]).
+    extra_routes: Option<axum::Router>,
     shutdown: CancellationToken,
     epoch: Instant,
     gauges: [AtomicUsize; 4],
@@ -255,11 +258,12 @@ impl Drop for StatGuard {
     }
 }
 
-/// Builds a [`Server`] with optional hooks.
+/// Builds a [`Server`] with optional hooks and routes of the embedder's own.
 pub struct Builder {
     config: Config,
     before_create: Option<Hook>,
     before_delete: Option<Hook>,
+    extra_routes: Option<axum::Router>,
 }
 
 /// Makes a [`Hook`] of an async function or closure.
@@ -294,6 +298,22 @@ impl Builder {
         self
     }
 
+    /// Routes of the embedder's own, served next to the Trickle routes by [`Server::router`],
+    /// [`serve`], [`serve_tls`] and [`serve_connection`], over every transport, behind the token
+    /// check when auth is on (which judges a path by its first part after the base path, as it
+    /// does every path), and counted in `/metrics` by status. Paths are as given (the base path is
+    /// not added). A route may take a path the Trickle routes would otherwise answer, such as
+    /// `{base}{channel}/live`: a fixed part wins over a channel or seq. A route that overlaps one of
+    /// ours in any other way (`/{a}/{b}`, say) panics when the router is built, as
+    /// `axum::Router::merge` does. Called again, the routers are merged.
+    pub fn routes(mut self, routes: axum::Router) -> Self {
+        self.extra_routes = Some(match self.extra_routes.take() {
+            Some(before) => before.merge(routes),
+            None => routes,
+        });
+        self
+    }
+
     /// Creates the server and, inside a tokio runtime, starts its idle sweeper (which stops when
     /// the server shuts down or the last handle is dropped).
     pub fn build(self) -> Server {
@@ -312,6 +332,7 @@ impl Builder {
                 channels: RwLock::new(HashMap::new()),
                 before_create: self.before_create,
                 before_delete: self.before_delete,
+                extra_routes: self.extra_routes,
                 shutdown: CancellationToken::new(),
                 epoch: Instant::now(),
                 gauges: Default::default(),
@@ -347,6 +368,7 @@ impl Server {
             config,
             before_create: None,
             before_delete: None,
+            extra_routes: None,
         }
     }
 
@@ -364,12 +386,13 @@ impl Server {
         &self.inner.base
     }
 
-    /// The axum router serving every route under the base path. Merge it into a larger app with
-    /// `Router::merge`; it has no fallback of its own. With auth on, the token check must see a
+    /// The axum router serving every route under the base path, and the embedder's own
+    /// ([`Builder::routes`]). Merge it into a larger app with `Router::merge`; it has no fallback
+    /// of its own. With auth on, the token check must see a
     /// request before routing (it may cut a token out of the path), so the router is then one
     /// fallback service: make it the larger app's fallback (`Router::fallback_service`) instead.
     pub fn router(&self) -> axum::Router {
-        self.guarded(http::routes(self.clone()))
+        self.guarded(http::counted(self, http::routes(self.clone())))
     }
 
     /// `routes` behind the token check, when auth is on. The check runs before routing because it
@@ -388,7 +411,12 @@ impl Server {
         H: axum::handler::Handler<T, ()>,
         T: 'static,
     {
-        self.guarded(http::routes(self.clone()).fallback(fallback))
+        let routes = http::routes(self.clone()).fallback(fallback);
+        self.guarded(http::counted(self, routes))
+    }
+
+    pub(crate) fn extra_routes(&self) -> Option<&axum::Router> {
+        self.inner.extra_routes.as_ref()
     }
 
     pub(crate) fn verifier(&self) -> Option<&crate::auth::Verifier> {

@@ -1,13 +1,14 @@
 //! Request heads for the HTTP/1.1 front: parsed straight from the read buffer with httparse, and
-//! sorted into what the front answers itself (a subscriber's plain GET, other bodiless GETs and
-//! DELETEs through the router), what it refuses at once, and what goes to hyper with its bytes.
+//! sorted into what the front answers itself (a subscriber's plain GET, by its [`Route`]), what it
+//! runs through the router (other bodiless GETs and DELETEs), what it refuses at once, and what
+//! goes to hyper with its bytes.
 
 use axum::body::Body;
 use bytes::{Buf, BytesMut};
 use http::{HeaderName, HeaderValue, Method, Request, Version};
 
 use super::super::Server;
-use super::super::http as routes;
+use super::super::route::{Route, Seq};
 
 /// Headers parsed here per request; a request with more goes to hyper.
 const MAX_HEADERS: usize = 32;
@@ -16,11 +17,11 @@ const MAX_HEADERS: usize = 32;
 pub(super) enum Head {
     /// A request this front answers through the router; `close` when the client asked to close
     /// afterwards.
-    Native { request: Request<Body>, close: bool },
-    /// A subscriber's plain `GET /{channel}/{seq}` ([`routes::is_plain_subscribe`]), which this
-    /// front answers by calling the router's handler itself: the busiest request there is, spared
-    /// the request object, the router's dispatch and its boxed futures.
-    Subscribe { path: String, close: bool },
+    Routed { request: Request<Body>, close: bool },
+    /// A subscriber's plain `GET /{channel}/{seq}` ([`plain_subscribe`]), which this front answers
+    /// by calling the router's handler itself: the busiest request there is, spared the request
+    /// object, the router's dispatch and its boxed futures. `name` is the raw channel part.
+    Subscribe { name: String, seq: Seq, close: bool },
     /// A request for hyper (its bytes are still in the buffer).
     Other,
     /// A request declaring a body too large for hyper ([`beyond_hyper`]): answered 413, closed.
@@ -81,11 +82,13 @@ pub(super) fn parse_slice(buf: &[u8], server: &Server) -> Option<(Head, usize)> 
             close |= has_token(h.value, b"close");
         }
     }
-    let direct =
-        method == Method::GET && plain_path(target) && routes::is_plain_subscribe(server, target);
-    let parsed = if direct {
+    let direct = (method == Method::GET && plain_path(target))
+        .then(|| plain_subscribe(server, target))
+        .flatten();
+    let parsed = if let Some((name, seq)) = direct {
         Head::Subscribe {
-            path: target.to_string(),
+            name: name.to_string(),
+            seq,
             close,
         }
     } else {
@@ -105,9 +108,25 @@ pub(super) fn parse_slice(buf: &[u8], server: &Server) -> Option<(Head, usize)> 
         let Ok(request) = request.body(Body::empty()) else {
             return Some((Head::Other, 0));
         };
-        Head::Native { request, close }
+        Head::Routed { request, close }
     };
     Some((parsed, len))
+}
+
+/// The channel and seq of a GET of `path` that this front answers itself, by calling the router's
+/// handler for it: a [`Route::Subscribe`] with a real seq (a number, `-N` or `next`), on a server
+/// where nothing else may claim the path first. Anything else goes through the router, which
+/// answers it as it does over every other transport: a seq that is none (it may be a route that
+/// came after this front was written), a token to check (the check runs before routing), or an
+/// embedder's routes (one may take a path shaped like a segment's).
+fn plain_subscribe<'a>(server: &Server, path: &'a str) -> Option<(&'a str, Seq)> {
+    if server.verifier().is_some() || server.extra_routes().is_some() {
+        return None;
+    }
+    match Route::parse(&Method::GET, path, server.base_path()) {
+        Route::Subscribe { name, seq } if seq != Seq::Invalid => Some((name, seq)),
+        _ => None,
+    }
 }
 
 /// Whether a `content-length` declares more bytes than hyper represents (2^64 − 3), for which it
@@ -165,7 +184,7 @@ mod tests {
     #[test]
     fn bodiless_gets_and_deletes_are_taken_and_consumed() {
         let (p, rest) = parsed(b"GET /ch/3 HTTP/1.1\r\nHost: x\r\n\r\nGET /ch/4");
-        let Some(Head::Native { request, close }) = p else {
+        let Some(Head::Routed { request, close }) = p else {
             panic!("not taken")
         };
         assert_eq!(request.uri().path(), "/ch/3");
@@ -175,7 +194,7 @@ mod tests {
         let (p, rest) = parsed(
             b"DELETE /ch HTTP/1.1\r\nConnection: keep-alive, Close\r\nContent-Length: 0\r\n\r\n",
         );
-        assert!(matches!(p, Some(Head::Native { close: true, .. })));
+        assert!(matches!(p, Some(Head::Routed { close: true, .. })));
         assert!(rest.is_empty());
     }
 
@@ -185,15 +204,26 @@ mod tests {
         let kind = |server: &Server, head: &str| {
             let mut buf = BytesMut::from(format!("{head} HTTP/1.1\r\nHost: x\r\n\r\n").as_str());
             match parse(&mut buf, server) {
-                Some(Head::Subscribe { path, close: false }) => format!("direct {path}"),
-                Some(Head::Native { .. }) => "router".to_string(),
+                Some(Head::Subscribe {
+                    name,
+                    seq,
+                    close: false,
+                }) => format!("direct {name} {seq:?}"),
+                Some(Head::Routed { .. }) => "router".to_string(),
                 _ => "other".to_string(),
             }
         };
         let server = Server::new(Config::default());
-        assert_eq!(kind(&server, "GET /ch/3"), "direct /ch/3");
-        assert_eq!(kind(&server, "GET /a%20b/-1"), "direct /a%20b/-1");
+        assert_eq!(kind(&server, "GET /ch/3"), "direct ch Param(Index(3))");
+        assert_eq!(
+            kind(&server, "GET /a%20b/-1"),
+            "direct a%20b Param(Relative(1))"
+        );
+        assert_eq!(kind(&server, "GET /ch/next"), "direct ch Next");
         for routed in [
+            // Not a seq: maybe a route this front does not know (`/{ch}/live`, say).
+            "GET /ch/live",
+            "GET /ch/abc",
             "GET /ch",
             "GET /ch/",
             "GET /ch/next/",
@@ -210,10 +240,15 @@ mod tests {
             base_path: "/live/".into(),
             ..Config::default()
         });
-        assert_eq!(kind(&live, "GET /live/ch/0"), "direct /live/ch/0");
+        assert_eq!(kind(&live, "GET /live/ch/0"), "direct ch Param(Index(0))");
         assert_eq!(kind(&live, "GET /ch/0"), "router");
         // Tokens are checked before routing: with auth on, everything goes through the router.
         assert_eq!(kind(&guarded(), "GET /ch/3"), "router");
+        // An embedder's route may take any path: then too.
+        let extended = Server::builder(Config::default())
+            .routes(axum::Router::new())
+            .build();
+        assert_eq!(kind(&extended, "GET /ch/3"), "router");
     }
 
     #[test]

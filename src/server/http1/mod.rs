@@ -7,8 +7,8 @@
 //! incomplete, runs bodiless GET and DELETE requests through the same axum router as everything
 //! else, and writes the response itself: the head together with the first bytes of the body, then
 //! the body in HTTP/1.1 chunks, every frame that is ready gathered into one `writev`. The busiest
-//! request of all, a subscriber's plain `GET /{channel}/{seq}` on a server without tokens, calls
-//! the router's own handler for it directly (`http::subscribe_path`), and writes a segment's
+//! request of all, a subscriber's plain `GET /{channel}/{seq}` on a server without tokens or routes
+//! of the embedder's, calls the router's own handler for it directly (`http::subscribe_path`), and writes a segment's
 //! answer from its parts (`http::SegmentStream`): the same answer, without the request object,
 //! the dispatch, a header map or boxed bodies (a quarter of the allocations, BENCHMARKS.md).
 //!
@@ -74,7 +74,7 @@ where
     let mut answered = false;
     loop {
         let after = match next_head(&mut stream, &mut buf, &server).await {
-            Head::Native { request, close } => {
+            Head::Routed { request, close } => {
                 let handled = pin!(app.clone().oneshot(request));
                 let Some(Ok::<_, Infallible>(response)) =
                     while_connected(&mut stream, &mut buf, handled).await
@@ -85,11 +85,11 @@ where
                 // connection's task larger for its whole life (126 bytes per waiting GET measured).
                 Box::pin(respond(&mut stream, &mut buf, &server, response, close)).await
             }
-            Head::Subscribe { path, close } => {
+            Head::Subscribe { name, seq, close } => {
                 // Both steps boxed, each on its own: every connection's task would otherwise be
                 // as large as the larger of them all its life, and the wait (often long, for a
                 // preconnect) holds only the small one.
-                let mut waiting = Box::pin(routes::subscribe_path(&server, &path));
+                let mut waiting = Box::pin(routes::subscribe_path(&server, &name, seq));
                 let Some(answer) = while_connected(&mut stream, &mut buf, waiting.as_mut()).await
                 else {
                     return;

@@ -1,0 +1,228 @@
+//! What a request asks for, read once from its method and path: the one place where the shape of a
+//! path is known. The router dispatches on it, the HTTP/1.1 front uses it to pick the requests it
+//! answers without the router, and the token check takes from it the channel a request is about.
+//!
+//! A path is matched under the base path, one part at a time, before anything is decoded: the
+//! parts stay as they came (percent-encoded), and decoding and checking a channel name are
+//! [`crate::protocol`]'s job, done by the handler in its own order (name, reserved name, channel,
+//! then seq), so that a missing channel is `404` whatever its seq looks like.
+//!
+//! A new route is a new variant here, matched in [`Route::parse_rest`] before the more general
+//! shapes, and an arm in the router's dispatch. A path of one or two parts already reaches the
+//! dispatch (see [`PATTERNS`]), so nothing else changes for it; and since the HTTP/1.1 front
+//! answers only [`Route::Subscribe`] with a real seq itself, a new route is served the same way
+//! over every transport from the start.
+
+use http::Method;
+
+use crate::protocol::{Error, SeqParam};
+
+/// The axum path patterns, after the base path, that send a request to the dispatch: every path
+/// of one or two non-empty parts. Which of them is a route, and with which methods, is
+/// [`Route::parse`]'s call; an embedder's static routes win over these (axum prefers a fixed part
+/// to a parameter), so a route registered for `/{ch}/live` is taken before the dispatch sees it.
+pub(super) const PATTERNS: [&str; 2] = ["{name}", "{name}/{seq}"];
+
+/// The `{seq}` part of a segment's path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Seq {
+    /// `next`: the write head (only a GET reads it; a POST or DELETE of it is an invalid seq).
+    Next,
+    /// A number or `-N`.
+    Param(SeqParam),
+    /// Anything else: answered `400 Invalid idx`, after the channel is found.
+    Invalid,
+}
+
+impl Seq {
+    fn parse(raw: &str) -> Seq {
+        if raw == "next" {
+            return Seq::Next;
+        }
+        SeqParam::parse(raw).map_or(Seq::Invalid, Seq::Param)
+    }
+
+    /// The seq as a number or `-N`; `next` and anything else are an invalid seq.
+    pub(crate) fn param(self) -> Result<SeqParam, Error> {
+        match self {
+            Seq::Param(param) => Ok(param),
+            Seq::Next | Seq::Invalid => Err(Error::InvalidSeq),
+        }
+    }
+}
+
+/// What a request asks for. `name` is always the path's first part after the base path, raw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Route<'a> {
+    /// `POST {base}{name}`: create the channel, or confirm that it exists.
+    CreateChannel { name: &'a str },
+    /// `DELETE {base}{name}`: delete the channel.
+    DeleteChannel { name: &'a str },
+    /// `GET` or `HEAD {base}{name}/{seq}`: a segment, or the write head for `next`.
+    Subscribe { name: &'a str, seq: Seq },
+    /// `POST {base}{name}/{seq}`: publish a segment.
+    Publish { name: &'a str, seq: Seq },
+    /// `DELETE {base}{name}/{seq}`: close a segment.
+    DeleteSegment { name: &'a str, seq: Seq },
+    /// A path of ours with a method it does not take: `405` with these methods in `Allow`.
+    MethodNotAllowed { name: &'a str, allow: &'static str },
+    /// Under the base path, but no route of ours: an embedder's, or a `404`.
+    Unknown { name: &'a str },
+    /// Not under the base path.
+    Outside,
+}
+
+impl<'a> Route<'a> {
+    /// The route of `method` on `path`, under the (normalized) base path `base`.
+    pub(crate) fn parse(method: &Method, path: &'a str, base: &str) -> Route<'a> {
+        match path.strip_prefix(base) {
+            Some(rest) => Route::parse_rest(method, rest),
+            None => Route::Outside,
+        }
+    }
+
+    /// [`Route::parse`] for the part of the path after the base path.
+    pub(crate) fn parse_rest(method: &Method, rest: &'a str) -> Route<'a> {
+        let (name, seq) = match rest.split_once('/') {
+            None => (rest, None),
+            Some((name, seq)) => (name, Some(seq)),
+        };
+        if name.is_empty() {
+            return Route::Unknown { name };
+        }
+        match seq {
+            None => match *method {
+                Method::POST => Route::CreateChannel { name },
+                Method::DELETE => Route::DeleteChannel { name },
+                _ => Route::MethodNotAllowed {
+                    name,
+                    allow: "POST,DELETE",
+                },
+            },
+            Some(seq) if seq.is_empty() || seq.contains('/') => Route::Unknown { name },
+            Some(seq) => {
+                let seq = Seq::parse(seq);
+                match *method {
+                    Method::GET | Method::HEAD => Route::Subscribe { name, seq },
+                    Method::POST => Route::Publish { name, seq },
+                    Method::DELETE => Route::DeleteSegment { name, seq },
+                    _ => Route::MethodNotAllowed {
+                        name,
+                        allow: "GET,HEAD,POST,DELETE",
+                    },
+                }
+            }
+        }
+    }
+
+    /// The raw first part of the path after the base path (the channel the request is about, for
+    /// the routes of a channel); empty outside the base path.
+    pub(crate) fn name(&self) -> &'a str {
+        match *self {
+            Route::CreateChannel { name }
+            | Route::DeleteChannel { name }
+            | Route::Subscribe { name, .. }
+            | Route::Publish { name, .. }
+            | Route::DeleteSegment { name, .. }
+            | Route::MethodNotAllowed { name, .. }
+            | Route::Unknown { name } => name,
+            Route::Outside => "",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(method: Method, path: &str) -> Route<'_> {
+        Route::parse(&method, path, "/base/")
+    }
+
+    #[test]
+    fn every_shape_under_the_base_path() {
+        use Route::*;
+        let at = |n| Seq::Param(SeqParam::Index(n));
+        assert_eq!(
+            route(Method::POST, "/base/ch"),
+            CreateChannel { name: "ch" }
+        );
+        assert_eq!(
+            route(Method::DELETE, "/base/a%2Fb"),
+            DeleteChannel { name: "a%2Fb" }
+        );
+        assert_eq!(
+            route(Method::GET, "/base/ch/3"),
+            Subscribe {
+                name: "ch",
+                seq: at(3)
+            }
+        );
+        assert_eq!(
+            route(Method::HEAD, "/base/ch/next"),
+            Subscribe {
+                name: "ch",
+                seq: Seq::Next
+            }
+        );
+        assert_eq!(
+            route(Method::GET, "/base/ch/-1"),
+            Subscribe {
+                name: "ch",
+                seq: Seq::Param(SeqParam::Relative(1))
+            }
+        );
+        assert_eq!(
+            route(Method::GET, "/base/ch/live"),
+            Subscribe {
+                name: "ch",
+                seq: Seq::Invalid
+            }
+        );
+        assert_eq!(
+            route(Method::POST, "/base/ch/0"),
+            Publish {
+                name: "ch",
+                seq: at(0)
+            }
+        );
+        assert_eq!(
+            route(Method::DELETE, "/base/ch/next"),
+            DeleteSegment {
+                name: "ch",
+                seq: Seq::Next
+            }
+        );
+        assert_eq!(
+            route(Method::GET, "/base/ch"),
+            MethodNotAllowed {
+                name: "ch",
+                allow: "POST,DELETE"
+            }
+        );
+        assert_eq!(
+            route(Method::PUT, "/base/ch/0"),
+            MethodNotAllowed {
+                name: "ch",
+                allow: "GET,HEAD,POST,DELETE"
+            }
+        );
+        for unknown in ["/base/", "/base//3", "/base/ch/", "/base/ch/0/x"] {
+            assert!(
+                matches!(route(Method::GET, unknown), Unknown { .. }),
+                "{unknown}"
+            );
+        }
+        assert_eq!(route(Method::GET, "/base/ch/0/x").name(), "ch");
+        assert_eq!(route(Method::GET, "/ch/0"), Outside);
+        assert_eq!(route(Method::GET, "/base"), Outside);
+    }
+
+    #[test]
+    fn only_numbers_and_minus_n_are_seq_params() {
+        assert_eq!(Seq::parse("7").param().ok(), Some(SeqParam::Index(7)));
+        for bad in ["next", "abc", "1e3", "-", ""] {
+            assert!(Seq::parse(bad).param().is_err(), "{bad}");
+        }
+    }
+}
