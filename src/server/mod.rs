@@ -11,6 +11,7 @@ mod budget;
 mod changefeed;
 mod channel;
 mod conn;
+mod facts;
 mod http;
 mod http1;
 mod listen;
@@ -28,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use self::budget::default_limit as default_memory_budget;
 pub use self::channel::{Channel, PendingEnd, ReadLookup, WriteTarget};
+pub use self::facts::Facts;
 pub use self::listen::{
     MAX_METRICS_CONNECTIONS, serve, serve_connection, serve_metrics, serve_tls,
 };
