@@ -363,3 +363,120 @@ async fn audio_only_cut_by_time() {
         end_to_end("audio", 3..=4).await;
     }
 }
+
+/// How long the first stream of `kind` (`v` or `a`) of a file plays, by ffprobe: from its first
+/// packet's PTS to its last packet's end, in 90 kHz ticks.
+async fn stream_ticks(path: &Path, kind: &str) -> i64 {
+    let out = run(&format!(
+        "ffprobe -v error -select_streams {kind}:0 -show_entries packet=pts,duration -of csv=p=0 '{}'",
+        path.display()
+    ))
+    .await;
+    let packets: Vec<(i64, i64)> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| {
+            let (pts, duration) = line.trim_end_matches(',').split_once(',')?;
+            Some((pts.parse().ok()?, duration.parse().ok()?))
+        })
+        .collect();
+    let start = packets.iter().map(|p| p.0).min().expect("packets");
+    let end = packets.iter().map(|p| p.0 + p.1).max().unwrap();
+    end - start
+}
+
+/// Publishes `seconds` of `kind` (encoded with the extra ffmpeg arguments `extra`) with
+/// `trickle publish --mpegts` and returns the facts of every segment, each checked against the
+/// segment's bytes as a subscriber gets them, and how long the measured stream plays (ticks).
+async fn published_facts(
+    kind: &str,
+    extra: &str,
+    seconds: u32,
+) -> (Vec<trickle::server::Facts>, i64) {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("clip.ts");
+    let args = encode_args(kind)
+        .replace("-t 6", &format!("-t {seconds}"))
+        .replace("-f mpegts", &format!("{extra} -f mpegts"));
+    run(&format!("ffmpeg -v error {args} -y '{}'", clip.display())).await;
+    let length = stream_ticks(&clip, if kind == "audio" { "a" } else { "v" }).await;
+    let s = TestServer::with_config(Config {
+        ring: 32,
+        ..Config::default()
+    })
+    .await;
+    let url = s.url("/facts");
+    run(&format!(
+        "'{}' publish '{url}' '{}' --mpegts",
+        trickle_bin(),
+        clip.display()
+    ))
+    .await;
+    let count = s.next("facts").await;
+    let channel = s.server.channel("facts").expect("the channel");
+    let mut all = Vec::new();
+    for seq in 0..count {
+        let facts = channel.segment_facts(seq).expect("held");
+        let body = s.get(&format!("/facts/{seq}")).await;
+        assert_eq!(body.status, 200);
+        assert_eq!(facts.bytes, body.body.len() as u64, "seq {seq}: bytes");
+        let (started, ended) = (facts.started_at.unwrap(), facts.ended_at.unwrap());
+        assert!(started <= ended, "seq {seq}: starts before it ends");
+        all.push(facts);
+    }
+    (all, length)
+}
+
+/// 90 kHz ticks of a duration (rounded: a tick is not a whole number of nanoseconds).
+fn ticks(d: Duration) -> i64 {
+    ((d.as_nanos() * 9 + 50_000) / 100_000) as i64
+}
+
+/// Checks that the segments' timing tiles the stream: each starts exactly where the previous one
+/// ends, and the durations add up to `length` ticks within `slack`.
+fn assert_contiguous(facts: &[trickle::server::Facts], length: i64, slack: i64) {
+    let sum: i64 = facts
+        .iter()
+        .map(|f| ticks(f.duration.expect("a duration")))
+        .sum();
+    assert!(
+        (sum - length).abs() <= slack,
+        "durations add up to {sum} ticks, the stream plays {length}: {facts:#?}"
+    );
+    for pair in facts.windows(2) {
+        let (a, b) = (&pair[0], &pair[1]);
+        let start = a.first_pts.expect("a first PTS") as i64;
+        let next = b.first_pts.expect("a first PTS") as i64;
+        assert_eq!(start + ticks(a.duration.unwrap()), next, "{facts:#?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segment_facts_measure_the_published_stream() {
+    if !common::have_tools(&["ffmpeg", "ffprobe"]) {
+        return;
+    }
+    // H.264 with B-frames (PTS out of order) and AAC: one-second GOPs, 25 fps.
+    let (facts, length) = published_facts("h264", "-bf 2", 6).await;
+    assert_eq!(length, 6 * 90_000);
+    assert_eq!(facts.len(), 6);
+    for f in &facts {
+        assert_eq!(f.starts_with_keyframe, Some(true), "{f:?}");
+        assert_eq!(f.duration, Some(Duration::from_secs(1)), "{f:?}");
+    }
+    // Within one frame (exact, in fact).
+    assert_contiguous(&facts, length, 3600);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segment_facts_of_audio_only() {
+    if !common::have_tools(&["ffmpeg", "ffprobe"]) {
+        return;
+    }
+    let (facts, length) = published_facts("audio", "", 6).await;
+    assert!((3..=4).contains(&facts.len()), "{facts:#?}");
+    assert!(facts.iter().all(|f| f.starts_with_keyframe.is_none()));
+    // ffmpeg puts up to 16 AAC frames (1024 samples at 48 kHz) in a PES, and the meter reads
+    // PES headers only: the stream's last PES, which may be shorter, is taken as long as the one
+    // before it.
+    assert_contiguous(&facts, length, 16 * 1920);
+}

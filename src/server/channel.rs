@@ -17,7 +17,9 @@ use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use super::budget::Budget;
+use super::facts::Facts;
 use super::segment::{Removal, Segment, SegmentWriter, Snapshot, Status, WriteError};
+use crate::media::mpegts::MeterMemory;
 use crate::protocol::{Error, SeqParam};
 
 pub struct Channel {
@@ -35,6 +37,8 @@ pub struct Channel {
     /// sweep counts every byte).
     last_activity_ms: AtomicU64,
     epoch: Instant,
+    /// MPEG-TS channels (type `video/mp2t`): what one segment's timing meter hands to the next.
+    mpegts_memory: Option<Arc<Mutex<MeterMemory>>>,
 }
 
 struct State {
@@ -90,6 +94,7 @@ impl Channel {
         // control characters, so no CR or LF), checked once here. Anything else is only possible
         // for a channel made in process, and becomes empty rather than a broken header.
         let valid = mime.bytes().all(|b| b == b'\t' || (b >= b' ' && b != 0x7f));
+        let mpegts_memory = is_mpegts(&mime).then(Arc::default);
         let channel = Channel {
             name: name.into(),
             mime: if valid { mime } else { String::new() },
@@ -104,6 +109,7 @@ impl Channel {
             closed: CancellationToken::new(),
             last_activity_ms: AtomicU64::new(0),
             epoch,
+            mpegts_memory,
         };
         channel.touch();
         channel
@@ -297,7 +303,7 @@ impl Channel {
         } else {
             None
         };
-        let writer = match claimed {
+        let mut writer = match claimed {
             Some(writer) => writer,
             None => {
                 let version = self.new_version(target.seq);
@@ -310,6 +316,9 @@ impl Channel {
         };
         self.advance_head(&mut state, target);
         drop(state);
+        if let Some(memory) = &self.mpegts_memory {
+            writer.measure_mpegts(memory);
+        }
         self.touch();
         Ok(writer)
     }
@@ -397,4 +406,18 @@ impl Channel {
         }
         true
     }
+
+    /// What is known about the data of the version of `seq` the ring holds, if any ([`Facts`]).
+    pub fn segment_facts(&self, seq: u64) -> Option<Facts> {
+        let segment = self.held(&self.state.lock(), seq)?;
+        Some(segment.facts())
+    }
+}
+
+/// Whether a channel's type says MPEG-TS, whose segments get their timing measured. The type is
+/// not sniffed from the bytes: `trickle publish --mpegts` and other muxers declare it, and a
+/// guess would meter channels that are not video.
+fn is_mpegts(mime: &str) -> bool {
+    let essence = mime.split(';').next().unwrap_or_default().trim();
+    essence.eq_ignore_ascii_case("video/mp2t")
 }

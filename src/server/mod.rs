@@ -12,6 +12,7 @@ mod changefeed;
 mod channel;
 mod conn;
 mod events;
+mod facts;
 mod http;
 mod http1;
 mod listen;
@@ -34,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 pub use self::budget::default_limit as default_memory_budget;
 pub use self::channel::{Channel, PendingEnd, ReadLookup, WriteTarget};
 pub use self::events::Event;
+pub use self::facts::Facts;
 #[cfg(feature = "tls")]
 pub use self::listen::serve_tls;
 pub use self::listen::{MAX_METRICS_CONNECTIONS, serve, serve_connection, serve_metrics};

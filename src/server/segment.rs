@@ -11,15 +11,21 @@
 //! subscriber (or a preconnected publisher) hangs on. The channel decides which version sits in which
 //! ring slot and marks versions it drops as [`Removal::Evicted`] or [`Removal::Replaced`]; that is
 //! recorded here so that everybody waiting on the version wakes and can see why.
+//!
+//! A version also records its [`Facts`] as it is written: its size, when its first byte came and
+//! when it ended, and for MPEG-TS channels its timing ([`super::facts`]).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use bytes::{Bytes, BytesMut};
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
 
 use super::budget::Budget;
+use super::facts::{Facts, Metering};
+use crate::media::mpegts::{MeterMemory, Timing};
 
 /// Writes smaller than this are copied into a staging buffer and merged, so that a publisher sending
 /// tiny chunks cannot make the chunk list (40 bytes of bookkeeping per chunk) outgrow the data.
@@ -126,6 +132,18 @@ struct Inner {
     has_writer: bool,
     claimed_by: u64,
     replaced_by: u64,
+    started_at: Option<SystemTime>,
+    ended_at: Option<SystemTime>,
+    /// What the writer's meter measured, set when the writer completes the version.
+    timing: Option<Timing>,
+}
+
+impl Inner {
+    /// Leaves `Open` for `status`, noting when.
+    fn end(&mut self, status: Status) {
+        self.status = status;
+        self.ended_at = Some(SystemTime::now());
+    }
 }
 
 impl Segment {
@@ -147,6 +165,9 @@ impl Segment {
                 has_writer: false,
                 claimed_by: 0,
                 replaced_by: 0,
+                started_at: None,
+                ended_at: None,
+                timing: None,
             }),
             notify: Notify::new(),
             budget,
@@ -167,6 +188,12 @@ impl Segment {
             claimed_by: inner.claimed_by,
             replaced_by: inner.replaced_by,
         }
+    }
+
+    /// What is known about this version's data so far ([`Facts`]).
+    pub fn facts(&self) -> Facts {
+        let inner = self.inner.read();
+        Facts::new(inner.len, inner.started_at, inner.ended_at, inner.timing)
     }
 
     /// Claims a fresh version for the writer with arrival `ticket`. Fails if it is not fresh (or was
@@ -196,11 +223,12 @@ impl Segment {
             if inner.status != Status::Open {
                 return false;
             }
-            inner.status = if inner.len == 0 {
+            let status = if inner.len == 0 {
                 Status::Complete
             } else {
                 status
             };
+            inner.end(status);
         }
         self.notify.notify_waiters();
         true
@@ -216,7 +244,7 @@ impl Segment {
                 inner.replaced_by = by_ticket;
             }
             if inner.status == Status::Open && inner.len == 0 && !inner.has_writer {
-                inner.status = Status::Complete;
+                inner.end(Status::Complete);
             }
         }
         self.notify.notify_waiters();
@@ -286,6 +314,8 @@ pub struct SegmentWriter {
     /// How many of the last chunks in the list belong to the current run.
     run_chunks: usize,
     done: bool,
+    /// MPEG-TS channels only: measures the timing as the bytes pass.
+    metering: Option<Box<Metering>>,
 }
 
 impl SegmentWriter {
@@ -296,6 +326,7 @@ impl SegmentWriter {
             run: BytesMut::new(),
             run_chunks: 0,
             done: false,
+            metering: None,
         }
     }
 
@@ -303,10 +334,21 @@ impl SegmentWriter {
         &self.segment
     }
 
+    /// Measures the MPEG-TS timing of what is written ([`Facts`]), starting from what the
+    /// channel's earlier segments taught (`memory`, which this one updates in turn).
+    pub(crate) fn measure_mpegts(&mut self, memory: &Arc<Mutex<MeterMemory>>) {
+        self.metering = Some(Box::new(Metering::new(memory)));
+    }
+
     /// Appends `data` and wakes the readers. Empty writes are ignored.
     pub fn write(&mut self, data: Bytes) -> Result<(), WriteError> {
         if data.is_empty() {
             return Ok(());
+        }
+        // Outside the lock. Bytes of a refused write may be measured too: a refused write fails
+        // the version, and a failed version reports no timing.
+        if let Some(metering) = &mut self.metering {
+            metering.push(&data);
         }
         let small = data.len() < SMALL_WRITE;
         if small {
@@ -333,7 +375,7 @@ impl SegmentWriter {
                     })
             };
             if let Some(err) = refused {
-                inner.status = Status::Failed;
+                inner.end(Status::Failed);
                 drop(inner);
                 self.done = true;
                 self.segment.notify.notify_waiters();
@@ -341,6 +383,9 @@ impl SegmentWriter {
             }
             if !small {
                 merge_run(&mut self.run, &mut self.run_chunks, &mut inner);
+            }
+            if inner.len == 0 {
+                inner.started_at = Some(SystemTime::now());
             }
             inner.len = new_len;
             inner.chunks.push(data);
@@ -359,13 +404,16 @@ impl SegmentWriter {
     /// Ends the version normally. Fails if somebody else closed it first.
     pub fn finish(mut self) -> Result<(), WriteError> {
         self.done = true;
+        // Before the lock: whoever sees the version complete sees its timing too.
+        let timing = self.metering.as_mut().map(|metering| metering.finish());
         {
             let mut inner = self.segment.inner.write();
             if inner.status != Status::Open {
                 return Err(WriteError::Closed(inner.status));
             }
             merge_run(&mut self.run, &mut self.run_chunks, &mut inner);
-            inner.status = Status::Complete;
+            inner.timing = timing;
+            inner.end(Status::Complete);
         }
         self.segment.notify.notify_waiters();
         Ok(())

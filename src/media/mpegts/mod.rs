@@ -17,9 +17,13 @@
 //! This file holds the public types and the cutting decisions; the parsing lives beside it:
 //! `packet` (188-byte packets and resynchronisation), `psi` (PAT/PMT sections), `pes` (PES headers
 //! and the PTS timeline), `nal` (H.264/HEVC keyframe detection) and `lookahead` (holding packets
-//! back until a video frame is known to be a keyframe or not).
+//! back until a video frame is known to be a keyframe or not). `meter` reuses them to measure a
+//! segment's timing as it is written, for the server's segment facts.
 
 mod lookahead;
+mod meter;
+#[cfg(test)]
+mod meter_tests;
 mod nal;
 mod packet;
 mod pes;
@@ -34,6 +38,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use lookahead::Lookahead;
+pub use meter::{MeterMemory, Timing, TimingMeter};
 pub use packet::PACKET_SIZE;
 use packet::{Judgement, Packet, SYNC_BYTE, SyncSearch, find_sync, judge_packet};
 use pes::{PTS_HZ, PesHeader, Timeline, parse_pes_header};

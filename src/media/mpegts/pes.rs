@@ -3,7 +3,7 @@
 
 /// PTS and DTS count a 90 kHz clock in 33 bits.
 pub(super) const PTS_HZ: u128 = 90_000;
-const PTS_MODULUS: i64 = 1 << 33;
+pub(super) const PTS_MODULUS: i64 = 1 << 33;
 /// Steps between consecutive timestamps of the cutting stream beyond these are discontinuities (a
 /// restarted, looped or spliced source), not time passing. Backwards, decode order legitimately
 /// goes back by the B-frame reorder delay (well under a second); forwards, by a frame or a few.
@@ -90,6 +90,14 @@ pub(super) struct Timeline {
 impl Timeline {
     /// Returns the placed value and whether a discontinuity was bridged to get there.
     pub(super) fn place(&mut self, pts: u64) -> (u64, bool) {
+        let (placed, discontinuity) = self.place_signed(pts);
+        // Only a step back right at the start can go below zero.
+        (u64::try_from(placed).unwrap_or(0), discontinuity)
+    }
+
+    /// [`Timeline::place`] without the clamp at zero: the first value is placed at its raw value,
+    /// and a step back from it (a B-frame shown before it, across the wrap-around) goes negative.
+    pub(super) fn place_signed(&mut self, pts: u64) -> (i64, bool) {
         let raw = (pts & (PTS_MODULUS as u64 - 1)) as i64;
         let (placed, discontinuity) = match self.last {
             None => (raw, false),
@@ -111,8 +119,7 @@ impl Timeline {
             self.latest.max(placed)
         };
         self.last = Some((raw, placed));
-        // Only a step back right at the start can go below zero.
-        (u64::try_from(placed).unwrap_or(0), discontinuity)
+        (placed, discontinuity)
     }
 }
 

@@ -3,7 +3,7 @@
 //! video and audio stream from them.
 
 use super::nal::VideoCodec;
-use super::packet::{PACKET_SIZE, Packet};
+use super::packet::Packet;
 
 pub(super) const PAT_PID: u16 = 0x0000;
 /// Largest `section_length` of a PAT or PMT (ISO/IEC 13818-1 limits PSI sections to 1024 bytes).
@@ -15,7 +15,7 @@ const MAX_SECTION_PACKETS: usize = 8;
 /// A PSI section completed by [`SectionAssembler::push`].
 pub(super) struct CompleteSection {
     pub(super) section: Vec<u8>,
-    /// The packets that carried it, verbatim.
+    /// The packets that carried it, verbatim (empty for [`SectionAssembler::sections_only`]).
     pub(super) packets: Vec<u8>,
 }
 
@@ -24,16 +24,36 @@ pub(super) struct CompleteSection {
 pub(super) struct SectionAssembler {
     section: Vec<u8>,
     packets: Vec<u8>,
+    /// Packets of the section so far (kept or not).
+    packet_count: usize,
+    /// Only the sections are wanted, not the packets that carried them.
+    sections_only: bool,
     active: bool,
 }
 
 impl SectionAssembler {
+    /// An assembler for a reader that only needs the tables' contents (the timing meter), which
+    /// then copies no packets.
+    pub(super) fn sections_only() -> SectionAssembler {
+        SectionAssembler {
+            sections_only: true,
+            ..SectionAssembler::default()
+        }
+    }
+
+    fn keep(&mut self, raw: &[u8]) {
+        self.packet_count += 1;
+        if !self.sections_only {
+            self.packets.extend_from_slice(raw);
+        }
+    }
+
     pub(super) fn push(&mut self, packet: &Packet) -> Option<CompleteSection> {
         if !packet.unit_start {
             if !self.active || packet.payload.is_empty() {
                 return None;
             }
-            self.packets.extend_from_slice(packet.raw);
+            self.keep(packet.raw);
             self.section.extend_from_slice(packet.payload);
             return self.try_complete();
         }
@@ -44,7 +64,7 @@ impl SectionAssembler {
         if self.active
             && let Some(tail) = rest.get(..pointer)
         {
-            self.packets.extend_from_slice(packet.raw);
+            self.keep(packet.raw);
             self.section.extend_from_slice(tail);
             previous = self.try_complete();
         }
@@ -57,13 +77,13 @@ impl SectionAssembler {
             return previous;
         }
         self.active = true;
-        self.packets.extend_from_slice(packet.raw);
+        self.keep(packet.raw);
         self.section.extend_from_slice(start);
         self.try_complete().or(previous)
     }
 
     fn try_complete(&mut self) -> Option<CompleteSection> {
-        if self.packets.len() > MAX_SECTION_PACKETS * PACKET_SIZE {
+        if self.packet_count > MAX_SECTION_PACKETS {
             self.reset();
             return None;
         }
@@ -83,6 +103,7 @@ impl SectionAssembler {
     fn reset(&mut self) {
         self.section.clear();
         self.packets.clear();
+        self.packet_count = 0;
         self.active = false;
     }
 }

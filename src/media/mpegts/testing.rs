@@ -64,6 +64,18 @@ impl Mux {
     /// Splits one unit (PES packet or pointer field + section) into packets; the last one is
     /// padded with adaptation field stuffing. Returns the index of the first packet.
     pub(crate) fn unit(&mut self, pid: u16, data: &[u8], random_access: bool) -> usize {
+        self.unit_limited(pid, data, random_access, usize::MAX)
+    }
+
+    /// [`Mux::unit`] with at most `first_room` bytes of `data` in the first packet (the rest of it
+    /// stuffing): splits a PES header across packets, as a muxer with a large adaptation field does.
+    pub(crate) fn unit_limited(
+        &mut self,
+        pid: u16,
+        data: &[u8],
+        random_access: bool,
+        first_room: usize,
+    ) -> usize {
         let first_index = self.packet_count();
         let mut rest = data;
         let mut first = true;
@@ -71,7 +83,10 @@ impl Mux {
             let mut adaptation = (first && random_access).then(|| vec![0x40]);
             let adaptation_size = |a: &Option<Vec<u8>>| a.as_ref().map_or(0, |a| 1 + a.len());
             let room = 184 - adaptation_size(&adaptation);
-            let n = rest.len().min(room);
+            let n = rest
+                .len()
+                .min(if first { first_room } else { room })
+                .min(room);
             if n < room {
                 let a = adaptation.get_or_insert_with(Vec::new);
                 let target = 184 - n; // bytes of adaptation field including its length byte
