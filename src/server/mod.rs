@@ -17,9 +17,11 @@ mod http;
 mod http1;
 mod listen;
 mod metrics;
+mod publish;
 pub(crate) mod read;
 mod route;
 pub mod segment;
+mod subscribe;
 #[cfg(feature = "tls")]
 pub mod tls;
 pub(crate) mod write;

@@ -50,7 +50,7 @@ use tower::ServiceExt;
 use self::head::{Head, parse, parse_slice};
 use self::response::{Keep, respond, write_subscribed};
 use super::Server;
-use super::http as routes;
+use super::{publish, subscribe};
 
 /// The longest request head parsed here; a longer one goes to hyper, which has its own limit.
 pub const MAX_HEAD: usize = 16 * 1024;
@@ -89,7 +89,7 @@ where
                 // Both steps boxed, each on its own: every connection's task would otherwise be
                 // as large as the larger of them all its life, and the wait (often long, for a
                 // preconnect) holds only the small one.
-                let mut waiting = Box::pin(routes::subscribe_path(&server, &name, seq));
+                let mut waiting = Box::pin(subscribe::subscribe_path(&server, &name, seq));
                 let Some(answer) = while_connected(&mut stream, &mut buf, waiting.as_mut()).await
                 else {
                     return;
@@ -110,7 +110,7 @@ where
                 .await;
             }
             Head::TooLarge => {
-                let refused = routes::body_too_large(&server);
+                let refused = publish::body_too_large(&server);
                 Box::pin(respond(&mut stream, &mut buf, &server, refused, true)).await
             }
             Head::Closed => return,

@@ -14,7 +14,8 @@ use http_body::Body as _;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::super::Server;
-use super::super::http::{self as routes, Subscribed};
+use super::super::http as routes;
+use super::super::subscribe::Subscribed;
 use super::head::has_token;
 use super::outbox::{MAX_IOV, Outbox, Piece};
 use super::poll_gone;
