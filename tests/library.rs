@@ -10,7 +10,6 @@ use common::*;
 use http::StatusCode;
 use trickle::local::{LocalPublisher, LocalSubscriber};
 use trickle::server::RequestError;
-use trickle::server::segment::Segment;
 use trickle::{Config, Error, Server};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -72,79 +71,6 @@ async fn local_writes_of_an_existing_seq_are_refused_and_zero_bytes_advance() {
     let mut sub = LocalSubscriber::new(&server, "ch");
     sub.set_seq(0);
     assert_eq!(sub.read().unwrap().read_to_end().await.unwrap(), b"");
-}
-
-/// Runs `iterations` of: a fresh segment, `readers` readers started, then `write` and close.
-async fn write_close_race(iterations: usize, prefill: Option<&'static [u8]>, expected: &[u8]) {
-    for i in 0..iterations {
-        let segment = Segment::new(0);
-        let mut writer = segment.try_claim(1, u64::MAX).unwrap();
-        if let Some(prefill) = prefill {
-            writer.write(Bytes::from_static(prefill)).unwrap();
-        }
-        let readers: Vec<_> = (0..4)
-            .map(|_| {
-                let mut reader = segment.reader();
-                tokio::spawn(async move { reader.read_to_end().await })
-            })
-            .collect();
-        tokio::task::yield_now().await;
-        writer.write(Bytes::from_static(b"b")).unwrap();
-        writer.finish().unwrap();
-        for reader in readers {
-            let got = reader.await.unwrap().unwrap();
-            assert_eq!(got, expected, "iteration {i}");
-        }
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s40_write_then_close_never_ends_a_reader_early() {
-    write_close_race(200_000, None, b"b").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s41_prefilled_write_then_close_never_ends_a_reader_early() {
-    write_close_race(200_000, Some(b"a"), b"ab").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s42_fan_out_stress_is_byte_exact() {
-    let data = Bytes::from(pattern(8 << 20, 42));
-    for round in 0..200 {
-        let segment = Segment::new(round);
-        let mut writer = segment.try_claim(1, u64::MAX).unwrap();
-        let readers: Vec<_> = (0..15)
-            .map(|_| {
-                let mut reader = segment.reader();
-                let data = data.clone();
-                tokio::spawn(async move {
-                    let mut pos = 0;
-                    while let Some(chunk) = reader.next_chunk().await.unwrap() {
-                        assert!(
-                            chunk[..] == data[pos..pos + chunk.len()],
-                            "bytes differ at {pos}"
-                        );
-                        pos += chunk.len();
-                    }
-                    pos
-                })
-            })
-            .collect();
-        let mut offset = 0;
-        while offset < data.len() {
-            let end = (offset + 32 * 1024).min(data.len());
-            writer.write(data.slice(offset..end)).unwrap();
-            offset = end;
-            if offset % (1 << 20) == 0 {
-                tokio::task::yield_now().await;
-            }
-        }
-        writer.finish().unwrap();
-        for reader in readers {
-            assert_eq!(reader.await.unwrap(), data.len(), "round {round}");
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -50,7 +50,7 @@ struct State {
 }
 
 /// What a GET (or local subscriber) found.
-pub enum ReadLookup {
+pub(crate) enum ReadLookup {
     /// Serve this version; `latest` is the write head sampled at lookup.
     Found { segment: Arc<Segment>, latest: u64 },
     /// The seq is not held: 470, or end of stream if the channel is closed.
@@ -58,8 +58,8 @@ pub enum ReadLookup {
 }
 
 /// A publisher's claim on a seq before its first byte.
-pub struct WriteTarget {
-    pub seq: u64,
+pub(crate) struct WriteTarget {
+    pub(crate) seq: u64,
     /// The version the publisher waits on: a placeholder, or the version it will replace.
     pub segment: Arc<Segment>,
     /// Whether `segment` was an empty placeholder when the publisher arrived.
@@ -72,7 +72,7 @@ pub struct WriteTarget {
 
 /// How a publisher's wait for its first byte ended without one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PendingEnd {
+pub(crate) enum PendingEnd {
     /// A newer publisher of the same seq started writing first (409).
     Superseded,
     /// The placeholder was closed (DELETE of the seq, a reset, eviction): a zero-byte completion.
@@ -120,7 +120,7 @@ impl Channel {
     }
 
     /// The name, for keeping (a reference count, no copy).
-    pub fn shared_name(&self) -> Arc<str> {
+    pub(crate) fn shared_name(&self) -> Arc<str> {
         self.name.clone()
     }
 
@@ -134,14 +134,9 @@ impl Channel {
         self.state.lock().next_write
     }
 
-    /// The size limit of one segment.
-    pub fn max_segment_bytes(&self) -> u64 {
-        self.max_segment_bytes
-    }
-
     /// What a publisher is told when its write to a version of this channel is refused (HTTP and
     /// in-process publishers alike).
-    pub fn write_error(&self, err: WriteError) -> Error {
+    pub(crate) fn write_error(&self, err: WriteError) -> Error {
         match err {
             WriteError::TooLarge => Error::SegmentTooLarge {
                 limit: self.max_segment_bytes,
@@ -159,12 +154,12 @@ impl Channel {
     }
 
     /// Resolves when the channel is closed.
-    pub async fn closed(&self) {
+    pub(crate) async fn closed(&self) {
         self.closed.cancelled().await
     }
 
     /// Records activity for the idle sweep.
-    pub fn touch(&self) {
+    pub(crate) fn touch(&self) {
         let ms = self.epoch.elapsed().as_millis() as u64;
         self.last_activity_ms.store(ms, Ordering::Relaxed);
     }
@@ -207,7 +202,7 @@ impl Channel {
 
     /// Finds the version a GET of `param` reads, precreating a placeholder for the live edge (the
     /// grace rule: `seq == nextWrite`, and `1` while `nextWrite == 0`).
-    pub fn lookup_for_read(&self, param: SeqParam) -> ReadLookup {
+    pub(crate) fn lookup_for_read(&self, param: SeqParam) -> ReadLookup {
         let mut state = self.state.lock();
         let latest = state.next_write;
         let seq = param.resolve_for_read(latest);
@@ -236,7 +231,11 @@ impl Channel {
     /// Registers a publisher of `param` (`-1` is the write head). It waits on the version in the
     /// slot if that is this seq (unless failed); otherwise a fresh placeholder takes the slot. With
     /// `reset`, every version below the resolved seq is closed first (a restarted publisher).
-    pub fn target_for_write(&self, param: SeqParam, reset: bool) -> Result<WriteTarget, Error> {
+    pub(crate) fn target_for_write(
+        &self,
+        param: SeqParam,
+        reset: bool,
+    ) -> Result<WriteTarget, Error> {
         let mut state = self.state.lock();
         if self.is_closed() {
             return Err(Error::EndOfStream);
@@ -271,7 +270,7 @@ impl Channel {
 
     /// Whether a publisher still waiting for its first byte must give up, judged from its target
     /// version's state. Cheap; called on every change to that version.
-    pub fn pending_end(&self, target: &WriteTarget, snap: Snapshot) -> Option<PendingEnd> {
+    pub(crate) fn pending_end(&self, target: &WriteTarget, snap: Snapshot) -> Option<PendingEnd> {
         if self.is_closed() {
             return Some(PendingEnd::EndOfStream);
         }
@@ -286,7 +285,7 @@ impl Channel {
 
     /// The publisher's first byte arrived: it claims its placeholder, or starts a new version that
     /// replaces whatever the slot holds. The write head moves past it ([`Channel::advance_head`]).
-    pub fn start_writing(&self, target: &WriteTarget) -> Result<SegmentWriter, Error> {
+    pub(crate) fn start_writing(&self, target: &WriteTarget) -> Result<SegmentWriter, Error> {
         let mut state = self.state.lock();
         match self.pending_end(target, target.segment.snapshot()) {
             Some(PendingEnd::EndOfStream) => return Err(Error::EndOfStream),
@@ -326,7 +325,7 @@ impl Channel {
     /// A placeholder the publisher waited on was closed before its first byte (for example by
     /// `DELETE /{name}/{seq}`): that counts as a zero-byte segment, so the write head moves past it
     /// if the empty segment is still in the ring.
-    pub fn finish_closed_placeholder(&self, target: &WriteTarget) {
+    pub(crate) fn finish_closed_placeholder(&self, target: &WriteTarget) {
         let mut state = self.state.lock();
         if self
             .held(&state, target.seq)
@@ -381,7 +380,7 @@ impl Channel {
 
     /// `DELETE /{name}/{seq}`: closes that segment normally (waiters wake, a waiting publisher gets a
     /// zero-byte completion, a writer in progress is cut off and told so).
-    pub fn close_segment(&self, seq: u64) -> Result<(), Error> {
+    pub(crate) fn close_segment(&self, seq: u64) -> Result<(), Error> {
         let state = self.state.lock();
         let segment = self.held(&state, seq).ok_or(Error::NonexistentSegment)?;
         drop(state);
@@ -392,7 +391,7 @@ impl Channel {
     /// Closes the channel: waiting subscribers and preconnected publishers get end of stream, and a
     /// segment still being written fails (its readers must not take it as complete). Returns false
     /// if it was already closed.
-    pub fn close(&self) -> bool {
+    pub(crate) fn close(&self) -> bool {
         let ring = {
             let mut state = self.state.lock();
             if self.is_closed() {

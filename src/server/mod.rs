@@ -20,7 +20,12 @@ mod metrics;
 mod publish;
 pub(crate) mod read;
 mod route;
+// The segment buffer is the server's own business; the `internals` feature opens it to the
+// project's criterion benchmark (benches/fanout.rs), which measures it without HTTP.
+#[cfg(feature = "internals")]
 pub mod segment;
+#[cfg(not(feature = "internals"))]
+pub(crate) mod segment;
 mod subscribe;
 #[cfg(feature = "tls")]
 pub mod tls;
@@ -35,7 +40,8 @@ use parking_lot::RwLock;
 use tokio_util::sync::CancellationToken;
 
 pub use self::budget::default_limit as default_memory_budget;
-pub use self::channel::{Channel, PendingEnd, ReadLookup, WriteTarget};
+pub use self::channel::Channel;
+pub(crate) use self::channel::ReadLookup;
 pub use self::events::Event;
 pub use self::facts::Facts;
 #[cfg(feature = "tls")]
