@@ -138,7 +138,48 @@ pub struct Segment {
     received: u64,
 }
 
+/// What one answer to a subscriber's GET decided.
+enum Decision {
+    /// Hand out this segment.
+    Segment(Segment),
+    /// The stream ended.
+    Closed,
+    /// Ask again for `next` (which the answer may have moved), after a pause if any.
+    AskAgain { after: Option<Duration> },
+    /// The GET failed: retried after a backoff, unless too many did.
+    Failed(ClientError),
+}
+
+/// What one [`Subscriber::next_segment`] call went through so far.
+#[derive(Default)]
+struct Tries {
+    /// GETs that failed.
+    failures: u32,
+    /// Gaps jumped over.
+    gaps: u32,
+    /// The seq of the first gap jumped over.
+    jumped_from: Option<u64>,
+}
+
 impl Segment {
+    /// Segment `seq`, whose GET answered `response`.
+    fn new(seq: u64, jumped_from: Option<u64>, response: reqwest::Response) -> Segment {
+        let headers = response.headers();
+        Segment {
+            seq,
+            content_type: headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| !v.is_empty())
+                .map(String::from),
+            latest: header_u64(headers, protocol::LATEST),
+            size: header_u64(headers, protocol::SIZE),
+            jumped_from,
+            response,
+            received: 0,
+        }
+    }
+
     /// The next bytes of the segment; `None` at its (normal) end. An abnormal end is
     /// [`ClientError::SegmentFailed`]: the segment is incomplete.
     pub async fn chunk(&mut self) -> Result<Option<Bytes>, ClientError> {
@@ -255,90 +296,93 @@ impl Subscriber {
     /// The next segment, once its first byte exists (or it ended empty). `Ok(None)` is the end of
     /// the stream. The GET for the segment after it is opened before this returns.
     pub async fn next_segment(&mut self) -> Result<Option<Segment>, ClientError> {
-        let mut failures = 0u32;
-        let mut jumped_from = None;
-        let mut gaps = 0u32;
+        let mut tries = Tries::default();
         loop {
-            if self.pending.is_none() {
-                self.preconnect();
-            }
-            let handle = self.pending.as_mut().expect("preconnected");
-            let result = match handle.await {
-                Ok(result) => result,
-                Err(join) => {
-                    self.pending = None;
-                    return Err(ClientError::Io(std::io::Error::other(join)));
-                }
+            let decision = match self.answer().await? {
+                Ok(response) => self.interpret(response, &mut tries).await?,
+                Err(err) => Decision::Failed(err.into()),
             };
-            self.pending = None;
-            let response = match result {
-                Ok(response) => response,
-                Err(err) => {
-                    failures += 1;
-                    if failures > self.options.retries {
-                        return Err(err.into());
+            match decision {
+                Decision::Segment(segment) => {
+                    self.next = SubscribeStart::Seq(segment.seq + 1);
+                    self.preconnect();
+                    return Ok(Some(segment));
+                }
+                Decision::Closed => return Ok(None),
+                Decision::AskAgain { after } => {
+                    if let Some(pause) = after {
+                        tokio::time::sleep(pause).await;
+                    }
+                }
+                Decision::Failed(err) => {
+                    tries.failures += 1;
+                    if tries.failures > self.options.retries {
+                        return Err(err);
                     }
                     tracing::debug!(%err, "GET failed; retrying");
-                    tokio::time::sleep(self.backoff(failures)).await;
-                    continue;
-                }
-            };
-            let headers = response.headers();
-            if headers.contains_key(protocol::CLOSED) {
-                return Ok(None);
-            }
-            // The resolved seq; a server that leaves it out gets the seq we asked for.
-            let requested = match self.next {
-                SubscribeStart::Seq(seq) => seq,
-                _ => 0,
-            };
-            let seq = header_u64(headers, protocol::SEQ).unwrap_or(requested);
-            match response.status().as_u16() {
-                200 => {}
-                404 => return Err(ClientError::StreamNotFound),
-                470 => {
-                    let latest = header_u64(headers, protocol::LATEST);
-                    if self.options.on_gap == OnGap::Report {
-                        return Err(ClientError::SequenceNonexistent { seq, latest });
-                    }
-                    jumped_from.get_or_insert(seq);
-                    self.next = latest.map_or(SubscribeStart::Next, SubscribeStart::Seq);
-                    gaps += 1;
-                    if gaps > 1 {
-                        // The write head moved on again at once: give the publisher a moment.
-                        tokio::time::sleep(self.backoff(gaps - 1)).await;
-                    }
-                    continue;
-                }
-                // The server's wait timeout: just ask again.
-                408 => continue,
-                status => {
-                    failures += 1;
-                    let message = error_message(response).await;
-                    if failures > self.options.retries {
-                        return Err(ClientError::Http { status, message });
-                    }
-                    tokio::time::sleep(self.backoff(failures)).await;
-                    continue;
+                    tokio::time::sleep(self.backoff(tries.failures)).await;
                 }
             }
-            let segment = Segment {
-                seq,
-                content_type: headers
-                    .get(header::CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok())
-                    .filter(|v| !v.is_empty())
-                    .map(String::from),
-                latest: header_u64(headers, protocol::LATEST),
-                size: header_u64(headers, protocol::SIZE),
-                jumped_from,
-                response,
-                received: 0,
-            };
-            self.next = SubscribeStart::Seq(seq + 1);
-            self.preconnect();
-            return Ok(Some(segment));
         }
+    }
+
+    /// The answer to the preconnected GET (opened now if there is none).
+    async fn answer(&mut self) -> Result<reqwest::Result<reqwest::Response>, ClientError> {
+        if self.pending.is_none() {
+            self.preconnect();
+        }
+        let handle = self.pending.as_mut().expect("preconnected");
+        // Taken only once it answered: a caller that gives up meanwhile keeps the GET for later.
+        let joined = handle.await;
+        self.pending = None;
+        joined.map_err(|join| ClientError::Io(std::io::Error::other(join)))
+    }
+
+    /// What `response`, the answer to the GET for `self.next`, means for the subscriber.
+    async fn interpret(
+        &mut self,
+        response: reqwest::Response,
+        tries: &mut Tries,
+    ) -> Result<Decision, ClientError> {
+        let headers = response.headers();
+        if headers.contains_key(protocol::CLOSED) {
+            return Ok(Decision::Closed);
+        }
+        // The resolved seq; a server that leaves it out gets the seq we asked for.
+        let requested = match self.next {
+            SubscribeStart::Seq(seq) => seq,
+            _ => 0,
+        };
+        let seq = header_u64(headers, protocol::SEQ).unwrap_or(requested);
+        Ok(match response.status().as_u16() {
+            200 => Decision::Segment(Segment::new(seq, tries.jumped_from, response)),
+            404 => return Err(ClientError::StreamNotFound),
+            470 => self.gap(seq, header_u64(headers, protocol::LATEST), tries)?,
+            // The server's wait timeout: just ask again.
+            408 => Decision::AskAgain { after: None },
+            status => {
+                let message = error_message(response).await;
+                Decision::Failed(ClientError::Http { status, message })
+            }
+        })
+    }
+
+    /// A `470` for `seq`: reported, or jumped over to the write head `latest`.
+    fn gap(
+        &mut self,
+        seq: u64,
+        latest: Option<u64>,
+        tries: &mut Tries,
+    ) -> Result<Decision, ClientError> {
+        if self.options.on_gap == OnGap::Report {
+            return Err(ClientError::SequenceNonexistent { seq, latest });
+        }
+        tries.jumped_from.get_or_insert(seq);
+        self.next = latest.map_or(SubscribeStart::Next, SubscribeStart::Seq);
+        tries.gaps += 1;
+        // Past the first jump, the write head moved on again at once: give the publisher a moment.
+        let after = (tries.gaps > 1).then(|| self.backoff(tries.gaps - 1));
+        Ok(Decision::AskAgain { after })
     }
 
     fn backoff(&self, attempt: u32) -> Duration {

@@ -46,91 +46,9 @@ impl Metrics {
     /// The Prometheus text exposition format (version 0.0.4), with the process's resident memory.
     pub fn prometheus(&self, resident_memory: Option<u64>) -> String {
         let mut out = String::new();
-        let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-            );
-        };
-        let s = &self.stats;
-        metric(
-            "trickle_channels",
-            "gauge",
-            "Channels that exist now.",
-            self.channels as u64,
-        );
-        metric(
-            "trickle_gets_waiting",
-            "gauge",
-            "GETs waiting for a segment's first byte.",
-            s.waiting_gets as u64,
-        );
-        metric(
-            "trickle_gets_streaming",
-            "gauge",
-            "GET responses streaming segment bytes.",
-            s.streaming_gets as u64,
-        );
-        metric(
-            "trickle_posts_waiting",
-            "gauge",
-            "POSTs waiting for their first body byte (preconnects).",
-            s.pending_posts as u64,
-        );
-        metric(
-            "trickle_posts_writing",
-            "gauge",
-            "POSTs streaming a body into a segment.",
-            s.writing_posts as u64,
-        );
-        metric(
-            "trickle_bytes_in_total",
-            "counter",
-            "Segment bytes received from publishers.",
-            self.bytes_in,
-        );
-        metric(
-            "trickle_bytes_out_total",
-            "counter",
-            "Segment bytes sent to subscribers (counted per megabyte as each response goes, and when it ends).",
-            self.bytes_out,
-        );
-        metric(
-            "trickle_segments_started_total",
-            "counter",
-            "Segments whose first byte arrived.",
-            self.segments_started,
-        );
-        metric(
-            "trickle_segments_completed_total",
-            "counter",
-            "Segments that ended normally.",
-            self.segments_completed,
-        );
-        metric(
-            "trickle_segments_failed_total",
-            "counter",
-            "Segments that ended abnormally.",
-            self.segments_failed,
-        );
-        metric(
-            "trickle_buffered_bytes",
-            "gauge",
-            "Segment bytes held now, including segments that left the ring but are still being read.",
-            self.buffered_bytes,
-        );
-        metric(
-            "trickle_buffer_budget_bytes",
-            "gauge",
-            "Most segment bytes the server may hold.",
-            self.buffer_budget_bytes,
-        );
-        metric(
-            "trickle_budget_refusals_total",
-            "counter",
-            "Segment writes refused because they would have gone over the buffer budget.",
-            self.budget_refusals,
-        );
+        self.write_load(&mut out);
+        self.write_traffic(&mut out);
+        self.write_buffers(&mut out);
         let _ = writeln!(
             out,
             "# HELP trickle_responses_total Error answers by status.\n# TYPE trickle_responses_total counter\n\
@@ -146,6 +64,117 @@ impl Metrics {
         }
         out
     }
+
+    /// Channels and the requests in progress.
+    fn write_load(&self, out: &mut String) {
+        metric(
+            out,
+            "trickle_channels",
+            "gauge",
+            "Channels that exist now.",
+            self.channels as u64,
+        );
+        metric(
+            out,
+            "trickle_gets_waiting",
+            "gauge",
+            "GETs waiting for a segment's first byte.",
+            self.stats.waiting_gets as u64,
+        );
+        metric(
+            out,
+            "trickle_gets_streaming",
+            "gauge",
+            "GET responses streaming segment bytes.",
+            self.stats.streaming_gets as u64,
+        );
+        metric(
+            out,
+            "trickle_posts_waiting",
+            "gauge",
+            "POSTs waiting for their first body byte (preconnects).",
+            self.stats.pending_posts as u64,
+        );
+        metric(
+            out,
+            "trickle_posts_writing",
+            "gauge",
+            "POSTs streaming a body into a segment.",
+            self.stats.writing_posts as u64,
+        );
+    }
+
+    /// Bytes and segments through the server.
+    fn write_traffic(&self, out: &mut String) {
+        metric(
+            out,
+            "trickle_bytes_in_total",
+            "counter",
+            "Segment bytes received from publishers.",
+            self.bytes_in,
+        );
+        metric(
+            out,
+            "trickle_bytes_out_total",
+            "counter",
+            "Segment bytes sent to subscribers (counted per megabyte as each response goes, and when it ends).",
+            self.bytes_out,
+        );
+        metric(
+            out,
+            "trickle_segments_started_total",
+            "counter",
+            "Segments whose first byte arrived.",
+            self.segments_started,
+        );
+        metric(
+            out,
+            "trickle_segments_completed_total",
+            "counter",
+            "Segments that ended normally.",
+            self.segments_completed,
+        );
+        metric(
+            out,
+            "trickle_segments_failed_total",
+            "counter",
+            "Segments that ended abnormally.",
+            self.segments_failed,
+        );
+    }
+
+    /// The segment bytes held and their budget.
+    fn write_buffers(&self, out: &mut String) {
+        metric(
+            out,
+            "trickle_buffered_bytes",
+            "gauge",
+            "Segment bytes held now, including segments that left the ring but are still being read.",
+            self.buffered_bytes,
+        );
+        metric(
+            out,
+            "trickle_buffer_budget_bytes",
+            "gauge",
+            "Most segment bytes the server may hold.",
+            self.buffer_budget_bytes,
+        );
+        metric(
+            out,
+            "trickle_budget_refusals_total",
+            "counter",
+            "Segment writes refused because they would have gone over the buffer budget.",
+            self.budget_refusals,
+        );
+    }
+}
+
+/// Writes one metric with its help and type lines.
+fn metric(out: &mut String, name: &str, kind: &str, help: &str, value: u64) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+    );
 }
 
 /// This process's resident set size (`VmRSS` of `/proc/self/status`; Linux only).

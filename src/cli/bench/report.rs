@@ -141,9 +141,17 @@ impl Report {
     }
 
     pub(super) fn text(&self) -> String {
+        let mut out = self.settings_line();
+        self.write_delivery(&mut out);
+        self.write_errors(&mut out);
+        self.write_cpu(&mut out);
+        out
+    }
+
+    /// What was run: the profile, channels, subscribers, segments, writes and rate.
+    fn settings_line(&self) -> String {
         let s = &self.settings;
         let mb = |bytes: u64| bytes as f64 / 1e6;
-        let mut out = String::new();
         let profile = s
             .profile
             .and_then(|p| p.to_possible_value())
@@ -158,15 +166,19 @@ impl Report {
             .max_lag
             .map(|k| format!(", max lag {k}"))
             .unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "{profile}{} channel(s) × {} subscribers, {} segments of {} in {}-byte writes, {rate}{lag}",
+        format!(
+            "{profile}{} channel(s) × {} subscribers, {} segments of {} in {}-byte writes, {rate}{lag}\n",
             s.channels,
             s.subs,
             s.segments,
             HumanBytes(s.segment_bytes),
             s.write
-        );
+        )
+    }
+
+    /// How much went through, and how fast.
+    fn write_delivery(&self, out: &mut String) {
+        let mb = |bytes: u64| bytes as f64 / 1e6;
         let _ = writeln!(out, "  time        {:.2} s", self.seconds);
         let _ = writeln!(
             out,
@@ -197,6 +209,10 @@ impl Report {
                 let _ = writeln!(out, "  latency     no complete segment");
             }
         }
+    }
+
+    /// The errors subscribers saw, with samples.
+    fn write_errors(&self, out: &mut String) {
         let e = &self.errors;
         let _ = writeln!(
             out,
@@ -206,6 +222,11 @@ impl Report {
         for sample in &e.samples {
             let _ = writeln!(out, "              {sample}");
         }
+    }
+
+    /// The CPU the load generator and the server used, and whether the machine was the limit.
+    fn write_cpu(&self, out: &mut String) {
+        let mb = |bytes: u64| bytes as f64 / 1e6;
         let own_cores = self.bench_cpu_seconds / self.seconds;
         let _ = writeln!(
             out,
@@ -232,6 +253,5 @@ impl Report {
                 "  note        {busy:.1} of this machine's {cores} cores were busy: the figures are bounded by CPU"
             );
         }
-        out
     }
 }

@@ -91,70 +91,12 @@ pub(super) async fn subscribe(
     let mut expected = 0;
     let mut latencies = Vec::new();
     while expected <= run.last {
-        let seq = match reader.next_segment().await {
-            Ok(Some(seq)) => seq,
-            Ok(None) => {
-                totals.error(format!("end of stream before seq {expected}"));
-                break;
-            }
-            Err(err) => {
-                totals.error(format!("{err:#}"));
-                break;
-            }
-        };
-        if seq < expected || seq > run.last {
-            totals.error(format!("got seq {seq} while expecting {expected}"));
+        let Some(seq) = next_seq(&mut reader, &run, &totals, expected).await else {
             break;
-        }
-        if seq > expected {
-            // A 470: the subscriber fell out of the ring and jumped to the live edge.
-            totals.jumps.fetch_add(1, Ordering::Relaxed);
-            totals.note(format!("470: jumped from seq {expected} to {seq}"));
-            let skipped = (expected.max(1)..seq).count() as u64;
-            totals.finished.fetch_add(skipped, Ordering::Relaxed);
-            run.mark_done(expected..=seq - 1);
-        }
-        let mut checker = Checker::new(run.layout, seq);
-        let failed = loop {
-            match reader.chunk().await {
-                Ok(Some(bytes)) => {
-                    let now = clock.now_ns();
-                    checker.feed(bytes, |sent| latencies.push(now.saturating_sub(sent)));
-                    if seq > 0 {
-                        totals
-                            .delivered_bytes
-                            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                    }
-                }
-                Ok(None) => break false,
-                Err(_) => break true,
-            }
         };
-        // The warm-up seq counts for errors, not for what was measured.
-        let measured = seq > 0;
-        if measured {
-            totals.finished.fetch_add(1, Ordering::Relaxed);
-        }
-        match checker.verdict() {
-            Verdict::Complete if !failed => {
-                if measured {
-                    totals.complete.fetch_add(1, Ordering::Relaxed);
-                    totals.record_latencies(&latencies);
-                }
-            }
-            Verdict::Corrupt => {
-                totals.corrupt.fetch_add(1, Ordering::Relaxed);
-                totals.note(format!("seq {seq}: corrupted bytes"));
-            }
-            _ => {
-                totals.short.fetch_add(1, Ordering::Relaxed);
-                totals.note(format!(
-                    "seq {seq}: ended after {} of {} bytes",
-                    checker.received(),
-                    run.layout.segment_bytes
-                ));
-            }
-        }
+        let (checker, failed) =
+            read_segment(&mut reader, &run, seq, &clock, &totals, &mut latencies).await;
+        count_segment(&run, &totals, seq, &checker, failed, &latencies);
         latencies.clear();
         run.mark_done(seq..=seq);
         expected = seq + 1;
@@ -172,4 +114,102 @@ pub(super) async fn subscribe(
     // either server, and so most of the p99).
     run.last_done.cancelled().await;
     drop(reader);
+}
+
+/// The seq of the reader's next segment, a jump over a gap counted; `None` (the error counted)
+/// when this subscriber cannot go on.
+async fn next_seq(
+    reader: &mut Reader,
+    run: &ChannelRun,
+    totals: &Totals,
+    expected: u64,
+) -> Option<u64> {
+    let seq = match reader.next_segment().await {
+        Ok(Some(seq)) => seq,
+        Ok(None) => {
+            totals.error(format!("end of stream before seq {expected}"));
+            return None;
+        }
+        Err(err) => {
+            totals.error(format!("{err:#}"));
+            return None;
+        }
+    };
+    if seq < expected || seq > run.last {
+        totals.error(format!("got seq {seq} while expecting {expected}"));
+        return None;
+    }
+    if seq > expected {
+        // A 470: the subscriber fell out of the ring and jumped to the live edge.
+        totals.jumps.fetch_add(1, Ordering::Relaxed);
+        totals.note(format!("470: jumped from seq {expected} to {seq}"));
+        let skipped = (expected.max(1)..seq).count() as u64;
+        totals.finished.fetch_add(skipped, Ordering::Relaxed);
+        run.mark_done(expected..=seq - 1);
+    }
+    Some(seq)
+}
+
+/// Reads segment `seq` to its end, checking its bytes and noting each write's latency in
+/// `latencies`; says whether the segment failed (ended abnormally).
+async fn read_segment(
+    reader: &mut Reader,
+    run: &ChannelRun,
+    seq: u64,
+    clock: &Clock,
+    totals: &Totals,
+    latencies: &mut Vec<u64>,
+) -> (Checker, bool) {
+    let mut checker = Checker::new(run.layout, seq);
+    loop {
+        match reader.chunk().await {
+            Ok(Some(bytes)) => {
+                let now = clock.now_ns();
+                checker.feed(bytes, |sent| latencies.push(now.saturating_sub(sent)));
+                if seq > 0 {
+                    totals
+                        .delivered_bytes
+                        .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                }
+            }
+            Ok(None) => return (checker, false),
+            Err(_) => return (checker, true),
+        }
+    }
+}
+
+/// Counts segment `seq` as read (the warm-up seq 0 only for its errors): complete, with its
+/// write latencies, corrupted, or short.
+fn count_segment(
+    run: &ChannelRun,
+    totals: &Totals,
+    seq: u64,
+    checker: &Checker,
+    failed: bool,
+    latencies: &[u64],
+) {
+    let measured = seq > 0;
+    if measured {
+        totals.finished.fetch_add(1, Ordering::Relaxed);
+    }
+    match checker.verdict() {
+        Verdict::Complete if !failed => {
+            if measured {
+                totals.complete.fetch_add(1, Ordering::Relaxed);
+                totals.record_latencies(latencies);
+            }
+        }
+        Verdict::Corrupt => {
+            totals.corrupt.fetch_add(1, Ordering::Relaxed);
+            totals.note(format!("seq {seq}: corrupted bytes"));
+        }
+        _ => {
+            totals.short.fetch_add(1, Ordering::Relaxed);
+            totals.note(format!(
+                "seq {seq}: ended after {} of {} bytes",
+                checker.received(),
+                run.layout.segment_bytes
+            ));
+        }
+    }
 }

@@ -5,7 +5,7 @@
 use std::future::poll_fn;
 use std::io::{self, Write as _};
 use std::pin::{Pin, pin};
-use std::task::{Poll, ready};
+use std::task::{Context, Poll, ready};
 
 use axum::body::Body;
 use bytes::{Bytes, BytesMut};
@@ -182,95 +182,165 @@ async fn write_body<S, B>(
     out: &mut Outbox,
     mut body: Pin<&mut B>,
     framing: Framing,
-    mut length_left: Option<u64>,
+    length_left: Option<u64>,
 ) -> io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let mut body_done = framing == Framing::None || body.is_end_stream();
-    let mut failed = None;
-    if body_done && length_left.is_some_and(|left| left > 0) {
-        failed = Some(io::Error::other("body shorter than its length"));
-    }
-    let mut ended = false;
+    let no_frames = framing == Framing::None || body.is_end_stream();
+    let mut state = BodyState::new(framing, length_left, no_frames);
     poll_fn(|cx| {
         loop {
-            // Take every frame that is ready, up to what one write can carry, straight into the
-            // outbox; a chunk's size line goes in front of its frames once their size is known.
-            let size_line = (!body_done && framing == Framing::Chunked).then(|| {
-                out.push(Piece::chunk_size(0));
-                out.len() - 1
-            });
-            let mut size = 0;
-            while !body_done && out.len() + 2 < MAX_IOV {
-                match body.as_mut().poll_frame(cx) {
-                    Poll::Ready(Some(Ok(frame))) => {
-                        let Ok(mut data) = frame.into_data() else {
-                            continue;
-                        };
-                        if let Some(left) = length_left.as_mut() {
-                            // Never more than the content-length said: the rest would be read
-                            // as the next response.
-                            if data.len() as u64 > *left {
-                                data.truncate(*left as usize);
-                                failed = Some(io::Error::other("body longer than its length"));
-                                body_done = true;
-                            }
-                            *left -= data.len() as u64;
-                        }
-                        if !data.is_empty() {
-                            size += data.len();
-                            out.push(Piece::Shared(data));
-                        }
-                    }
-                    Poll::Ready(Some(Err(err))) => {
-                        failed = Some(io::Error::other(err));
-                        body_done = true;
-                    }
-                    Poll::Ready(None) => {
-                        if length_left.is_some_and(|left| left > 0) {
-                            failed = Some(io::Error::other("body shorter than its length"));
-                        }
-                        body_done = true;
-                    }
-                    Poll::Pending => break,
-                }
-            }
-            if let Some(at) = size_line {
-                if size == 0 {
-                    out.pieces.pop_back();
-                } else {
-                    out.pieces[at] = Piece::chunk_size(size);
-                    out.push(Piece::Shared(Bytes::from_static(b"\r\n")));
-                }
-            }
-            if body_done && failed.is_none() && framing == Framing::Chunked && !ended {
-                out.push(Piece::Shared(Bytes::from_static(b"0\r\n\r\n")));
-                ended = true;
-            }
+            state.take_ready(out, body.as_mut(), cx);
             if out.len() == 0 {
-                // Everything is written; a TLS stream may still hold it in its own buffer (up to
-                // 64 KiB), which a client that stopped reading never takes.
-                let flushed = Pin::new(&mut *stream).poll_flush(cx);
-                ready!(out.deadline.guard(cx, flushed))?;
-                if !body_done {
-                    // Waiting for the body: watch for the client going away meanwhile.
-                    if poll_gone(stream, buf, cx).is_ready() {
-                        return Poll::Ready(Err(io::ErrorKind::ConnectionAborted.into()));
-                    }
-                    return Poll::Pending;
-                }
-                return Poll::Ready(match failed.take() {
-                    Some(err) => Err(err),
-                    None => Ok(()),
-                });
+                return state.poll_written(stream, buf, out, cx);
             }
             ready!(out.poll_write(stream, cx))?;
         }
     })
     .await
+}
+
+/// What [`write_body`] knows of the body so far; its steps move the body's frames into the
+/// outbox, framed, and decide when the answer is over.
+struct BodyState {
+    framing: Framing,
+    /// For `content-length`: the body bytes still due.
+    length_left: Option<u64>,
+    /// The body gives no more frames (its end, an error, or its length reached).
+    done: bool,
+    /// Why the connection must end without the body completed.
+    failed: Option<io::Error>,
+    /// The final chunk is queued.
+    ended: bool,
+}
+
+impl BodyState {
+    fn new(framing: Framing, length_left: Option<u64>, done: bool) -> BodyState {
+        let mut state = BodyState {
+            framing,
+            length_left,
+            done: false,
+            failed: None,
+            ended: false,
+        };
+        if done {
+            state.end_of_frames();
+        }
+        state
+    }
+
+    /// Takes every frame that is ready, up to what one write can carry, straight into `out` as
+    /// one chunk; then the final chunk if the body ended well.
+    fn take_ready<B>(&mut self, out: &mut Outbox, mut body: Pin<&mut B>, cx: &mut Context<'_>)
+    where
+        B: http_body::Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let size_line = self.open_chunk(out);
+        let mut size = 0;
+        while !self.done && out.len() + 2 < MAX_IOV {
+            match body.as_mut().poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        size += self.push_data(out, data);
+                    }
+                }
+                Poll::Ready(Some(Err(err))) => {
+                    self.failed = Some(io::Error::other(err));
+                    self.done = true;
+                }
+                Poll::Ready(None) => self.end_of_frames(),
+                Poll::Pending => break,
+            }
+        }
+        if let Some(at) = size_line {
+            close_chunk(out, at, size);
+        }
+        if self.done && self.failed.is_none() && self.framing == Framing::Chunked && !self.ended {
+            out.push(Piece::Shared(Bytes::from_static(b"0\r\n\r\n")));
+            self.ended = true;
+        }
+    }
+
+    /// When chunked and more frames may come: queues a placeholder for the size line of the
+    /// chunk about to be taken (its size is known once its frames are), and says where it is.
+    #[inline]
+    fn open_chunk(&self, out: &mut Outbox) -> Option<usize> {
+        (!self.done && self.framing == Framing::Chunked).then(|| {
+            out.push(Piece::chunk_size(0));
+            out.len() - 1
+        })
+    }
+
+    /// Queues one frame's bytes, never more than the `content-length` said (the rest would be
+    /// read as the next response); returns how many it queued.
+    #[inline]
+    fn push_data(&mut self, out: &mut Outbox, mut data: Bytes) -> usize {
+        if let Some(left) = self.length_left.as_mut() {
+            if data.len() as u64 > *left {
+                data.truncate(*left as usize);
+                self.failed = Some(io::Error::other("body longer than its length"));
+                self.done = true;
+            }
+            *left -= data.len() as u64;
+        }
+        let len = data.len();
+        if len > 0 {
+            out.push(Piece::Shared(data));
+        }
+        len
+    }
+
+    /// The body has no more frames: short of its `content-length`, it failed.
+    #[inline]
+    fn end_of_frames(&mut self) {
+        if self.length_left.is_some_and(|left| left > 0) {
+            self.failed = Some(io::Error::other("body shorter than its length"));
+        }
+        self.done = true;
+    }
+
+    /// With all that is queued written: flushes (a TLS stream may still hold up to 64 KiB in its
+    /// own buffer, which a client that stopped reading never takes), then either waits for the
+    /// body, watching for the client going away meanwhile, or gives the answer's outcome.
+    fn poll_written<S>(
+        &mut self,
+        stream: &mut S,
+        buf: &mut BytesMut,
+        out: &mut Outbox,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let flushed = Pin::new(&mut *stream).poll_flush(cx);
+        ready!(out.deadline.guard(cx, flushed))?;
+        if !self.done {
+            if poll_gone(stream, buf, cx).is_ready() {
+                return Poll::Ready(Err(io::ErrorKind::ConnectionAborted.into()));
+            }
+            return Poll::Pending;
+        }
+        Poll::Ready(match self.failed.take() {
+            Some(err) => Err(err),
+            None => Ok(()),
+        })
+    }
+}
+
+/// Ends the chunk whose size line placeholder is at `at`: with its size and closing CRLF, or, if
+/// no bytes came, by taking the placeholder back (a zero size would end the body).
+#[inline]
+fn close_chunk(out: &mut Outbox, at: usize, size: usize) {
+    if size == 0 {
+        out.pieces.pop_back();
+    } else {
+        out.pieces[at] = Piece::chunk_size(size);
+        out.push(Piece::Shared(Bytes::from_static(b"\r\n")));
+    }
 }
 
 /// Calls `f` with the current time as an HTTP date, formatted once per second per thread (as
