@@ -204,6 +204,28 @@ async fn dropping_every_handle_stops_the_sweeper() {
     .await;
 }
 
+/// The `_changes` writer is a task of its own: it too ends when the last handle is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_every_handle_stops_the_changefeed() {
+    let alive = || {
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+    };
+    let before = alive();
+    let server = Server::new(Config {
+        changefeed: true,
+        // The sweeper notices at its next tick.
+        sweep_interval: Duration::from_millis(10),
+        ..Config::default()
+    });
+    server.create_channel("a", "").await.unwrap();
+    let feed = server.channel("_changes").unwrap();
+    eventually("the feed writes the creation", || feed.next_write() == 2).await;
+    drop((server, feed));
+    eventually("the feed and the sweeper end", || alive() <= before).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_following_local_subscriber_jumps_gaps_and_skips_failed_segments() {
     let server = Server::new(Config {

@@ -113,6 +113,31 @@ async fn s36_changefeed() {
     assert_eq!(without.get("/_changes/0").await.status, 404);
 }
 
+/// More channel events at once than the server's event broadcast keeps for a slow listener
+/// (4,096), all made before the `_changes` writer gets to run (here a current-thread runtime that
+/// does not yield in between; on a busy server, a task that waits its turn): the feed still
+/// writes every one of them, in order, as it did when it was written by whoever made the event.
+#[tokio::test]
+async fn changefeed_writes_every_event_of_a_burst() {
+    const BURST: u64 = 5000;
+    let server = trickle::Server::new(Config {
+        changefeed: true,
+        ..Config::default()
+    });
+    for n in 0..BURST {
+        server.create_channel(&format!("c{n}"), "").await.unwrap();
+    }
+    let feed = server.channel("_changes").unwrap();
+    eventually("every creation written", || feed.next_write() == BURST + 1).await;
+    let mut last = trickle::local::LocalSubscriber::new(&server, "_changes");
+    last.set_seq(BURST as i64);
+    let mut segment = last.read().unwrap();
+    assert_eq!(
+        segment.read_to_end().await.unwrap(),
+        format!(r#"{{"added":["c{}"]}}"#, BURST - 1).as_bytes()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s36_sweeper_emits_removed() {
     let s = TestServer::with_config(sweepy()).await;

@@ -2,12 +2,13 @@
 //!
 //! One listener of the server's [`Event`]s among others: a task that writes each channel event as
 //! the next segment, in the order the events happened, through the same write path as every other
-//! publisher.
+//! publisher. It hears them on a queue of its own, which keeps every event however far behind the
+//! task is (the broadcast of [`super::Server::events`] drops the oldest for a listener that lags).
 
 use std::sync::Weak;
 
 use bytes::Bytes;
-use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::events::Event;
@@ -20,7 +21,7 @@ pub const NAME: &str = "_changes";
 /// server is gone or shut down. Holds only a weak reference between events.
 pub(super) async fn run(
     inner: Weak<Inner>,
-    mut events: broadcast::Receiver<Event>,
+    mut events: mpsc::UnboundedReceiver<Event>,
     shutdown: CancellationToken,
 ) {
     let mut seq = 0;
@@ -39,15 +40,9 @@ pub(super) async fn run(
             received = events.recv() => received,
             _ = shutdown.cancelled() => return,
         };
-        next = match received {
-            Ok(event) => Some(event),
-            Err(RecvError::Closed) => return,
-            Err(RecvError::Lagged(missed)) => {
-                // Only possible if this task was starved for thousands of events.
-                tracing::warn!(missed, "changefeed fell behind: events were not written");
-                None
-            }
-        };
+        // `None`: the server is gone.
+        let Some(event) = received else { return };
+        next = Some(event);
     }
 }
 

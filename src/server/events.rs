@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 
 /// Events a listener may fall behind by before it misses some (it is then told how many).
 /// Segment events come at most a few per second per channel in real streams; a listener that is
@@ -48,28 +48,58 @@ pub enum Event {
     },
 }
 
+impl Event {
+    /// A channel created or removed (what the `_changes` channel records).
+    fn is_channel_event(&self) -> bool {
+        matches!(
+            self,
+            Event::ChannelCreated { .. } | Event::ChannelRemoved { .. }
+        )
+    }
+}
+
 /// The server's event queue and broadcast.
 pub(crate) struct Events {
     /// Events made true under some lock and not yet sent; the mutex also orders the sending.
     queue: Mutex<VecDeque<Event>>,
     sender: broadcast::Sender<Event>,
+    /// The `_changes` writer's own queue of channel events. Not the broadcast: a broadcast drops
+    /// the oldest events for a listener that has not run for [`CAPACITY`] of them (a burst of
+    /// creations, a busy server), and the feed must record every one. Channel events are few
+    /// (each is a creation or a deletion), so this queue needs no bound.
+    feed: Option<mpsc::UnboundedSender<Event>>,
 }
 
 impl Events {
-    pub(crate) fn new() -> Events {
-        Events {
+    /// The events of a server, and with `feed` the receiving end of the changefeed's queue.
+    pub(crate) fn new(feed: bool) -> (Events, Option<mpsc::UnboundedReceiver<Event>>) {
+        let (feed, receiver) = match feed {
+            true => {
+                let (sender, receiver) = mpsc::unbounded_channel();
+                (Some(sender), Some(receiver))
+            }
+            false => (None, None),
+        };
+        let events = Events {
             queue: Mutex::new(VecDeque::new()),
             sender: broadcast::Sender::new(CAPACITY),
-        }
+            feed,
+        };
+        (events, receiver)
     }
 
     pub(crate) fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.sender.subscribe()
     }
 
-    /// Whether anybody listens (events nobody would read are not even made).
+    /// Whether anybody listens to segment events (events nobody would read are not even made).
     pub(crate) fn wanted(&self) -> bool {
         self.sender.receiver_count() > 0
+    }
+
+    /// Whether anybody listens to channel events: the changefeed always does.
+    pub(crate) fn channel_events_wanted(&self) -> bool {
+        self.feed.is_some() || self.wanted()
     }
 
     /// Queues `event` while the lock that made it true is held; [`Events::flush`] sends it once
@@ -82,6 +112,12 @@ impl Events {
     pub(crate) fn flush(&self) {
         let mut queue = self.queue.lock();
         while let Some(event) = queue.pop_front() {
+            if let Some(feed) = &self.feed
+                && event.is_channel_event()
+            {
+                // Fails only once the feed has stopped (server shut down).
+                let _ = feed.send(event.clone());
+            }
             // No listener is not an error: the event is simply not wanted.
             let _ = self.sender.send(event);
         }

@@ -334,9 +334,10 @@ impl Builder {
             .as_ref()
             .map(crate::auth::Verifier::new);
         let budget = budget::Budget::new(self.config.memory_budget);
+        let (events, feed) = events::Events::new(self.config.changefeed);
         let server = Server {
             inner: Arc::new(Inner {
-                events: events::Events::new(),
+                events,
                 config: self.config,
                 base,
                 channels: RwLock::new(HashMap::new()),
@@ -354,7 +355,7 @@ impl Builder {
         };
         if tokio::runtime::Handle::try_current().is_ok() {
             tokio::spawn(sweep(Arc::downgrade(&server.inner)));
-            if server.inner.config.changefeed {
+            if let Some(feed) = feed {
                 // Made here, not by `get_or_create`: its own creation is its first event, which
                 // its writer writes before it listens.
                 let channel = server.new_channel(changefeed::NAME, "application/json");
@@ -363,8 +364,7 @@ impl Builder {
                     .channels
                     .write()
                     .insert(changefeed::NAME.into(), channel);
-                let events = inner.events.subscribe();
-                let feed = changefeed::run(Arc::downgrade(inner), events, inner.shutdown.clone());
+                let feed = changefeed::run(Arc::downgrade(inner), feed, inner.shutdown.clone());
                 tokio::spawn(feed);
             }
         }
@@ -588,7 +588,7 @@ impl Server {
     /// Queues the event `make` makes (if anybody listens) while the lock that makes it true is
     /// held; sent by the next [`events::Events::flush`].
     fn queue_event(&self, make: impl FnOnce() -> Event) {
-        if self.inner.events.wanted() {
+        if self.inner.events.channel_events_wanted() {
             self.inner.events.queue(make());
         }
     }
