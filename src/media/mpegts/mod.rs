@@ -18,8 +18,10 @@
 //! `packet` (188-byte packets and resynchronisation), `psi` (PAT/PMT sections), `pes` (PES headers
 //! and the PTS timeline), `nal` (H.264/HEVC keyframe detection) and `lookahead` (holding packets
 //! back until a video frame is known to be a keyframe or not). `meter` reuses them to measure a
-//! segment's timing as it is written, for the server's segment facts.
+//! segment's timing as it is written, for the server's segment facts. `discontinuity` marks a
+//! segment sent after a skip (a live viewer that fell behind) as following a discontinuity.
 
+mod discontinuity;
 mod lookahead;
 mod meter;
 #[cfg(test)]
@@ -37,6 +39,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+pub use discontinuity::DiscontinuityMarker;
 use lookahead::Lookahead;
 pub use meter::{MeterMemory, Timing, TimingMeter};
 pub use packet::PACKET_SIZE;

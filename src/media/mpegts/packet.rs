@@ -71,6 +71,57 @@ pub(super) fn find_sync(buf: &[u8], at_end: bool) -> SyncSearch {
     SyncSearch::NeedMore(buf.len())
 }
 
+/// Size of a packet's fixed header: sync byte, flags and PID, control bits and continuity counter.
+pub(super) const HEADER_SIZE: usize = 4;
+
+/// Null packets (padding) carry this PID.
+pub(super) const NULL_PID: u16 = 0x1fff;
+
+/// The fixed 4-byte header of a packet.
+pub(super) struct Header {
+    pub(super) transport_error: bool,
+    pub(super) pid: u16,
+    /// payload_unit_start_indicator: a PES or PSI section starts in this packet.
+    pub(super) unit_start: bool,
+    pub(super) has_adaptation: bool,
+    pub(super) has_payload: bool,
+    /// continuity_counter: counts the packets of a PID that carry a payload, modulo 16.
+    pub(super) continuity: u8,
+}
+
+impl Header {
+    pub(super) fn parse(raw: &[u8; HEADER_SIZE]) -> Header {
+        let control = (raw[3] >> 4) & 0x3;
+        Header {
+            transport_error: raw[1] & 0x80 != 0,
+            pid: u16::from(raw[1] & 0x1f) << 8 | u16::from(raw[2]),
+            unit_start: raw[1] & 0x40 != 0,
+            has_adaptation: control & 0x2 != 0,
+            has_payload: control & 0x1 != 0,
+            continuity: raw[3] & 0x0f,
+        }
+    }
+}
+
+/// Adaptation field flags: random_access_indicator.
+pub(super) const RANDOM_ACCESS: u8 = 0x40;
+/// Adaptation field flags: PCR_flag (a 6-byte PCR follows the flags byte).
+pub(super) const PCR_FLAG: u8 = 0x10;
+
+/// A packet's adaptation field as (adaptation_field_length, flags byte), read from the start of the
+/// packet (`raw` may be a prefix). None without an adaptation field, when it is empty (length 0:
+/// no flags byte), or when `raw` is too short to tell.
+pub(super) fn adaptation(header: &Header, raw: &[u8]) -> Option<(usize, u8)> {
+    if !header.has_adaptation {
+        return None;
+    }
+    match *raw.get(HEADER_SIZE..HEADER_SIZE + 2)? {
+        [0, _] => None,
+        [length, flags] => Some((usize::from(length), flags)),
+        _ => None,
+    }
+}
+
 /// The parts of a transport stream packet we use.
 pub(super) struct Packet<'a> {
     pub(super) raw: &'a [u8; PACKET_SIZE],
@@ -84,31 +135,27 @@ pub(super) struct Packet<'a> {
 impl<'a> Packet<'a> {
     /// Returns None if transport_error_indicator is set.
     pub(super) fn parse(raw: &'a [u8; PACKET_SIZE]) -> Option<Packet<'a>> {
-        if raw[1] & 0x80 != 0 {
+        let header = Header::parse(raw.first_chunk()?);
+        if header.transport_error {
             return None;
         }
-        let pid = u16::from(raw[1] & 0x1f) << 8 | u16::from(raw[2]);
-        let unit_start = raw[1] & 0x40 != 0;
-        let control = (raw[3] >> 4) & 0x3;
-        let has_adaptation = control & 0x2 != 0;
-        let has_payload = control & 0x1 != 0;
-        let mut payload_start = 4;
+        let mut payload_start = HEADER_SIZE;
         let mut random_access = false;
-        if has_adaptation {
-            let length = usize::from(raw[4]);
-            random_access = (1..=183).contains(&length) && raw[5] & 0x40 != 0;
-            payload_start = 5 + length;
+        if header.has_adaptation {
+            payload_start += 1 + usize::from(raw[HEADER_SIZE]);
+            random_access = adaptation(&header, raw)
+                .is_some_and(|(length, flags)| length <= 183 && flags & RANDOM_ACCESS != 0);
         }
         // An adaptation field longer than the packet leaves no (trustworthy) payload.
-        let payload = if has_payload {
+        let payload = if header.has_payload {
             raw.get(payload_start..).unwrap_or_default()
         } else {
             &[]
         };
         Some(Packet {
             raw,
-            pid,
-            unit_start,
+            pid: header.pid,
+            unit_start: header.unit_start,
             random_access,
             payload,
         })
