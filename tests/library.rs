@@ -258,3 +258,23 @@ async fn a_following_local_subscriber_jumps_gaps_and_skips_failed_segments() {
     let ended = waiting.await.map(|s| s.seq);
     assert!(matches!(ended, Err(Error::EndOfStream)), "{ended:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_waits_at_a_head_placeholder_closed_with_nobody_writing_it() {
+    let s = TestServer::start().await;
+    assert_eq!(s.post("/ch/0", b"zero").await.status, 200);
+    let mut sub = LocalSubscriber::new(&s.server, "ch");
+    sub.set_seq(0);
+    assert_eq!(sub.follow().await.unwrap().seq, 0);
+    // The follower waits at seq 1; a DELETE closes that placeholder with nobody writing it. That
+    // is no segment of the stream: the follower keeps waiting (it used to return it, then go
+    // back to seq 0 and return both again, forever).
+    let mut next = std::pin::pin!(sub.follow());
+    assert!(futures_util::poll!(next.as_mut()).is_pending());
+    assert_eq!(s.delete("/ch/1").await.status, 200);
+    assert!(futures_util::poll!(next.as_mut()).is_pending());
+    assert_eq!(s.post("/ch/1", b"one").await.status, 200);
+    let mut segment = next.await.unwrap();
+    assert_eq!(segment.seq, 1);
+    assert_eq!(segment.read_to_end().await.unwrap(), b"one");
+}

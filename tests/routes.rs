@@ -101,7 +101,11 @@ fn plain_rows(extras: bool) -> Vec<Row> {
         row("GET", "/ch/7", 470),
         row("GET", "/ch/abc", 400).text(INVALID_IDX),
         // Not a seq, and no route: the router's answer, whatever the transport.
-        row("GET", "/ch/live", 400).text(INVALID_IDX),
+        row("GET", "/ch/later", 400).text(INVALID_IDX),
+        // The live stream's answers that end (a viewer's never does).
+        row("HEAD", "/ch/live", 200).text(""),
+        row("GET", "/missing/live", 404).text("Stream not found\n"),
+        row("GET", "/ch/live?from=then", 400).text("Invalid from: expected next or current\n"),
         row("GET", "/missing/0", 404).text("Stream not found\n"),
         row("GET", "/missing/abc", 404).text("Stream not found\n"),
         row("POST", "/ch/next", 400).body(b"x").text(INVALID_IDX),
@@ -143,7 +147,8 @@ fn base_rows() -> Vec<Row> {
         row("GET", "/ai/trickle/ch/0", 200).text("hi"),
         row("GET", "/ai/trickle/ch/next", 200).text("1"),
         row("GET", "/ai/trickle/ch/something", 200).text("something of ch\n"),
-        row("GET", "/ai/trickle/ch/live", 400).text(INVALID_IDX),
+        row("GET", "/ai/trickle/ch/later", 400).text(INVALID_IDX),
+        row("HEAD", "/ai/trickle/ch/live", 200).text(""),
         row("GET", "/ch/0", 404).text(NOT_FOUND),
         row("GET", "/ai/trickle", 404).text(NOT_FOUND),
         row("PUT", "/ai/trickle/ch", 405),
@@ -166,7 +171,9 @@ fn auth_rows() -> Vec<Row> {
         row("GET", "/{sub}/ch/something", 200).text("something of ch\n"),
         row("GET", "/ch/something", 401),
         row("GET", "/{other}/ch/something", 403),
-        row("GET", "/{sub}/ch/live", 400).text(INVALID_IDX),
+        row("GET", "/{sub}/ch/later", 400).text(INVALID_IDX),
+        row("HEAD", "/{sub}/ch/live", 200).text(""),
+        row("GET", "/ch/live", 401),
         row("GET", "/{sub}/ch/0/x", 404).text(NOT_FOUND),
         row("DELETE", "/{pub}/ch", 200).text(""),
     ]

@@ -48,6 +48,13 @@ pub struct ServeArgs {
     /// that is lower].
     #[arg(long, env = "TRICKLE_MEMORY_BUDGET", value_parser = parse_size)]
     pub memory_budget: Option<u64>,
+    /// A live viewer (`GET /{name}/live`) more than this many segments behind the write head at a
+    /// segment boundary skips to the newest segment.
+    #[arg(long, env = "TRICKLE_LIVE_MAX_LAG", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub live_max_lag: u64,
+    /// Most live viewers at once, over all channels; more are answered 503.
+    #[arg(long, env = "TRICKLE_MAX_VIEWERS", default_value_t = 10_000)]
+    pub max_viewers: usize,
     /// How long a POST or GET may wait without data before it is answered 408.
     #[arg(long, env = "TRICKLE_WAIT_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
     pub wait_timeout: Duration,
@@ -98,6 +105,8 @@ impl ServeArgs {
             base_path: self.base_path.clone(),
             autocreate: !self.no_autocreate,
             changefeed: self.changefeed,
+            live_max_lag: self.live_max_lag,
+            max_viewers: self.max_viewers,
             ring: self.ring as usize,
             idle_timeout: self.idle_timeout,
             sweep_interval: self.sweep_interval,

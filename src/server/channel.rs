@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::budget::Budget;
@@ -33,6 +34,8 @@ pub struct Channel {
     state: Mutex<State>,
     /// Cancelled when the channel is closed; everybody waiting on the channel selects on it.
     closed: CancellationToken,
+    /// Woken when a publisher's segment starts (the write head may have moved).
+    started: Notify,
     /// Milliseconds since `epoch` of the last written byte, segment start or completion (the idle
     /// sweep counts every byte).
     last_activity_ms: AtomicU64,
@@ -107,6 +110,7 @@ impl Channel {
                 next_ticket: 1,
             }),
             closed: CancellationToken::new(),
+            started: Notify::new(),
             last_activity_ms: AtomicU64::new(0),
             epoch,
             mpegts_memory,
@@ -122,6 +126,11 @@ impl Channel {
     /// The name, for keeping (a reference count, no copy).
     pub(crate) fn shared_name(&self) -> Arc<str> {
         self.name.clone()
+    }
+
+    /// Whether the channel carries MPEG-TS (by its MIME type).
+    pub(crate) fn is_mpegts(&self) -> bool {
+        self.mpegts_memory.is_some()
     }
 
     /// The MIME type fixed at creation (may be empty); always a valid header value.
@@ -315,6 +324,7 @@ impl Channel {
         };
         self.advance_head(&mut state, target);
         drop(state);
+        self.started.notify_waiters();
         if let Some(memory) = &self.mpegts_memory {
             writer.measure_mpegts(memory);
         }
@@ -333,7 +343,25 @@ impl Channel {
         {
             self.advance_head(&mut state, target);
             drop(state);
+            self.started.notify_waiters();
             self.touch();
+        }
+    }
+
+    /// Resolves once the write head is past `seq` (or the channel is closed): for a reader that
+    /// found nothing to read at the head and must not spin there.
+    pub(crate) async fn wait_head_past(&self, seq: u64) {
+        loop {
+            let started = self.started.notified();
+            tokio::pin!(started);
+            started.as_mut().enable();
+            if self.next_write() > seq || self.is_closed() {
+                return;
+            }
+            tokio::select! {
+                _ = started => {}
+                _ = self.closed() => return,
+            }
         }
     }
 

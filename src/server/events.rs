@@ -5,7 +5,9 @@
 //! `_changes` channel, later a Redis registry or a browser's event stream) runs outside the
 //! server's locks and may take its time. Order still holds: an event is queued while its lock is
 //! held and the queue is emptied into the broadcast in order, so a channel's creation is sent
-//! before anything that happens in it, and its removal after.
+//! before anything that happens in it. Its removal is sent as it is removed: a publisher the
+//! removal cuts off reports its failed segment when it stops, just after (events of segments are
+//! their writers' to send, and the writer learns of the removal from the channel).
 
 use std::collections::VecDeque;
 use std::sync::Arc;

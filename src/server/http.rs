@@ -64,6 +64,7 @@ async fn dispatch(State(server): State<Server>, req: Request) -> Response {
     match Route::parse(&parts.method, parts.uri.path(), server.base_path()) {
         Route::CreateChannel { name } => create_channel(&server, &parts, name).await,
         Route::DeleteChannel { name } => delete_channel(&server, &parts, name).await,
+        Route::Live { name } => super::live::live(&server, &parts, name).await,
         Route::Subscribe { name, seq } => {
             super::subscribe::subscribe(&server, &parts, name, seq).await
         }

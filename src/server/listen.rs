@@ -27,6 +27,7 @@ use tower::ServiceExt;
 
 use super::conn::{self, Watched};
 use super::http1::Prefixed;
+use super::socket::SocketProbe;
 #[cfg(feature = "tls")]
 use super::tls;
 use super::{Server, http1};
@@ -92,10 +93,11 @@ async fn run(
             _ = server.shut_down() => break,
         };
         let _ = stream.set_nodelay(true);
+        let probe = SocketProbe::of(&stream);
         let (shared, handshake) = (shared.clone(), handshake.clone());
         connections.spawn(async move {
             match handshake {
-                Handshake::None => front(stream, shared).await,
+                Handshake::None => front(stream, shared, Some(probe)).await,
                 // Boxed: plain connections' tasks need not carry the handshake's state.
                 #[cfg(feature = "tls")]
                 Handshake::Tls(tls) => Box::pin(tls_front(stream, tls, shared)).await,
@@ -116,7 +118,10 @@ async fn run(
 #[cfg(feature = "tls")]
 async fn tls_front(stream: tokio::net::TcpStream, tls: TlsAcceptor, shared: Shared) {
     match tokio::time::timeout(tls::HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
-        Ok(Ok(stream)) => front(stream, shared).await,
+        Ok(Ok(stream)) => {
+            let probe = SocketProbe::of(stream.get_ref().0);
+            front(stream, shared, Some(probe)).await
+        }
         Ok(Err(err)) => tracing::debug!(%err, "TLS handshake failed"),
         Err(_) => tracing::debug!("TLS handshake timed out"),
     }
@@ -174,7 +179,7 @@ pub async fn serve_connection<S>(server: Server, stream: S)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    front(stream, Shared::new(server)).await
+    front(stream, Shared::new(server), None).await
 }
 
 /// Serves [`Server::metrics_router`] on `listener` until the server shuts down, with the same
@@ -208,7 +213,7 @@ pub async fn serve_metrics(listener: TcpListener, server: Server) {
         };
         let shared = shared.clone();
         tokio::spawn(async move {
-            front(stream, shared).await;
+            front(stream, shared, None).await;
             drop(slot);
         });
     }
@@ -267,8 +272,9 @@ impl Shared {
 }
 
 /// Serves one connection until it ends or shutdown drains it: requests start in our lean
-/// HTTP/1.1 front ([`http1`]), which hands hyper whatever it does not take.
-async fn front<S>(stream: S, shared: Shared)
+/// HTTP/1.1 front ([`http1`]), which hands hyper whatever it does not take. `probe`, for a TCP
+/// connection, goes into its HTTP/1 requests' extensions.
+async fn front<S>(stream: S, shared: Shared, probe: Option<SocketProbe>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -288,6 +294,9 @@ where
             let tracker = watch.clone();
             let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
                 let in_flight = tracker.track(&mut req);
+                if let Some(probe) = probe.filter(|_| req.version() <= ::http::Version::HTTP_11) {
+                    req.extensions_mut().insert(probe);
+                }
                 let app = service_app.clone();
                 async move {
                     let Ok::<_, Infallible>(response) = app.oneshot(req).await;
@@ -305,7 +314,7 @@ where
         })
     };
     if lean {
-        http1::serve(stream, app, server, hyper).await
+        http1::serve(stream, app, server, probe, hyper).await
     } else {
         hyper(Prefixed::new(stream), false).await
     }

@@ -40,6 +40,10 @@ pub struct Metrics {
     pub buffer_budget_bytes: u64,
     /// Writes refused because they would have gone over the budget.
     pub budget_refusals: u64,
+    /// Segments sent to live viewers.
+    pub live_segments_sent: u64,
+    /// Segments live viewers skipped because they were behind.
+    pub live_segments_skipped: u64,
 }
 
 impl Metrics {
@@ -49,6 +53,7 @@ impl Metrics {
         self.write_load(&mut out);
         self.write_traffic(&mut out);
         self.write_buffers(&mut out);
+        self.write_live(&mut out);
         let _ = writeln!(
             out,
             "# HELP trickle_responses_total Error answers by status.\n# TYPE trickle_responses_total counter\n\
@@ -63,6 +68,25 @@ impl Metrics {
             );
         }
         out
+    }
+
+    /// Live viewers and what they were sent.
+    fn write_live(&self, out: &mut String) {
+        metric(
+            out,
+            "trickle_live_viewers",
+            "gauge",
+            "Live viewers (GET /{name}/live) now.",
+            self.stats.live_viewers as u64,
+        );
+        let _ = writeln!(
+            out,
+            "# HELP trickle_live_segments_total Segments of live viewers, sent or skipped (behind).
+             # TYPE trickle_live_segments_total counter
+             trickle_live_segments_total{{outcome=\"sent\"}} {}
+             trickle_live_segments_total{{outcome=\"skipped\"}} {}",
+            self.live_segments_sent, self.live_segments_skipped
+        );
     }
 
     /// Channels and the requests in progress.

@@ -13,9 +13,11 @@ mod channel;
 mod conn;
 mod events;
 mod facts;
+mod hooks;
 mod http;
 mod http1;
 mod listen;
+mod live;
 mod metrics;
 mod publish;
 pub(crate) mod read;
@@ -26,6 +28,8 @@ mod route;
 pub mod segment;
 #[cfg(not(feature = "internals"))]
 pub(crate) mod segment;
+mod socket;
+mod stats;
 mod subscribe;
 #[cfg(feature = "tls")]
 pub mod tls;
@@ -33,7 +37,7 @@ pub(crate) mod write;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::time::{Duration, Instant};
 
 use parking_lot::RwLock;
@@ -44,10 +48,13 @@ pub use self::channel::Channel;
 pub(crate) use self::channel::ReadLookup;
 pub use self::events::Event;
 pub use self::facts::Facts;
+pub use self::hooks::{Hook, HookFuture, HookRequest, RequestError};
 #[cfg(feature = "tls")]
 pub use self::listen::serve_tls;
 pub use self::listen::{MAX_METRICS_CONNECTIONS, serve, serve_connection, serve_metrics};
 pub use self::metrics::{Metrics, resident_memory_bytes, resident_memory_bytes_of};
+pub use self::stats::Stats;
+pub(crate) use self::stats::{Counter, Stat, StatGuard};
 use crate::protocol::{self, Error};
 
 /// Server settings; the defaults are `trickle serve`'s (README.md, docs/PROTOCOL.md).
@@ -85,6 +92,11 @@ pub struct Config {
     /// still being read; a write that would go over it is refused with 503. Default: half of the
     /// memory available to the process ([`default_memory_budget`]).
     pub memory_budget: u64,
+    /// A live viewer more than this many segments behind the newest one at a segment boundary
+    /// skips to it (`GET /{name}/live`).
+    pub live_max_lag: u64,
+    /// Live viewers at once, over all channels; more are answered 503.
+    pub max_viewers: usize,
 }
 
 impl Default for Config {
@@ -104,6 +116,8 @@ impl Default for Config {
             header_timeout: Duration::from_secs(10),
             send_timeout: Duration::from_secs(20),
             memory_budget: budget::default_limit(),
+            live_max_lag: 1,
+            max_viewers: 10_000,
         }
     }
 }
@@ -119,49 +133,6 @@ impl Config {
         }
     }
 }
-
-/// Why a hook refused a request: answered with `status` (a 4xx or 5xx; anything else becomes 400)
-/// and `message` as the body (the status's reason when empty).
-#[derive(Debug, Clone)]
-pub struct RequestError {
-    pub status: ::http::StatusCode,
-    pub message: String,
-}
-
-impl From<RequestError> for Error {
-    fn from(refusal: RequestError) -> Error {
-        let status = if refusal.status.is_client_error() || refusal.status.is_server_error() {
-            refusal.status
-        } else {
-            ::http::StatusCode::BAD_REQUEST
-        };
-        let message = if refusal.message.is_empty() {
-            status.canonical_reason().unwrap_or("Bad Request").into()
-        } else {
-            refusal.message
-        };
-        Error::Refused { status, message }
-    }
-}
-
-/// What a hook is asked about: a channel to be created or deleted.
-pub struct HookRequest<'a> {
-    /// The channel's name.
-    pub name: &'a str,
-    /// The HTTP request asking for it (`POST /{name}`, a `POST /{name}/{seq}` that creates its
-    /// channel, `DELETE /{name}`); `None` for a channel created in process
-    /// ([`Server::create_channel`], a [`crate::local::LocalPublisher`]).
-    pub http: Option<&'a ::http::request::Parts>,
-}
-
-/// What a hook returns: a future that decides (it may call out, for example to a database).
-pub type HookFuture =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), RequestError>> + Send>>;
-
-/// A hook that runs before a channel is created (by any path) or deleted over HTTP, and may refuse
-/// it. Refusal leaves the channel untouched. The hook reads what it needs from the request when
-/// called; its future owns what it keeps.
-pub type Hook = Arc<dyn Fn(HookRequest<'_>) -> HookFuture + Send + Sync>;
 
 /// A cloneable handle to one Trickle server.
 #[derive(Clone)]
@@ -180,92 +151,13 @@ struct Inner {
     extra_routes: Option<axum::Router>,
     shutdown: CancellationToken,
     epoch: Instant,
-    gauges: [AtomicUsize; 4],
-    counters: [AtomicU64; 7],
+    gauges: [AtomicUsize; stats::STATS],
+    counters: [AtomicU64; stats::COUNTERS],
     /// Most requests in progress at once since [`Server::take_request_peak`] last looked.
     request_peak: AtomicUsize,
     /// Segment bytes held, against [`Config::memory_budget`].
     budget: Arc<budget::Budget>,
     verifier: Option<crate::auth::Verifier>,
-}
-
-/// What the server's requests are doing right now (gauges, for tests and metrics).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// GETs waiting for a segment's first byte.
-    pub waiting_gets: usize,
-    /// GET responses streaming segment bytes.
-    pub streaming_gets: usize,
-    /// POSTs waiting for their first body byte (preconnects).
-    pub pending_posts: usize,
-    /// POSTs streaming a body into a segment.
-    pub writing_posts: usize,
-}
-
-impl Stats {
-    /// Requests in progress, of every kind.
-    pub fn requests(&self) -> usize {
-        self.waiting_gets + self.streaming_gets + self.pending_posts + self.writing_posts
-    }
-}
-
-/// Running totals since the server started (for `/metrics`).
-#[derive(Clone, Copy)]
-pub(crate) enum Counter {
-    /// Segment bytes received from publishers.
-    BytesIn = 0,
-    /// Segment bytes handed to subscribers' connections (added per megabyte and when each
-    /// response ends).
-    BytesOut = 1,
-    SegmentsStarted = 2,
-    SegmentsCompleted = 3,
-    SegmentsFailed = 4,
-    /// `404` answers.
-    NotFound = 5,
-    /// `470` answers.
-    NotHeld = 6,
-}
-
-#[derive(Clone, Copy)]
-pub(crate) enum Stat {
-    WaitingGets = 0,
-    StreamingGets = 1,
-    PendingPosts = 2,
-    WritingPosts = 3,
-}
-
-/// Counts one request in a gauge for as long as it lives. A streaming GET's guard also tallies the
-/// bytes it hands out and adds them to the shared total once, when the response ends: a shared
-/// counter bumped per chunk per subscriber would be a contended cache line on the hot path.
-pub(crate) struct StatGuard {
-    inner: Arc<Inner>,
-    stat: Stat,
-    bytes_out: u64,
-}
-
-/// Bytes a streaming GET tallies before it adds them to the shared total: often enough that a
-/// response streaming for hours shows in `trickle_bytes_out_total` as it goes, rarely enough that
-/// the shared counter is touched about once per megabyte per subscriber.
-const BYTES_OUT_BATCH: u64 = 1 << 20;
-
-impl StatGuard {
-    pub(crate) fn add_bytes_out(&mut self, n: u64) {
-        self.bytes_out += n;
-        if self.bytes_out >= BYTES_OUT_BATCH {
-            self.inner.counters[Counter::BytesOut as usize]
-                .fetch_add(std::mem::take(&mut self.bytes_out), Ordering::Relaxed);
-        }
-    }
-}
-
-impl Drop for StatGuard {
-    fn drop(&mut self) {
-        self.inner.gauges[self.stat as usize].fetch_sub(1, Ordering::Relaxed);
-        if self.bytes_out > 0 {
-            self.inner.counters[Counter::BytesOut as usize]
-                .fetch_add(self.bytes_out, Ordering::Relaxed);
-        }
-    }
 }
 
 /// Builds a [`Server`] with optional hooks and routes of the embedder's own.
@@ -276,15 +168,6 @@ pub struct Builder {
     extra_routes: Option<axum::Router>,
 }
 
-/// Makes a [`Hook`] of an async function or closure.
-fn hook<F, Fut>(hook: F) -> Hook
-where
-    F: Fn(HookRequest<'_>) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Result<(), RequestError>> + Send + 'static,
-{
-    Arc::new(move |request| Box::pin(hook(request)))
-}
-
 impl Builder {
     /// Asked before any channel is created: by `POST /{name}`, by a `POST /{name}/{seq}` that
     /// creates its channel, and in process.
@@ -293,7 +176,7 @@ impl Builder {
         F: Fn(HookRequest<'_>) -> Fut + Send + Sync + 'static,
         Fut: std::future::Future<Output = Result<(), RequestError>> + Send + 'static,
     {
-        self.before_create = Some(hook(before));
+        self.before_create = Some(hooks::hook(before));
         self
     }
 
@@ -304,7 +187,7 @@ impl Builder {
         F: Fn(HookRequest<'_>) -> Fut + Send + Sync + 'static,
         Fut: std::future::Future<Output = Result<(), RequestError>> + Send + 'static,
     {
-        self.before_delete = Some(hook(before));
+        self.before_delete = Some(hooks::hook(before));
         self
     }
 
@@ -504,24 +387,6 @@ impl Server {
         self.get_or_create(name, mime).map(|(c, _)| c)
     }
 
-    /// Asks the `before_create` hook, if any, whether `name` may be created.
-    pub(crate) async fn may_create(
-        &self,
-        name: &str,
-        http: Option<&::http::request::Parts>,
-    ) -> Result<(), Error> {
-        ask(self.inner.before_create.as_ref(), name, http).await
-    }
-
-    /// Asks the `before_delete` hook, if any, whether `name` may be deleted.
-    pub(crate) async fn may_delete(
-        &self,
-        name: &str,
-        http: &::http::request::Parts,
-    ) -> Result<(), Error> {
-        ask(self.inner.before_delete.as_ref(), name, Some(http)).await
-    }
-
     /// Deletes a channel: everybody waiting on it gets end of stream, and the changefeed a
     /// `removed` event.
     pub fn delete_channel(&self, name: &str) -> Result<(), Error> {
@@ -593,66 +458,6 @@ impl Server {
         }
     }
 
-    pub(crate) fn stat(&self, stat: Stat) -> StatGuard {
-        self.inner.gauges[stat as usize].fetch_add(1, Ordering::Relaxed);
-        let requests = self.stats().requests();
-        self.inner
-            .request_peak
-            .fetch_max(requests, Ordering::Relaxed);
-        StatGuard {
-            inner: self.inner.clone(),
-            stat,
-            bytes_out: 0,
-        }
-    }
-
-    pub(crate) fn count(&self, counter: Counter, n: u64) {
-        self.inner.counters[counter as usize].fetch_add(n, Ordering::Relaxed);
-    }
-
-    /// Everything `/metrics` reports, read now.
-    pub fn metrics(&self) -> Metrics {
-        let c = |c: Counter| self.inner.counters[c as usize].load(Ordering::Relaxed);
-        Metrics {
-            channels: self.channel_count(),
-            stats: self.stats(),
-            bytes_in: c(Counter::BytesIn),
-            bytes_out: c(Counter::BytesOut),
-            segments_started: c(Counter::SegmentsStarted),
-            segments_completed: c(Counter::SegmentsCompleted),
-            segments_failed: c(Counter::SegmentsFailed),
-            responses_404: c(Counter::NotFound),
-            responses_470: c(Counter::NotHeld),
-            buffered_bytes: self.inner.budget.used(),
-            buffer_budget_bytes: self.inner.budget.limit(),
-            budget_refusals: self.inner.budget.refusals(),
-        }
-    }
-
-    /// The most requests that were in progress at once since the last call (or the start), and
-    /// the count now; the next call measures from now on. For deciding when a burst is over.
-    pub fn take_request_peak(&self) -> (usize, usize) {
-        let now = self.stats().requests();
-        let peak = self.inner.request_peak.swap(now, Ordering::Relaxed);
-        (peak.max(now), now)
-    }
-
-    /// The most segment bytes held at once since the last call (or the start), and the bytes held
-    /// now; the next call measures from now on. For deciding when a burst is over.
-    pub fn take_buffered_peak(&self) -> (u64, u64) {
-        self.inner.budget.take_peak()
-    }
-
-    pub fn stats(&self) -> Stats {
-        let g = |s: Stat| self.inner.gauges[s as usize].load(Ordering::Relaxed);
-        Stats {
-            waiting_gets: g(Stat::WaitingGets),
-            streaming_gets: g(Stat::StreamingGets),
-            pending_posts: g(Stat::PendingPosts),
-            writing_posts: g(Stat::WritingPosts),
-        }
-    }
-
     /// One pass of the idle sweep (every written byte counts as activity): deletes every
     /// non-reserved channel idle for longer than the idle timeout. Returns the names deleted.
     pub fn sweep_once(&self) -> Vec<String> {
@@ -670,18 +475,6 @@ impl Server {
             .filter(|name| self.delete_channel_if(name, |c| c.idle_for() > timeout))
             .inspect(|name| tracing::info!(channel = %name, "swept idle channel"))
             .collect()
-    }
-}
-
-/// What `hook` (if any) answers about `name`.
-async fn ask(
-    hook: Option<&Hook>,
-    name: &str,
-    http: Option<&::http::request::Parts>,
-) -> Result<(), Error> {
-    match hook {
-        Some(hook) => Ok(hook(HookRequest { name, http }).await?),
-        None => Ok(()),
     }
 }
 

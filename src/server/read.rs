@@ -13,6 +13,11 @@ use std::sync::Arc;
 
 use super::channel::{Channel, ReadLookup};
 use super::segment::{Segment, Start};
+
+/// Whether `segment` is a version at (or past) the write head that nobody wrote.
+fn unwritten_head(segment: &Segment, channel: &Channel) -> bool {
+    segment.seq() >= channel.next_write() && segment.snapshot().claimed_by == 0
+}
 use crate::protocol::{Error, SeqParam};
 
 /// A reader's position in one channel.
@@ -68,9 +73,10 @@ impl Cursor {
             match self.step() {
                 ReadLookup::NotHeld { closed: true, .. } => return Err(Error::EndOfStream),
                 ReadLookup::NotHeld { seq, latest, .. } => {
-                    // Behind the ring, or ahead of the head after its publisher started over: on
-                    // to the newest segment, or (if that is the one not held) the next.
-                    let to = if latest == 0 || seq + 1 == latest {
+                    // Behind the ring: on to the newest segment, or (if that is the one not held)
+                    // the next. Ahead of the head (a publisher started over, or nothing came after
+                    // the last segment read): wait at the head, never go back to re-read.
+                    let to = if seq > latest || latest == 0 || seq + 1 == latest {
                         latest
                     } else {
                         latest - 1
@@ -81,6 +87,13 @@ impl Cursor {
                 ReadLookup::Found { segment, latest } => match segment.wait_started().await {
                     // A placeholder closed with its channel: nothing more will come.
                     Start::Empty if self.channel.is_closed() => return Err(Error::EndOfStream),
+                    // A placeholder at the head closed with nobody writing it (`DELETE` of the
+                    // seq): not a segment of the stream. Wait for a publisher to start one, then
+                    // look at this seq again (a new version may be there).
+                    Start::Empty if unwritten_head(&segment, &self.channel) => {
+                        self.channel.wait_head_past(segment.seq()).await;
+                        self.next = SeqParam::Index(segment.seq());
+                    }
                     Start::Data { .. } | Start::Empty => {
                         return Ok(Followed {
                             segment,

@@ -60,6 +60,8 @@ pub(crate) enum Route<'a> {
     DeleteChannel { name: &'a str },
     /// `GET` or `HEAD {base}{name}/{seq}`: a segment, or the write head for `next`.
     Subscribe { name: &'a str, seq: Seq },
+    /// `GET` or `HEAD {base}{name}/live`: the channel as one continuous, lossy stream.
+    Live { name: &'a str },
     /// `POST {base}{name}/{seq}`: publish a segment.
     Publish { name: &'a str, seq: Seq },
     /// `DELETE {base}{name}/{seq}`: close a segment.
@@ -100,6 +102,7 @@ impl<'a> Route<'a> {
                 },
             },
             Some(seq) if seq.is_empty() || seq.contains('/') => Route::Unknown { name },
+            Some("live") if matches!(*method, Method::GET | Method::HEAD) => Route::Live { name },
             Some(seq) => {
                 let seq = Seq::parse(seq);
                 match *method {
@@ -122,6 +125,7 @@ impl<'a> Route<'a> {
             Route::CreateChannel { name }
             | Route::DeleteChannel { name }
             | Route::Subscribe { name, .. }
+            | Route::Live { name }
             | Route::Publish { name, .. }
             | Route::DeleteSegment { name, .. }
             | Route::MethodNotAllowed { name, .. }
@@ -174,6 +178,10 @@ mod tests {
         );
         assert_eq!(
             route(Method::GET, "/base/ch/live"),
+            Route::Live { name: "ch" }
+        );
+        assert_eq!(
+            route(Method::GET, "/base/ch/lively"),
             Subscribe {
                 name: "ch",
                 seq: Seq::Invalid

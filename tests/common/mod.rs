@@ -178,7 +178,11 @@ pub struct Raw {
 
 impl Raw {
     pub async fn connect(addr: SocketAddr) -> Raw {
-        let stream = TcpStream::connect(addr).await.unwrap();
+        Raw::from_stream(TcpStream::connect(addr).await.unwrap())
+    }
+
+    /// A connection made elsewhere (with socket options of its own, say).
+    pub fn from_stream(stream: TcpStream) -> Raw {
         stream.set_nodelay(true).unwrap();
         let (r, w) = stream.into_split();
         Raw {

@@ -221,8 +221,10 @@ mod tests {
         );
         assert_eq!(kind(&server, "GET /ch/next"), "direct ch Next");
         for routed in [
-            // Not a seq: maybe a route this front does not know (`/{ch}/live`, say).
+            // Not a seq: a route this front does not answer itself (`/{ch}/live`), or an
+            // embedder's.
             "GET /ch/live",
+            "GET /ch/later",
             "GET /ch/abc",
             "GET /ch",
             "GET /ch/",

@@ -50,6 +50,7 @@ use tower::ServiceExt;
 use self::head::{Head, parse, parse_slice};
 use self::response::{Keep, respond, write_subscribed};
 use super::Server;
+use super::socket::SocketProbe;
 use super::{publish, subscribe};
 
 /// The longest request head parsed here; a longer one goes to hyper, which has its own limit.
@@ -64,8 +65,13 @@ const READ_SIZE: usize = 512;
 /// routes ([`Server::app`]): plain subscriber GETs are answered by their handler directly.
 /// `hand_over` learns whether this front answered requests on the connection before: then it is
 /// an HTTP/1.1 connection for good (no switch to HTTP/2 by a preface in the middle).
-pub async fn serve<S, H, F>(mut stream: S, app: Router, server: Server, hand_over: H)
-where
+pub async fn serve<S, H, F>(
+    mut stream: S,
+    app: Router,
+    server: Server,
+    probe: Option<SocketProbe>,
+    hand_over: H,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
     H: FnOnce(Prefixed<S>, bool) -> F,
     F: Future<Output = ()>,
@@ -74,7 +80,10 @@ where
     let mut answered = false;
     loop {
         let after = match next_head(&mut stream, &mut buf, &server).await {
-            Head::Routed { request, close } => {
+            Head::Routed { mut request, close } => {
+                if let Some(probe) = probe {
+                    request.extensions_mut().insert(probe);
+                }
                 let handled = pin!(app.clone().oneshot(request));
                 let Some(Ok::<_, Infallible>(response)) =
                     while_connected(&mut stream, &mut buf, handled).await

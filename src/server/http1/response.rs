@@ -193,9 +193,14 @@ where
     let mut state = BodyState::new(framing, length_left, no_frames);
     poll_fn(|cx| {
         loop {
-            state.take_ready(out, body.as_mut(), cx);
+            // New frames only once the socket took the last ones: frames queued here behind a
+            // slow client would hide from the body that its client is behind (a live viewer
+            // skips segments by that), and hold segments in memory for nothing.
             if out.len() == 0 {
-                return state.poll_written(stream, buf, out, cx);
+                state.take_ready(out, body.as_mut(), cx);
+                if out.len() == 0 {
+                    return state.poll_written(stream, buf, out, cx);
+                }
             }
             ready!(out.poll_write(stream, cx))?;
         }
@@ -389,7 +394,7 @@ mod tests {
             header_timeout: Duration::from_secs(600),
             ..Default::default()
         });
-        let task = tokio::spawn(serve(server_end, app, server, |_, _| async {
+        let task = tokio::spawn(serve(server_end, app, server, None, |_, _| async {
             panic!("handed over to hyper")
         }));
         (client, task)

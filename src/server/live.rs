@@ -1,0 +1,233 @@
+//! `GET /{name}/live`: the channel as one continuous response per viewer, whole segments back to
+//! back from the live edge, each trickled as its bytes arrive, and lossy: a viewer that falls
+//! behind skips whole segments at segment boundaries instead of lagging, and never receives part
+//! of a segment (but the last, if it fails or the viewer leaves).
+//!
+//! At each boundary the viewer is behind, and skips, when
+//! - its socket still holds more than [`UNSENT_BUDGET`] unsent bytes (HTTP/1 over TCP: the
+//!   kernel says so, [`SocketProbe`]): it goes on with the next segment that has not started yet;
+//! - or the segment after the one it finished is more than `--live-max-lag` segments behind the
+//!   write head (any transport: a viewer whose connection takes bytes slower than they come stops
+//!   pulling frames, and falls behind in segments): it goes on with the newest segment.
+//!
+//! The socket is also told to hold at most [`UNSENT_LOW_WATER`] unsent bytes, so that a slow
+//! viewer's backlog stays here, where a boundary can drop it, rather than in a kernel buffer that
+//! autotuning grows to megabytes (seconds of video).
+//!
+//! After a skip on an MPEG-TS channel, the first packet of every stream in the next segment is
+//! marked discontinuous (`DiscontinuityMarker`), so players reset their clocks instead of
+//! reporting errors. The bytes are the segment's shared chunks, as for any GET: a viewer holds no
+//! copy (the marker adds one small packet per stream).
+
+use std::collections::VecDeque;
+use std::io;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::response::Response;
+use bytes::Bytes;
+use http::{HeaderValue, Method, StatusCode, header};
+use http_body::Frame;
+use http_body_util::StreamBody;
+
+use super::channel::Channel;
+use super::http::{channel_name, error, text};
+use super::read::Cursor;
+use super::segment::{ReadError, SegmentReader};
+use super::socket::SocketProbe;
+use super::{Counter, Server, Stat, StatGuard};
+use crate::media::mpegts::DiscontinuityMarker;
+use crate::protocol::{Error, SeqParam};
+
+/// Unsent bytes on a viewer's socket at a segment boundary above which it is behind: about a
+/// tenth of a second of a 5 Mbit/s stream waiting beyond what the network already carries.
+const UNSENT_BUDGET: u64 = 64 * 1024;
+/// What a viewer's socket may hold unsent before it stops taking bytes (`TCP_NOTSENT_LOWAT`):
+/// enough to keep a fast viewer's link busy between two polls, small against a segment.
+const UNSENT_LOW_WATER: u32 = 128 * 1024;
+
+/// `GET /{name}/live[?from=next|current]`.
+pub(super) async fn live(
+    server: &Server,
+    parts: &http::request::Parts,
+    raw_name: &str,
+) -> Response {
+    let name = match channel_name(server, raw_name) {
+        Ok(name) => name,
+        Err(err) => return error(&err),
+    };
+    let Some(channel) = server.channel(&name) else {
+        return error(&Error::StreamNotFound);
+    };
+    let start = match start(parts.uri.query()) {
+        Ok(start) => start,
+        Err(message) => return text(StatusCode::BAD_REQUEST, message),
+    };
+    if server.stats().live_viewers >= server.config().max_viewers {
+        return text(StatusCode::SERVICE_UNAVAILABLE, "Too many live viewers");
+    }
+    let mut response = Response::new(Body::empty());
+    let headers = response.headers_mut();
+    if let Ok(mime) = HeaderValue::from_str(channel.mime()) {
+        headers.insert(header::CONTENT_TYPE, mime);
+    }
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if parts.method == Method::HEAD {
+        return response;
+    }
+    let probe = parts.extensions.get::<SocketProbe>().copied();
+    if let Some(probe) = probe {
+        probe.hold_unsent_below(UNSENT_LOW_WATER);
+    }
+    let viewer = Viewer::new(server, channel, start, probe);
+    *response.body_mut() = Body::new(viewer.into_body());
+    response
+}
+
+/// Where a viewer starts: `from=next` (the default: the next segment to start) or `from=current`
+/// (the start of the segment being written).
+fn start(query: Option<&str>) -> Result<SeqParam, &'static str> {
+    let mut start = SeqParam::Relative(1);
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("from", "next")) => start = SeqParam::Relative(1),
+            Some(("from", "current")) => start = SeqParam::Relative(2),
+            Some(("from", _)) | None if pair.starts_with("from") => {
+                return Err("Invalid from: expected next or current");
+            }
+            _ => {}
+        }
+    }
+    Ok(start)
+}
+
+/// One live viewer: where it is in the channel and what it is sending.
+struct Viewer {
+    server: Server,
+    cursor: Cursor,
+    probe: Option<SocketProbe>,
+    max_lag: u64,
+    mpegts: bool,
+    /// The segment being sent.
+    current: Option<Sending>,
+    /// Segments skipped since the last one sent (the next one starts with a discontinuity).
+    skipped: u64,
+    /// Frames ready to go before anything else (the discontinuity marker's output).
+    ready: VecDeque<Bytes>,
+    /// Counts the viewer, and the bytes it is sent.
+    viewing: StatGuard,
+}
+
+struct Sending {
+    seq: u64,
+    reader: SegmentReader,
+    /// Set for the first segment after a skip on an MPEG-TS channel.
+    marker: Option<DiscontinuityMarker>,
+}
+
+impl Viewer {
+    fn new(
+        server: &Server,
+        channel: Arc<Channel>,
+        start: SeqParam,
+        probe: Option<SocketProbe>,
+    ) -> Viewer {
+        Viewer {
+            mpegts: channel.is_mpegts(),
+            cursor: Cursor::new(channel, start),
+            server: server.clone(),
+            probe,
+            max_lag: server.config().live_max_lag.max(1),
+            current: None,
+            skipped: 0,
+            ready: VecDeque::new(),
+            viewing: server.stat(Stat::LiveViewers),
+        }
+    }
+
+    fn into_body(self) -> impl http_body::Body<Data = Bytes, Error = io::Error> + Send + 'static {
+        let frames = futures_util::stream::unfold(Some(self), |viewer| async move {
+            let mut viewer = viewer?;
+            match viewer.next_frame().await {
+                Some(Ok(data)) => Some((Ok(Frame::data(data)), Some(viewer))),
+                Some(Err(err)) => Some((Err(err), None)),
+                None => None,
+            }
+        });
+        StreamBody::new(frames)
+    }
+
+    /// The next bytes to send; `None` at the end of the channel; an error if the segment being
+    /// sent failed (the response ends abnormally: the viewer must not take it as whole).
+    async fn next_frame(&mut self) -> Option<io::Result<Bytes>> {
+        loop {
+            if let Some(frame) = self.ready.pop_front() {
+                self.viewing.add_bytes_out(frame.len() as u64);
+                return Some(Ok(frame));
+            }
+            let Some(sending) = &mut self.current else {
+                self.next_segment().await?;
+                continue;
+            };
+            match sending.reader.next_chunk().await {
+                Ok(Some(chunk)) => match &mut sending.marker {
+                    Some(marker) => marker.feed(chunk, &mut self.ready),
+                    None => {
+                        self.viewing.add_bytes_out(chunk.len() as u64);
+                        return Some(Ok(chunk));
+                    }
+                },
+                Ok(None) => {
+                    if let Some(marker) = &mut sending.marker {
+                        marker.finish(&mut self.ready);
+                    }
+                    let seq = sending.seq;
+                    self.current = None;
+                    self.server.count(Counter::LiveSent, 1);
+                    self.at_boundary(seq);
+                }
+                Err(ReadError::Failed | ReadError::Evicted) => {
+                    self.server.count(Counter::LiveSent, 1);
+                    return Some(Err(io::Error::other("segment failed")));
+                }
+            }
+        }
+    }
+
+    /// Starts the next segment the cursor finds (waiting for it); `None` at the end of the
+    /// channel.
+    async fn next_segment(&mut self) -> Option<()> {
+        let found = self.cursor.follow().await.ok()?;
+        self.skip(found.skipped);
+        let marker = (self.mpegts && self.skipped > 0).then(DiscontinuityMarker::new);
+        self.skipped = 0;
+        self.current = Some(Sending {
+            seq: found.segment.seq(),
+            reader: found.segment.reader(),
+            marker,
+        });
+        Some(())
+    }
+
+    /// Segment `seq` was sent whole: decides where the viewer goes on (module doc).
+    fn at_boundary(&mut self, seq: u64) {
+        let head = self.cursor.channel().next_write();
+        let unsent = self.probe.and_then(|p| p.unsent()).unwrap_or(0);
+        let next = if unsent > UNSENT_BUDGET {
+            head.max(seq + 1)
+        } else if head.saturating_sub(seq + 1) > self.max_lag {
+            head - 1
+        } else {
+            seq + 1
+        };
+        self.skip(next - (seq + 1));
+        self.cursor.seek(SeqParam::Index(next));
+    }
+
+    fn skip(&mut self, segments: u64) {
+        if segments > 0 {
+            self.skipped += segments;
+            self.server.count(Counter::LiveSkipped, segments);
+        }
+    }
+}
