@@ -193,16 +193,19 @@ where
     let mut state = BodyState::new(framing, length_left, no_frames);
     poll_fn(|cx| {
         loop {
-            // New frames only once the socket took the last ones: frames queued here behind a
-            // slow client would hide from the body that its client is behind (a live viewer
-            // skips segments by that), and hold segments in memory for nothing.
-            if out.len() == 0 {
+            // No new frames while the socket refuses the last ones: frames queued here behind
+            // a slow client would hide from the body that its client is behind (a live viewer
+            // skips segments by that), and hold segments for nothing. Otherwise every ready
+            // frame joins the write (the head goes out with the first bytes of the body).
+            if !state.blocked {
                 state.take_ready(out, body.as_mut(), cx);
-                if out.len() == 0 {
-                    return state.poll_written(stream, buf, out, cx);
-                }
             }
-            ready!(out.poll_write(stream, cx))?;
+            if out.len() == 0 {
+                return state.poll_written(stream, buf, out, cx);
+            }
+            let written = out.poll_write(stream, cx);
+            state.blocked = written.is_pending() || out.len() > 0;
+            ready!(written)?;
         }
     })
     .await
@@ -220,6 +223,8 @@ struct BodyState {
     failed: Option<io::Error>,
     /// The final chunk is queued.
     ended: bool,
+    /// The socket did not take all of the last write.
+    blocked: bool,
 }
 
 impl BodyState {
@@ -230,6 +235,7 @@ impl BodyState {
             done: false,
             failed: None,
             ended: false,
+            blocked: false,
         };
         if done {
             state.end_of_frames();
