@@ -51,6 +51,17 @@ pub enum Event {
 }
 
 impl Event {
+    /// The channel the event is about.
+    pub fn channel(&self) -> &str {
+        match self {
+            Event::ChannelCreated { channel }
+            | Event::ChannelRemoved { channel }
+            | Event::SegmentStarted { channel, .. }
+            | Event::SegmentCompleted { channel, .. }
+            | Event::SegmentFailed { channel, .. } => channel,
+        }
+    }
+
     /// A channel created or removed (what the `_changes` channel records).
     fn is_channel_event(&self) -> bool {
         matches!(

@@ -88,14 +88,14 @@ pub(super) async fn live(
 /// (the start of the segment being written).
 fn start(query: Option<&str>) -> Result<SeqParam, &'static str> {
     let mut start = SeqParam::Relative(1);
-    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        match pair.split_once('=') {
-            Some(("from", "next")) => start = SeqParam::Relative(1),
-            Some(("from", "current")) => start = SeqParam::Relative(2),
-            Some(("from", _)) | None if pair.starts_with("from") => {
-                return Err("Invalid from: expected next or current");
-            }
-            _ => {}
+    for pair in query.unwrap_or("").split('&') {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if key == "from" {
+            start = match value {
+                "next" => SeqParam::Relative(1),
+                "current" => SeqParam::Relative(2),
+                _ => return Err("Invalid from: expected next or current"),
+            };
         }
     }
     Ok(start)
@@ -228,6 +228,24 @@ impl Viewer {
         if segments > 0 {
             self.skipped += segments;
             self.server.count(Counter::LiveSkipped, segments);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn from_is_next_or_current_and_other_parameters_are_ignored() {
+        assert_eq!(start(None), Ok(SeqParam::Relative(1)));
+        assert_eq!(start(Some("from=current")), Ok(SeqParam::Relative(2)));
+        assert_eq!(
+            start(Some("x=1&from=next&fromage")),
+            Ok(SeqParam::Relative(1))
+        );
+        for bad in ["from=later", "from", "from=", "a=b&from=Current"] {
+            assert!(start(Some(bad)).is_err(), "{bad}");
         }
     }
 }

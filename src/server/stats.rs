@@ -53,8 +53,8 @@ pub(crate) enum Counter {
     LiveSkipped = 8,
 }
 
-/// How many [`Counter`]s there are.
-pub(super) const COUNTERS: usize = 9;
+/// How many [`Counter`]s there are (the last one's index + 1).
+pub(super) const COUNTERS: usize = Counter::LiveSkipped as usize + 1;
 
 #[derive(Clone, Copy)]
 pub(crate) enum Stat {
@@ -65,8 +65,8 @@ pub(crate) enum Stat {
     LiveViewers = 4,
 }
 
-/// How many [`Stat`]s there are.
-pub(super) const STATS: usize = 5;
+/// How many [`Stat`]s there are (the last one's index + 1).
+pub(super) const STATS: usize = Stat::LiveViewers as usize + 1;
 
 /// Counts one request in a gauge for as long as it lives. A streaming GET's guard also tallies the
 /// bytes it hands out and adds them to the shared total once, when the response ends: a shared
