@@ -27,6 +27,15 @@ fn started(channel: &str, seq: u64) -> Event {
     }
 }
 
+/// A channel's publisher started (`true`: from none to one) or stopped (from one to none).
+fn publishing(channel: &str, started: bool) -> Event {
+    let channel = channel.into();
+    match started {
+        true => Event::PublisherStarted { channel },
+        false => Event::PublisherStopped { channel },
+    }
+}
+
 fn completed(channel: &str, seq: u64, bytes: u64) -> Event {
     Event::SegmentCompleted {
         channel: channel.into(),
@@ -47,17 +56,23 @@ async fn http_publishes_are_reported_in_order_after_they_are_visible() {
             channel: "ch".into()
         }
     );
+    // A publisher that does not preconnect starts and stops with each segment.
+    assert_eq!(next(&mut events).await, publishing("ch", true));
     assert_eq!(next(&mut events).await, started("ch", 0));
     assert_eq!(next(&mut events).await, completed("ch", 0, 5));
+    assert_eq!(next(&mut events).await, publishing("ch", false));
     // An empty segment is a segment too.
     assert_eq!(s.post("/ch/1", b"").await.status, 200);
+    assert_eq!(next(&mut events).await, publishing("ch", true));
     assert_eq!(next(&mut events).await, started("ch", 1));
     assert_eq!(next(&mut events).await, completed("ch", 1, 0));
+    assert_eq!(next(&mut events).await, publishing("ch", false));
 
     // A publisher that goes away mid-body fails its segment, with the bytes it had sent.
     let mut publisher = s.connect().await;
     publisher.start_post("/ch/2").await;
     publisher.chunk(b"abc").await;
+    assert_eq!(next(&mut events).await, publishing("ch", true));
     assert_eq!(next(&mut events).await, started("ch", 2));
     drop(publisher);
     let failed = Event::SegmentFailed {
@@ -66,6 +81,7 @@ async fn http_publishes_are_reported_in_order_after_they_are_visible() {
         bytes: 3,
     };
     assert_eq!(next(&mut events).await, failed);
+    assert_eq!(next(&mut events).await, publishing("ch", false));
 
     // Removal is sent once the channel is gone from the registry (and creation once it is there:
     // a listener may look it up as soon as it hears of it).
@@ -123,7 +139,9 @@ async fn in_process_and_changefeed_publishes_are_counted() {
         bytes: 7,
     };
     let mut seen = Vec::new();
-    while !(seen.contains(&feed) && seen.contains(&failed)) {
+    let stopped = publishing("local", false);
+    let stops = |seen: &[Event]| seen.iter().filter(|e| **e == stopped).count();
+    while !(seen.contains(&feed) && seen.contains(&failed) && stops(&seen) == 2) {
         seen.push(next(&mut events).await);
     }
     let local: Vec<_> = seen
@@ -137,10 +155,14 @@ async fn in_process_and_changefeed_publishes_are_counted() {
             Event::ChannelCreated {
                 channel: "local".into()
             },
+            publishing("local", true),
             started("local", 0),
             completed("local", 0, 10),
+            publishing("local", false),
+            publishing("local", true),
             started("local", 1),
             failed,
+            publishing("local", false),
         ]
     );
     eventually("every segment counted", || {

@@ -35,8 +35,8 @@ enum Kind {
     Auth,
 }
 
-/// One request of the table, and what it must get on every transport. `{pub}`, `{sub}` and
-/// `{other}` in a path or header stand for tokens (publish `ch`; subscribe `ch`; subscribe
+/// One request of the table, and what it must get on every transport. `{pub}`, `{sub}`,
+/// `{other}` and `{admin}` in a path or header stand for tokens (publish `ch`; subscribe `ch`; subscribe
 /// `elsewhere`).
 struct Row {
     method: &'static str,
@@ -106,6 +106,13 @@ fn plain_rows(extras: bool) -> Vec<Row> {
         row("HEAD", "/ch/live", 200).text(""),
         row("GET", "/missing/live", 404).text("Stream not found\n"),
         row("GET", "/ch/live?from=then", 400).text("Invalid from: expected next or current\n"),
+        // The channel API (its JSON holds times, so only its heads and errors are compared).
+        row("HEAD", "/_channels", 200).text(""),
+        row("HEAD", "/_channels/ch", 200).text(""),
+        row("GET", "/_channels/missing", 404).text("Stream not found\n"),
+        row("POST", "/_channels", 405),
+        row("DELETE", "/_channels/ch", 405),
+        row("POST", "/_events", 405),
         row("GET", "/missing/0", 404).text("Stream not found\n"),
         row("GET", "/missing/abc", 404).text("Stream not found\n"),
         row("POST", "/ch/next", 400).body(b"x").text(INVALID_IDX),
@@ -174,6 +181,13 @@ fn auth_rows() -> Vec<Row> {
         row("GET", "/{sub}/ch/later", 400).text(INVALID_IDX),
         row("HEAD", "/{sub}/ch/live", 200).text(""),
         row("GET", "/ch/live", 401),
+        row("HEAD", "/_channels", 401),
+        row("HEAD", "/{sub}/_channels/ch", 403),
+        row("HEAD", "/{admin}/_channels/ch", 200).text(""),
+        row("HEAD", "/_channels", 200)
+            .headers(&[("Authorization", "Bearer {admin}")])
+            .text(""),
+        row("GET", "/{admin}/_channels/missing", 404).text("Stream not found\n"),
         row("GET", "/{sub}/ch/0/x", 404).text(NOT_FOUND),
         row("DELETE", "/{pub}/ch", 200).text(""),
     ]
@@ -423,6 +437,7 @@ async fn run(kind: Kind, rows: &[Row], transport: Transport) -> (Vec<Reply>, (u6
         ("{pub}", token(&["ch"], &[], false)),
         ("{sub}", token(&[], &["ch"], false)),
         ("{other}", token(&[], &["elsewhere"], false)),
+        ("{admin}", token(&[], &[], true)),
     ];
     let fill = |s: &str| {
         tokens

@@ -68,8 +68,10 @@ pub(crate) async fn guard(State(server): State<Server>, mut req: Request, next: 
         return forbidden();
     }
     if in_path.is_some() {
-        // Route the request as if the token had never been in the path (no route reads a query).
-        let Ok(uri) = format!("{base}{path}").parse::<Uri>() else {
+        // Route the request as if the token had never been in the path (query kept: `/live`
+        // reads one).
+        let query = req.uri().query().map_or(String::new(), |q| format!("?{q}"));
+        let Ok(uri) = format!("{base}{path}{query}").parse::<Uri>() else {
             return closing(text(StatusCode::BAD_REQUEST, "Bad request: invalid path"));
         };
         *req.uri_mut() = uri;

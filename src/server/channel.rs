@@ -17,6 +17,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::activity::Activity;
 use super::budget::Budget;
 use super::facts::Facts;
 use super::segment::{Removal, Segment, SegmentWriter, Snapshot, Status, WriteError};
@@ -42,6 +43,8 @@ pub struct Channel {
     epoch: Instant,
     /// MPEG-TS channels (type `video/mp2t`): what one segment's timing meter hands to the next.
     mpegts_memory: Option<Arc<Mutex<MeterMemory>>>,
+    /// Who uses the channel, and what it carried (for the channel API).
+    activity: Activity,
 }
 
 struct State {
@@ -114,6 +117,7 @@ impl Channel {
             last_activity_ms: AtomicU64::new(0),
             epoch,
             mpegts_memory,
+            activity: Activity::new(),
         };
         channel.touch();
         channel
@@ -131,6 +135,10 @@ impl Channel {
     /// Whether the channel carries MPEG-TS (by its MIME type).
     pub(crate) fn is_mpegts(&self) -> bool {
         self.mpegts_memory.is_some()
+    }
+
+    pub(crate) fn activity(&self) -> &Activity {
+        &self.activity
     }
 
     /// The MIME type fixed at creation (may be empty); always a valid header value.

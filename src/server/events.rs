@@ -1,13 +1,15 @@
 //! What happens on a server, as a stream of [`Event`]s ([`super::Server::events`]): channels
-//! created and removed, segments started, completed and failed.
+//! created and removed, segments started, completed and failed, publishers coming and going,
+//! live viewer counts.
 //!
 //! Events are sent after the lock that made them true is released, so whatever listens (the
 //! `_changes` channel, later a Redis registry or a browser's event stream) runs outside the
 //! server's locks and may take its time. Order still holds: an event is queued while its lock is
 //! held and the queue is emptied into the broadcast in order, so a channel's creation is sent
 //! before anything that happens in it. Its removal is sent as it is removed: a publisher the
-//! removal cuts off reports its failed segment when it stops, just after (events of segments are
-//! their writers' to send, and the writer learns of the removal from the channel).
+//! removal cuts off reports its failed segment when it stops, just after, and the publisher's and
+//! viewers' departures follow too (events of segments, publishers and viewers are theirs to send,
+//! and they learn of the removal from the channel).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -48,6 +50,21 @@ pub enum Event {
         seq: u64,
         bytes: u64,
     },
+    /// A publisher came to a channel that had none: it claimed a seq (a preconnect) or started
+    /// writing one.
+    PublisherStarted {
+        channel: Arc<str>,
+    },
+    /// The channel's last publisher left: no seq is claimed or being written. A publisher that
+    /// does not preconnect its next segment stops and starts again between segments.
+    PublisherStopped {
+        channel: Arc<str>,
+    },
+    /// A live viewer came or went; `viewers` is how many watch the channel now.
+    Viewers {
+        channel: Arc<str>,
+        viewers: usize,
+    },
 }
 
 impl Event {
@@ -58,7 +75,10 @@ impl Event {
             | Event::ChannelRemoved { channel }
             | Event::SegmentStarted { channel, .. }
             | Event::SegmentCompleted { channel, .. }
-            | Event::SegmentFailed { channel, .. } => channel,
+            | Event::SegmentFailed { channel, .. }
+            | Event::PublisherStarted { channel }
+            | Event::PublisherStopped { channel }
+            | Event::Viewers { channel, .. } => channel,
         }
     }
 
@@ -133,6 +153,14 @@ impl Events {
             }
             // No listener is not an error: the event is simply not wanted.
             let _ = self.sender.send(event);
+        }
+    }
+
+    /// [`Events::queue`] for an event only the broadcast's listeners take: made and queued only if
+    /// anybody listens.
+    pub(crate) fn queue_with(&self, make: impl FnOnce() -> Event) {
+        if self.wanted() {
+            self.queue(make());
         }
     }
 

@@ -58,6 +58,18 @@ pub(super) fn count_answer(server: &Server, status: StatusCode) {
     }
 }
 
+/// Empties the body of every answer to a HEAD. HTTP/1.1 drops it on the wire, but HTTP/2 sends it
+/// as DATA frames, which a client must treat as a protocol error; handlers that would do real work
+/// for the body (a live viewer, an event stream) check for HEAD themselves before starting it.
+pub(super) async fn head_without_body(req: Request, next: axum::middleware::Next) -> Response {
+    let head = req.method() == http::Method::HEAD;
+    let mut response = next.run(req).await;
+    if head {
+        *response.body_mut() = Body::empty();
+    }
+    response
+}
+
 /// Answers a request by its [`Route`], parsed here once from the method and path.
 async fn dispatch(State(server): State<Server>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
@@ -74,6 +86,9 @@ async fn dispatch(State(server): State<Server>, req: Request) -> Response {
             Box::pin(super::publish::publish(&server, &parts, name, seq, body)).await
         }
         Route::DeleteSegment { name, seq } => delete_segment(&server, name, seq).await,
+        Route::Channels => super::api::channels(&server),
+        Route::ChannelInfo { channel } => super::api::channel(&server, channel),
+        Route::Events => super::event_stream::events(&server),
         Route::MethodNotAllowed { allow, .. } => {
             let mut response = Response::new(Body::empty());
             *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;

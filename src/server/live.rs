@@ -30,6 +30,7 @@ use http::{HeaderValue, Method, StatusCode, header};
 use http_body::Frame;
 use http_body_util::StreamBody;
 
+use super::activity::Watching;
 use super::channel::Channel;
 use super::http::{channel_name, error, text};
 use super::read::Cursor;
@@ -116,6 +117,8 @@ struct Viewer {
     ready: VecDeque<Bytes>,
     /// Counts the viewer, and the bytes it is sent.
     viewing: StatGuard,
+    /// The viewer's own figures, on the channel's list of viewers.
+    watching: Watching,
 }
 
 struct Sending {
@@ -134,14 +137,15 @@ impl Viewer {
     ) -> Viewer {
         Viewer {
             mpegts: channel.is_mpegts(),
-            cursor: Cursor::new(channel, start),
             server: server.clone(),
             probe,
             max_lag: server.config().live_max_lag.max(1),
             current: None,
             skipped: 0,
             ready: VecDeque::new(),
-            viewing: server.stat(Stat::LiveViewers),
+            viewing: server.stat_in(Stat::LiveViewers, &channel),
+            watching: Watching::new(server, channel.clone()),
+            cursor: Cursor::new(channel, start),
         }
     }
 
@@ -162,7 +166,7 @@ impl Viewer {
     async fn next_frame(&mut self) -> Option<io::Result<Bytes>> {
         loop {
             if let Some(frame) = self.ready.pop_front() {
-                self.viewing.add_bytes_out(frame.len() as u64);
+                self.sent_bytes(frame.len());
                 return Some(Ok(frame));
             }
             let Some(sending) = &mut self.current else {
@@ -173,7 +177,7 @@ impl Viewer {
                 Ok(Some(chunk)) => match &mut sending.marker {
                     Some(marker) => marker.feed(chunk, &mut self.ready),
                     None => {
-                        self.viewing.add_bytes_out(chunk.len() as u64);
+                        self.sent_bytes(chunk.len());
                         return Some(Ok(chunk));
                     }
                 },
@@ -183,11 +187,11 @@ impl Viewer {
                     }
                     let seq = sending.seq;
                     self.current = None;
-                    self.server.count(Counter::LiveSent, 1);
+                    self.sent_segment();
                     self.at_boundary(seq);
                 }
                 Err(ReadError::Failed | ReadError::Evicted) => {
-                    self.server.count(Counter::LiveSent, 1);
+                    self.sent_segment();
                     return Some(Err(io::Error::other("segment failed")));
                 }
             }
@@ -201,6 +205,7 @@ impl Viewer {
         self.skip(found.skipped);
         let marker = (self.mpegts && self.skipped > 0).then(DiscontinuityMarker::new);
         self.skipped = 0;
+        self.watching.sending(found.segment.seq());
         self.current = Some(Sending {
             seq: found.segment.seq(),
             reader: found.segment.reader(),
@@ -228,7 +233,18 @@ impl Viewer {
         if segments > 0 {
             self.skipped += segments;
             self.server.count(Counter::LiveSkipped, segments);
+            self.watching.skipped(segments);
         }
+    }
+
+    fn sent_bytes(&mut self, n: usize) {
+        self.viewing.add_bytes_out(n as u64);
+        self.watching.sent_bytes(n as u64);
+    }
+
+    fn sent_segment(&mut self) {
+        self.server.count(Counter::LiveSent, 1);
+        self.watching.sent_segment();
     }
 }
 

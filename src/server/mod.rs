@@ -6,11 +6,14 @@
 //! and every channel is closed, which answers every waiting subscriber and preconnected publisher
 //! with end of stream.
 
+mod activity;
+mod api;
 mod auth;
 mod budget;
 mod changefeed;
 mod channel;
 mod conn;
+mod event_stream;
 mod events;
 mod facts;
 mod hooks;
@@ -43,6 +46,7 @@ use std::time::{Duration, Instant};
 use parking_lot::RwLock;
 use tokio_util::sync::CancellationToken;
 
+pub use self::api::{ChannelInfo, ViewerInfo};
 pub use self::budget::default_limit as default_memory_budget;
 pub use self::channel::Channel;
 pub(crate) use self::channel::ReadLookup;
@@ -285,7 +289,7 @@ impl Server {
     /// request before routing (it may cut a token out of the path), so the router is then one
     /// fallback service: make it the larger app's fallback (`Router::fallback_service`) instead.
     pub fn router(&self) -> axum::Router {
-        self.guarded(http::counted(self, http::routes(self.clone())))
+        self.finished(http::routes(self.clone()))
     }
 
     /// `routes` behind the token check, when auth is on. The check runs before routing because it
@@ -304,8 +308,14 @@ impl Server {
         H: axum::handler::Handler<T, ()>,
         T: 'static,
     {
-        let routes = http::routes(self.clone()).fallback(fallback);
+        self.finished(http::routes(self.clone()).fallback(fallback))
+    }
+
+    /// `routes` counted, guarded, and answering HEAD without a body whoever answers it (the token
+    /// check's 401 too: over HTTP/2, body data on a HEAD stream is a protocol error).
+    fn finished(&self, routes: axum::Router) -> axum::Router {
         self.guarded(http::counted(self, routes))
+            .layer(axum::middleware::from_fn(http::head_without_body))
     }
 
     pub(crate) fn extra_routes(&self) -> Option<&axum::Router> {

@@ -112,7 +112,7 @@ async fn wait_first_byte(
     claim: &Claim,
     body: &mut Body,
 ) -> Result<Option<Bytes>, Response> {
-    let _pending = server.stat(Stat::PendingPosts);
+    let _pending = server.stat_in(Stat::PendingPosts, claim.channel());
     let seq = claim.seq();
     let mut ended = pin!(claim.ended());
     let mut timeout = pin!(tokio::time::sleep(server.config().wait_timeout));
@@ -147,10 +147,10 @@ async fn stream_body(
     first: Bytes,
     mut body: Body,
 ) -> Response {
-    let _writing = server.stat(Stat::WritingPosts);
+    let channel = writing.channel().clone();
+    let _writing = server.stat_in(Stat::WritingPosts, &channel);
     let seq = writing.seq();
     let wait_timeout = server.config().wait_timeout;
-    let channel = writing.channel().clone();
     let mut closed = pin!(channel.closed());
     let mut idle = pin!(tokio::time::sleep(wait_timeout));
     let mut next = Some(first);

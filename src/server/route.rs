@@ -23,6 +23,10 @@ use crate::protocol::{Error, SeqParam};
 /// to a parameter), so a route registered for `/{ch}/live` is taken before the dispatch sees it.
 pub(super) const PATTERNS: [&str; 2] = ["{name}", "{name}/{seq}"];
 
+/// The channel API's names (reserved: no channel can take them).
+const CHANNELS: &str = "_channels";
+const EVENTS: &str = "_events";
+
 /// The `{seq}` part of a segment's path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Seq {
@@ -66,6 +70,12 @@ pub(crate) enum Route<'a> {
     Publish { name: &'a str, seq: Seq },
     /// `DELETE {base}{name}/{seq}`: close a segment.
     DeleteSegment { name: &'a str, seq: Seq },
+    /// `GET` or `HEAD {base}_channels`: every channel's figures.
+    Channels,
+    /// `GET` or `HEAD {base}_channels/{channel}`: one channel's figures.
+    ChannelInfo { channel: &'a str },
+    /// `GET` or `HEAD {base}_events`: the server's changes as Server-Sent Events.
+    Events,
     /// A path of ours with a method it does not take: `405` with these methods in `Allow`.
     MethodNotAllowed { name: &'a str, allow: &'static str },
     /// Under the base path, but no route of ours: an embedder's, or a `404`.
@@ -91,6 +101,9 @@ impl<'a> Route<'a> {
         };
         if name.is_empty() {
             return Route::Unknown { name };
+        }
+        if let Some(route) = Route::parse_api(method, name, seq) {
+            return route;
         }
         match seq {
             None => match *method {
@@ -118,6 +131,25 @@ impl<'a> Route<'a> {
         }
     }
 
+    /// The routes of the channel API, under reserved names (which the channel routes refuse).
+    fn parse_api(method: &Method, name: &'a str, rest: Option<&'a str>) -> Option<Route<'a>> {
+        let route = match (name, rest) {
+            (CHANNELS, None) => Route::Channels,
+            (CHANNELS, Some(channel)) if !channel.is_empty() && !channel.contains('/') => {
+                Route::ChannelInfo { channel }
+            }
+            (EVENTS, None) => Route::Events,
+            _ => return None,
+        };
+        Some(match *method {
+            Method::GET | Method::HEAD => route,
+            _ => Route::MethodNotAllowed {
+                name,
+                allow: "GET,HEAD",
+            },
+        })
+    }
+
     /// The raw first part of the path after the base path (the channel the request is about, for
     /// the routes of a channel); empty outside the base path.
     pub(crate) fn name(&self) -> &'a str {
@@ -130,6 +162,8 @@ impl<'a> Route<'a> {
             | Route::DeleteSegment { name, .. }
             | Route::MethodNotAllowed { name, .. }
             | Route::Unknown { name } => name,
+            Route::Channels | Route::ChannelInfo { .. } => CHANNELS,
+            Route::Events => EVENTS,
             Route::Outside => "",
         }
     }
@@ -222,6 +256,50 @@ mod tests {
             );
         }
         assert_eq!(route(Method::GET, "/base/ch/0/x").name(), "ch");
+    }
+
+    #[test]
+    fn the_channel_api_is_read_only_and_about_its_reserved_name() {
+        use Route::*;
+        assert_eq!(route(Method::GET, "/base/_channels"), Channels);
+        assert_eq!(route(Method::HEAD, "/base/_events"), Events);
+        assert_eq!(
+            route(Method::GET, "/base/_channels/a%20b"),
+            ChannelInfo { channel: "a%20b" }
+        );
+        // What a token must allow is judged by the first part: the reserved name (admin).
+        assert_eq!(
+            route(Method::GET, "/base/_channels/cam").name(),
+            "_channels"
+        );
+        assert_eq!(route(Method::GET, "/base/_events").name(), "_events");
+        for (method, path) in [
+            (Method::POST, "/base/_channels"),
+            (Method::DELETE, "/base/_channels/cam"),
+            (Method::POST, "/base/_events"),
+        ] {
+            assert!(
+                matches!(
+                    route(method.clone(), path),
+                    MethodNotAllowed {
+                        allow: "GET,HEAD",
+                        ..
+                    }
+                ),
+                "{method} {path}"
+            );
+        }
+        for unknown in ["/base/_channels/", "/base/_channels/a/b"] {
+            assert!(
+                matches!(route(Method::GET, unknown), Unknown { .. }),
+                "{unknown}"
+            );
+        }
+        // `/_events/x` is the old shape: a segment of a reserved channel, refused as such.
+        assert!(matches!(
+            route(Method::GET, "/base/_events/0"),
+            Subscribe { .. }
+        ));
         assert_eq!(route(Method::GET, "/ch/0"), Outside);
         assert_eq!(route(Method::GET, "/base"), Outside);
     }

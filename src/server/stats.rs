@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use super::{Inner, Metrics, Server};
+use super::{Channel, Inner, Metrics, Server};
 
 /// What the server's requests are doing right now (gauges, for tests and metrics).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -75,6 +75,8 @@ pub(crate) struct StatGuard {
     inner: Arc<Inner>,
     stat: Stat,
     bytes_out: u64,
+    /// The channel the request is about, whose share of the gauge it also counts in.
+    channel: Option<Arc<Channel>>,
 }
 
 /// Bytes a streaming GET tallies before it adds them to the shared total: often enough that a
@@ -95,6 +97,12 @@ impl StatGuard {
 impl Drop for StatGuard {
     fn drop(&mut self) {
         self.inner.gauges[self.stat as usize].fetch_sub(1, Ordering::Relaxed);
+        if let Some(channel) = &self.channel {
+            channel
+                .activity()
+                .gauge(self.stat)
+                .fetch_sub(1, Ordering::Relaxed);
+        }
         if self.bytes_out > 0 {
             self.inner.counters[Counter::BytesOut as usize]
                 .fetch_add(self.bytes_out, Ordering::Relaxed);
@@ -113,7 +121,19 @@ impl Server {
             inner: self.inner.clone(),
             stat,
             bytes_out: 0,
+            channel: None,
         }
+    }
+
+    /// [`Server::stat`] for a request about `channel`: counted in the channel's gauges too.
+    pub(crate) fn stat_in(&self, stat: Stat, channel: &Arc<Channel>) -> StatGuard {
+        let mut guard = self.stat(stat);
+        channel
+            .activity()
+            .gauge(stat)
+            .fetch_add(1, Ordering::Relaxed);
+        guard.channel = Some(channel.clone());
+        guard
     }
 
     pub(crate) fn count(&self, counter: Counter, n: u64) {

@@ -121,7 +121,7 @@ async fn serve_segment(
 ) -> Subscribed {
     let seq = segment.seq();
     let start = {
-        let _waiting = server.stat(Stat::WaitingGets);
+        let _waiting = server.stat_in(Stat::WaitingGets, &channel);
         tokio::select! {
             start = segment.wait_started() => start,
             _ = tokio::time::sleep(server.config().wait_timeout) => {
@@ -153,7 +153,7 @@ async fn serve_segment(
         latest: (seq != latest_at_arrival).then_some(latest_at_arrival),
         buffered,
         reader: segment.reader(),
-        streaming: server.stat(Stat::StreamingGets),
+        streaming: server.stat_in(Stat::StreamingGets, &channel),
         channel,
     })
 }

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::activity::Publishing;
 use super::channel::{Channel, PendingEnd, WriteTarget};
 use super::events::Event;
 use super::segment::{Segment, SegmentWriter, Status};
@@ -21,8 +22,8 @@ use crate::protocol::{Error, SeqParam};
 
 /// A publisher's hold on one seq of a channel, before its first byte.
 pub(crate) struct Claim {
-    server: Server,
-    channel: Arc<Channel>,
+    /// The server and channel, and the publisher's presence on it (held until its segment ends).
+    publishing: Publishing,
     target: WriteTarget,
 }
 
@@ -38,8 +39,7 @@ impl Claim {
     ) -> Result<Claim, Error> {
         let target = channel.target_for_write(param, reset)?;
         Ok(Claim {
-            server: server.clone(),
-            channel,
+            publishing: Publishing::new(server, channel),
             target,
         })
     }
@@ -58,11 +58,15 @@ impl Claim {
         self.target.seq
     }
 
+    pub(crate) fn channel(&self) -> &Arc<Channel> {
+        self.publishing.channel()
+    }
+
     /// Resolves when the claim must be given up before its first byte: a newer publisher of the
     /// seq started first, the placeholder was closed (then call [`Claim::finish_closed`]), or the
     /// channel is gone.
     pub(crate) async fn ended(&self) -> PendingEnd {
-        let (channel, target) = (&self.channel, &self.target);
+        let (channel, target) = (self.publishing.channel(), &self.target);
         tokio::select! {
             end = target.segment.wait_for(|snap| channel.pending_end(target, snap)) => end,
             _ = channel.closed() => PendingEnd::EndOfStream,
@@ -72,23 +76,20 @@ impl Claim {
     /// The placeholder was closed before the first byte ([`PendingEnd::Closed`]): that counts as
     /// an empty segment, and the write head moves past it.
     pub(crate) fn finish_closed(&self) {
-        self.channel.finish_closed_placeholder(&self.target);
+        (self.publishing.channel()).finish_closed_placeholder(&self.target);
     }
 
     /// The first byte is here: takes the seq and moves the write head past it.
     pub(crate) fn start(self) -> Result<Writing, Error> {
-        let writer = self.channel.start_writing(&self.target)?;
-        self.server.count(Counter::SegmentsStarted, 1);
-        self.server
-            .inner
-            .events
-            .send_with(|| Event::SegmentStarted {
-                channel: self.channel.shared_name(),
-                seq: self.target.seq,
-            });
+        let (server, channel) = (self.publishing.server(), self.publishing.channel());
+        let writer = channel.start_writing(&self.target)?;
+        server.count(Counter::SegmentsStarted, 1);
+        server.inner.events.send_with(|| Event::SegmentStarted {
+            channel: channel.shared_name(),
+            seq: self.target.seq,
+        });
         Ok(Writing {
-            server: self.server,
-            channel: self.channel,
+            publishing: self.publishing,
             segment: writer.segment().clone(),
             writer: Some(writer),
         })
@@ -98,8 +99,8 @@ impl Claim {
 /// A segment being written. Dropped without [`Writing::finish`], the segment fails: its readers
 /// see an abnormal end, never a truncated segment that looks whole.
 pub(crate) struct Writing {
-    server: Server,
-    channel: Arc<Channel>,
+    /// Dropped after the segment's end is counted and sent: a publisher leaves after its segment.
+    publishing: Publishing,
     segment: Arc<Segment>,
     /// Taken when the segment ends.
     writer: Option<SegmentWriter>,
@@ -111,7 +112,7 @@ impl Writing {
     }
 
     pub(crate) fn channel(&self) -> &Arc<Channel> {
-        &self.channel
+        self.publishing.channel()
     }
 
     /// Appends `data` (readers see it at once). A refusal (size limit, memory budget, the segment
@@ -119,11 +120,11 @@ impl Writing {
     pub(crate) fn write(&mut self, data: Bytes) -> Result<(), Error> {
         let writer = self.writer.as_mut().ok_or(Error::SegmentClosed)?;
         let len = data.len() as u64;
-        self.channel.touch();
-        writer
-            .write(data)
-            .map_err(|err| self.channel.write_error(err))?;
-        self.server.count(Counter::BytesIn, len);
+        let channel = self.publishing.channel();
+        channel.touch();
+        writer.write(data).map_err(|err| channel.write_error(err))?;
+        self.publishing.server().count(Counter::BytesIn, len);
+        channel.activity().add_bytes_in(len);
         Ok(())
     }
 
@@ -131,10 +132,9 @@ impl Writing {
     /// the channel deleted).
     pub(crate) fn finish(mut self) -> Result<(), Error> {
         let writer = self.writer.take().ok_or(Error::SegmentClosed)?;
-        writer
-            .finish()
-            .map_err(|err| self.channel.write_error(err))?;
-        self.channel.touch();
+        let channel = self.publishing.channel();
+        writer.finish().map_err(|err| channel.write_error(err))?;
+        channel.touch();
         Ok(())
     }
 
@@ -160,9 +160,11 @@ impl Drop for Writing {
         } else {
             Counter::SegmentsFailed
         };
-        self.server.count(counter, 1);
-        self.server.inner.events.send_with(|| {
-            let (channel, seq, bytes) = (self.channel.shared_name(), self.segment.seq(), snap.len);
+        let server = self.publishing.server();
+        server.count(counter, 1);
+        server.inner.events.send_with(|| {
+            let channel = self.publishing.channel().shared_name();
+            let (seq, bytes) = (self.segment.seq(), snap.len);
             if complete {
                 Event::SegmentCompleted {
                     channel,
