@@ -1,4 +1,5 @@
-//! Media helpers for publishing: turning a raw container byte stream into independently decodable
-//! Trickle segments.
+//! Media helpers: turning a raw container byte stream into independently decodable Trickle
+//! segments (publishing), and remuxing a channel's MPEG-TS segments into fragmented MP4 (viewing).
 
+pub mod fmp4;
 pub mod mpegts;

@@ -31,7 +31,9 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
-use super::packet::{HEADER_SIZE, Header, NULL_PID, PACKET_SIZE, PCR_FLAG, SYNC_BYTE, adaptation};
+use super::packet::{
+    DISCONTINUITY, HEADER_SIZE, Header, NULL_PID, PACKET_SIZE, PCR_FLAG, SYNC_BYTE, adaptation,
+};
 
 /// The most of a packet read before deciding about it: header, adaptation_field_length, flags and
 /// the 6-byte PCR.
@@ -39,7 +41,6 @@ const HEAD_MAX: usize = HEADER_SIZE + 2 + PCR_SIZE;
 const PCR_SIZE: usize = 6;
 /// adaptation_field_control = 10: adaptation field only, no payload.
 const ADAPTATION_ONLY: u8 = 0x20;
-const DISCONTINUITY: u8 = 0x80;
 const PIDS: usize = 0x2000;
 
 /// Makes the first packet of every PID in one segment follow a discontinuity. Feed it the

@@ -71,7 +71,7 @@ impl Lookahead {
         match parse_pes_header(&self.pes_head) {
             PesHeader::Incomplete => None,
             PesHeader::Invalid => Some(false),
-            PesHeader::Parsed { length, pts } => {
+            PesHeader::Parsed { length, pts, .. } => {
                 self.header_done = true;
                 self.pts = pts;
                 let head = std::mem::take(&mut self.pes_head);

@@ -252,7 +252,7 @@ impl TimingMeter {
             }
             self.head.pending = false;
             match parse_pes_header(payload) {
-                PesHeader::Parsed { length, pts } => {
+                PesHeader::Parsed { length, pts, .. } => {
                     self.pes_started(packet.pid, pts, payload.get(length..).unwrap_or_default());
                 }
                 PesHeader::Incomplete => {
@@ -268,7 +268,7 @@ impl TimingMeter {
             self.head.buf[before..before + n].copy_from_slice(&payload[..n]);
             self.head.len += n;
             match parse_pes_header(&self.head.buf[..self.head.len]) {
-                PesHeader::Parsed { length, pts } => {
+                PesHeader::Parsed { length, pts, .. } => {
                     self.head.pending = false;
                     let rest = payload
                         .get(length.saturating_sub(before)..)

@@ -26,10 +26,10 @@ mod lookahead;
 mod meter;
 #[cfg(test)]
 mod meter_tests;
-mod nal;
-mod packet;
-mod pes;
-mod psi;
+pub(crate) mod nal;
+pub(crate) mod packet;
+pub(crate) mod pes;
+pub(crate) mod psi;
 #[cfg(test)]
 pub(crate) mod testing;
 #[cfg(test)]
@@ -43,7 +43,7 @@ pub use discontinuity::DiscontinuityMarker;
 use lookahead::Lookahead;
 pub use meter::{MeterMemory, Timing, TimingMeter};
 pub use packet::PACKET_SIZE;
-use packet::{Judgement, Packet, SYNC_BYTE, SyncSearch, find_sync, judge_packet};
+use packet::{Found, Packet, PacketSync};
 use pes::{PTS_HZ, PesHeader, Timeline, parse_pes_header};
 use psi::{PAT_PID, Program, SectionAssembler, Streams, parse_pat, parse_pmt};
 
@@ -112,10 +112,8 @@ pub struct Segmenter {
     audio_duration: u64,
     stats: Stats,
 
-    /// Input not yet consumed: less than a packet while in sync, at most three packets (plus the
-    /// input of the current push) while hunting.
-    pending: Vec<u8>,
-    synced: bool,
+    /// Splits the input into packets.
+    sync: PacketSync,
 
     pat_assembler: SectionAssembler,
     pmt_assembler: SectionAssembler,
@@ -155,10 +153,7 @@ impl Segmenter {
             min_duration: duration_to_ticks(config.min_duration),
             audio_duration: duration_to_ticks(audio_duration),
             stats: Stats::default(),
-            pending: Vec::new(),
-            // Optimistic: a clean stream is taken from its first byte; if that is not a sync
-            // byte we count a resync and hunt like anywhere else.
-            synced: true,
+            sync: PacketSync::default(),
             pat_assembler: SectionAssembler::default(),
             pmt_assembler: SectionAssembler::default(),
             pat_packets: None,
@@ -178,17 +173,18 @@ impl Segmenter {
 
     /// Feeds any number of bytes (arbitrary split points, not necessarily packet-aligned).
     pub fn push(&mut self, input: &[u8], out: &mut Vec<Event>) {
-        self.pending.extend_from_slice(input);
-        self.consume_pending(false, out);
+        let mut sync = std::mem::take(&mut self.sync);
+        sync.push(input, |found| self.found(found, out));
+        self.sync = sync;
         self.flush_data(out);
     }
 
     /// End of input: flushes whatever is buffered (a trailing partial packet is dropped and
     /// counted in skipped_bytes). A video PES still undecided is treated as not a keyframe.
     pub fn finish(&mut self, out: &mut Vec<Event>) {
-        self.consume_pending(true, out);
-        self.stats.skipped_bytes += self.pending.len() as u64;
-        self.pending.clear();
+        let mut sync = std::mem::take(&mut self.sync);
+        sync.finish(|found| self.found(found, out));
+        self.sync = sync;
         if let Some(lookahead) = self.lookahead.take() {
             self.resolve_lookahead(lookahead, false, out);
         }
@@ -199,45 +195,12 @@ impl Segmenter {
         &self.stats
     }
 
-    /// Splits `pending` into packets, hunting for sync where the stream is misaligned.
-    fn consume_pending(&mut self, at_end: bool, out: &mut Vec<Event>) {
-        let mut pending = std::mem::take(&mut self.pending);
-        let mut pos = 0;
-        loop {
-            let rest = pending.get(pos..).unwrap_or_default();
-            if self.synced {
-                let Some(packet) = rest.first_chunk::<PACKET_SIZE>() else {
-                    break;
-                };
-                if packet[0] == SYNC_BYTE {
-                    match judge_packet(rest, at_end) {
-                        Judgement::Accept => {
-                            self.handle_packet(packet, out);
-                            pos += PACKET_SIZE;
-                            continue;
-                        }
-                        Judgement::NeedMore => break,
-                        Judgement::Reject => {}
-                    }
-                }
-                self.synced = false;
-                self.stats.resyncs += 1;
-            }
-            match find_sync(rest, at_end) {
-                SyncSearch::Found(offset) => {
-                    self.stats.skipped_bytes += offset as u64;
-                    pos += offset;
-                    self.synced = true;
-                }
-                SyncSearch::NeedMore(offset) => {
-                    self.stats.skipped_bytes += offset as u64;
-                    pos += offset;
-                    break;
-                }
-            }
+    fn found(&mut self, found: Found, out: &mut Vec<Event>) {
+        match found {
+            Found::Packet(packet) => self.handle_packet(packet, out),
+            Found::Skipped(bytes) => self.stats.skipped_bytes += bytes as u64,
+            Found::Resync => self.stats.resyncs += 1,
         }
-        pending.drain(..pos.min(pending.len()));
-        self.pending = pending;
     }
 
     fn handle_packet(&mut self, raw: &[u8; PACKET_SIZE], out: &mut Vec<Event>) {

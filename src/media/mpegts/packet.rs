@@ -1,6 +1,6 @@
 //! Transport stream packets: finding packet alignment in arbitrary bytes (resynchronisation after
 //! garbage or a lost byte) and reading the fields of a 188-byte packet's header and adaptation
-//! field that the segmenter needs.
+//! field that the segmenter and the fMP4 remuxer need.
 
 /// Size of one transport stream packet.
 pub const PACKET_SIZE: usize = 188;
@@ -9,7 +9,7 @@ pub(super) const SYNC_BYTE: u8 = 0x47;
 
 /// Outcome of looking for packet alignment in a buffer.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) enum SyncSearch {
+enum SyncSearch {
     /// A packet starts at this offset.
     Found(usize),
     /// No packet can start before this offset; more input is needed to judge the rest.
@@ -17,7 +17,7 @@ pub(super) enum SyncSearch {
 }
 
 /// Whether the packet at the start of `buf` (which begins with a sync byte) is real.
-pub(super) enum Judgement {
+enum Judgement {
     Accept,
     /// A stray 0x47 in garbage: a properly synced stream starts inside this "packet".
     Reject,
@@ -28,7 +28,7 @@ pub(super) enum Judgement {
 /// no synced stream begins inside it: that tells a real packet followed by garbage (keep it) from
 /// a stray 0x47 in garbage right before a real packet (drop it, or its bytes would corrupt the
 /// stream).
-pub(super) fn judge_packet(buf: &[u8], at_end: bool) -> Judgement {
+fn judge_packet(buf: &[u8], at_end: bool) -> Judgement {
     match buf.get(PACKET_SIZE) {
         Some(&SYNC_BYTE) => return Judgement::Accept,
         None if at_end => return Judgement::Accept,
@@ -45,7 +45,7 @@ pub(super) fn judge_packet(buf: &[u8], at_end: bool) -> Judgement {
 /// Finds an offset where a sync byte repeats at +188 and +376. Requiring three in a row makes a
 /// false lock on a stray 0x47 in the payload unlikely, and judging only with all three visible
 /// (unless at the end of input) makes the result independent of how the input was split.
-pub(super) fn find_sync(buf: &[u8], at_end: bool) -> SyncSearch {
+fn find_sync(buf: &[u8], at_end: bool) -> SyncSearch {
     let mut from = 0;
     while let Some(found) = buf
         .get(from..)
@@ -69,6 +69,99 @@ pub(super) fn find_sync(buf: &[u8], at_end: bool) -> SyncSearch {
         from = start + 1;
     }
     SyncSearch::NeedMore(buf.len())
+}
+
+/// What [`PacketSync`] finds in its input, in order.
+pub(crate) enum Found<'a> {
+    /// A packet, aligned (its first byte is the sync byte).
+    Packet(&'a [u8; PACKET_SIZE]),
+    /// This many bytes were thrown away: garbage between packets, or a trailing partial packet.
+    Skipped(usize),
+    /// The stream lost packet alignment; a hunt for sync begins.
+    Resync,
+}
+
+/// Splits arbitrary chunks of a transport stream into packets, hunting for sync where the stream is
+/// misaligned. Holds less than a packet while in sync, at most three packets (plus the input of
+/// the current push) while hunting.
+pub(crate) struct PacketSync {
+    pending: Vec<u8>,
+    synced: bool,
+}
+
+impl Default for PacketSync {
+    fn default() -> PacketSync {
+        PacketSync {
+            pending: Vec::new(),
+            // Optimistic: a clean stream is taken from its first byte; if that is not a sync byte
+            // we count a resync and hunt like anywhere else.
+            synced: true,
+        }
+    }
+}
+
+impl PacketSync {
+    /// Feeds any number of bytes (arbitrary split points); `each` sees what they complete.
+    pub(crate) fn push(&mut self, input: &[u8], each: impl FnMut(Found<'_>)) {
+        self.pending.extend_from_slice(input);
+        self.consume(false, each);
+    }
+
+    /// End of input: takes what the held bytes still hold, then drops a trailing partial packet
+    /// (reported as skipped). The next push starts afresh, as at the start of a stream.
+    pub(crate) fn finish(&mut self, mut each: impl FnMut(Found<'_>)) {
+        self.consume(true, &mut each);
+        if !self.pending.is_empty() {
+            each(Found::Skipped(self.pending.len()));
+            self.pending.clear();
+        }
+        self.synced = true;
+    }
+
+    /// Bytes held back (for tests of its bound).
+    #[cfg(test)]
+    pub(crate) fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    fn consume(&mut self, at_end: bool, mut each: impl FnMut(Found<'_>)) {
+        let pending = &self.pending;
+        let mut pos = 0;
+        loop {
+            let rest = pending.get(pos..).unwrap_or_default();
+            if self.synced {
+                let Some(packet) = rest.first_chunk::<PACKET_SIZE>() else {
+                    break;
+                };
+                if packet[0] == SYNC_BYTE {
+                    match judge_packet(rest, at_end) {
+                        Judgement::Accept => {
+                            each(Found::Packet(packet));
+                            pos += PACKET_SIZE;
+                            continue;
+                        }
+                        Judgement::NeedMore => break,
+                        Judgement::Reject => {}
+                    }
+                }
+                self.synced = false;
+                each(Found::Resync);
+            }
+            let (skipped, found) = match find_sync(rest, at_end) {
+                SyncSearch::Found(offset) => (offset, true),
+                SyncSearch::NeedMore(offset) => (offset, false),
+            };
+            if skipped > 0 {
+                each(Found::Skipped(skipped));
+            }
+            pos += skipped;
+            if !found {
+                break;
+            }
+            self.synced = true;
+        }
+        self.pending.drain(..pos.min(self.pending.len()));
+    }
 }
 
 /// Size of a packet's fixed header: sync byte, flags and PID, control bits and continuity counter.
@@ -103,6 +196,8 @@ impl Header {
     }
 }
 
+/// Adaptation field flags: discontinuity_indicator.
+pub(super) const DISCONTINUITY: u8 = 0x80;
 /// Adaptation field flags: random_access_indicator.
 pub(super) const RANDOM_ACCESS: u8 = 0x40;
 /// Adaptation field flags: PCR_flag (a 6-byte PCR follows the flags byte).
@@ -123,28 +218,34 @@ pub(super) fn adaptation(header: &Header, raw: &[u8]) -> Option<(usize, u8)> {
 }
 
 /// The parts of a transport stream packet we use.
-pub(super) struct Packet<'a> {
-    pub(super) raw: &'a [u8; PACKET_SIZE],
-    pub(super) pid: u16,
+pub(crate) struct Packet<'a> {
+    pub(crate) raw: &'a [u8; PACKET_SIZE],
+    pub(crate) pid: u16,
     /// payload_unit_start_indicator: a PES or PSI section starts in this packet.
-    pub(super) unit_start: bool,
-    pub(super) random_access: bool,
-    pub(super) payload: &'a [u8],
+    pub(crate) unit_start: bool,
+    pub(crate) random_access: bool,
+    /// discontinuity_indicator: the continuity counter (or the timeline) may jump here.
+    pub(crate) discontinuity: bool,
+    /// continuity_counter, for packets that carry a payload (only those count).
+    pub(crate) continuity: Option<u8>,
+    pub(crate) payload: &'a [u8],
 }
 
 impl<'a> Packet<'a> {
     /// Returns None if transport_error_indicator is set.
-    pub(super) fn parse(raw: &'a [u8; PACKET_SIZE]) -> Option<Packet<'a>> {
+    pub(crate) fn parse(raw: &'a [u8; PACKET_SIZE]) -> Option<Packet<'a>> {
         let header = Header::parse(raw.first_chunk()?);
         if header.transport_error {
             return None;
         }
         let mut payload_start = HEADER_SIZE;
-        let mut random_access = false;
+        let mut flags = 0;
         if header.has_adaptation {
             payload_start += 1 + usize::from(raw[HEADER_SIZE]);
-            random_access = adaptation(&header, raw)
-                .is_some_and(|(length, flags)| length <= 183 && flags & RANDOM_ACCESS != 0);
+            flags = match adaptation(&header, raw) {
+                Some((length, flags)) if length <= 183 => flags,
+                _ => 0,
+            };
         }
         // An adaptation field longer than the packet leaves no (trustworthy) payload.
         let payload = if header.has_payload {
@@ -156,7 +257,9 @@ impl<'a> Packet<'a> {
             raw,
             pid: header.pid,
             unit_start: header.unit_start,
-            random_access,
+            random_access: flags & RANDOM_ACCESS != 0,
+            discontinuity: flags & DISCONTINUITY != 0,
+            continuity: header.has_payload.then_some(header.continuity),
             payload,
         })
     }

@@ -12,36 +12,42 @@ const MAX_STEP_FORWARD: i64 = 10 * 90_000;
 
 /// A PES header, parsed from the start of a PES packet.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) enum PesHeader {
+pub(crate) enum PesHeader {
     /// More bytes are needed.
     Incomplete,
     /// Not a PES packet start.
     Invalid,
-    /// `length` bytes of header precede the elementary stream data; `pts` is the raw 33-bit PTS.
-    Parsed { length: usize, pts: Option<u64> },
+    /// `length` bytes of header precede the elementary stream data; `pts` and `dts` are raw
+    /// 33-bit values (a DTS only where it differs from the PTS); `packet_length` is
+    /// PES_packet_length: the bytes after that field, 0 = unbounded (video).
+    Parsed {
+        length: usize,
+        pts: Option<u64>,
+        dts: Option<u64>,
+        packet_length: usize,
+    },
 }
 
-pub(super) fn parse_pes_header(buf: &[u8]) -> PesHeader {
+pub(crate) fn parse_pes_header(buf: &[u8]) -> PesHeader {
     const START_CODE: [u8; 3] = [0x00, 0x00, 0x01];
     let prefix = buf.len().min(3);
     if buf.get(..prefix) != START_CODE.get(..prefix) {
         return PesHeader::Invalid;
     }
-    let Some(&stream_id) = buf.get(3) else {
+    let Some(&[_, _, _, stream_id, length_high, length_low]) = buf.first_chunk::<6>() else {
         return PesHeader::Incomplete;
     };
+    let packet_length = usize::from(length_high) << 8 | usize::from(length_low);
     // These streams have no optional header (and so no PTS).
     if matches!(
         stream_id,
         0xbc | 0xbe | 0xbf | 0xf0 | 0xf1 | 0xf2 | 0xf8 | 0xff
     ) {
-        return if buf.len() >= 6 {
-            PesHeader::Parsed {
-                length: 6,
-                pts: None,
-            }
-        } else {
-            PesHeader::Incomplete
+        return PesHeader::Parsed {
+            length: 6,
+            pts: None,
+            dts: None,
+            packet_length,
         };
     }
     let Some(&[_, _, _, _, _, _, marker, flags, header_data_length]) = buf.first_chunk::<9>()
@@ -55,15 +61,24 @@ pub(super) fn parse_pes_header(buf: &[u8]) -> PesHeader {
     if buf.len() < length {
         return PesHeader::Incomplete;
     }
-    // PTS_DTS_flags 0b10 or 0b11: a PTS is the first optional field.
-    let pts = if flags & 0x80 != 0 && header_data_length >= 5 {
-        buf.get(9..14)
+    // PTS_DTS_flags 0b10 or 0b11: a PTS is the first optional field, and with 0b11 a DTS follows.
+    let timestamp = |at: usize| {
+        buf.get(at..at + 5)
             .and_then(|bytes| <[u8; 5]>::try_from(bytes).ok())
             .map(decode_timestamp)
-    } else {
-        None
     };
-    PesHeader::Parsed { length, pts }
+    let pts = (flags & 0x80 != 0 && header_data_length >= 5)
+        .then(|| timestamp(9))
+        .flatten();
+    let dts = (flags & 0xc0 == 0xc0 && header_data_length >= 10)
+        .then(|| timestamp(14))
+        .flatten();
+    PesHeader::Parsed {
+        length,
+        pts,
+        dts,
+        packet_length,
+    }
 }
 
 /// Decodes the 5-byte PTS/DTS field (33 bits split by marker bits).
@@ -102,10 +117,7 @@ impl Timeline {
         let (placed, discontinuity) = match self.last {
             None => (raw, false),
             Some((last_raw, last)) => {
-                let mut step = (raw - last_raw).rem_euclid(PTS_MODULUS);
-                if step >= PTS_MODULUS / 2 {
-                    step -= PTS_MODULUS;
-                }
+                let step = wrapped_step(last_raw, raw);
                 if (-MAX_STEP_BACK..=MAX_STEP_FORWARD).contains(&step) {
                     (last + step, false)
                 } else {
@@ -120,6 +132,17 @@ impl Timeline {
         };
         self.last = Some((raw, placed));
         (placed, discontinuity)
+    }
+}
+
+/// The step from one 33-bit timestamp to the next, taken within ±2^32: crossing 2^33 is a small
+/// step forward, not a jump back by 26 hours.
+pub(crate) fn wrapped_step(from: i64, to: i64) -> i64 {
+    let step = (to - from).rem_euclid(PTS_MODULUS);
+    if step >= PTS_MODULUS / 2 {
+        step - PTS_MODULUS
+    } else {
+        step
     }
 }
 
@@ -160,7 +183,9 @@ mod tests {
             parse_pes_header(&pes),
             PesHeader::Parsed {
                 length: 14,
-                pts: Some(0x1_2345_6789)
+                pts: Some(0x1_2345_6789),
+                dts: None,
+                packet_length: 0,
             }
         );
         for n in 0..14 {
@@ -171,7 +196,9 @@ mod tests {
             parse_pes_header(&[0, 0, 1, 0xbe, 0, 0]),
             PesHeader::Parsed {
                 length: 6,
-                pts: None
+                pts: None,
+                dts: None,
+                packet_length: 0,
             }
         );
     }

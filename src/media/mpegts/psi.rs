@@ -5,7 +5,7 @@
 use super::nal::VideoCodec;
 use super::packet::Packet;
 
-pub(super) const PAT_PID: u16 = 0x0000;
+pub(crate) const PAT_PID: u16 = 0x0000;
 /// Largest `section_length` of a PAT or PMT (ISO/IEC 13818-1 limits PSI sections to 1024 bytes).
 const MAX_SECTION_LENGTH: usize = 1021;
 /// A section is dropped if it has not completed within this many packets (tiny payloads could
@@ -13,15 +13,15 @@ const MAX_SECTION_LENGTH: usize = 1021;
 const MAX_SECTION_PACKETS: usize = 8;
 
 /// A PSI section completed by [`SectionAssembler::push`].
-pub(super) struct CompleteSection {
-    pub(super) section: Vec<u8>,
+pub(crate) struct CompleteSection {
+    pub(crate) section: Vec<u8>,
     /// The packets that carried it, verbatim (empty for [`SectionAssembler::sections_only`]).
-    pub(super) packets: Vec<u8>,
+    pub(crate) packets: Vec<u8>,
 }
 
 /// Reassembles PSI sections (PAT, PMT) that may span packets, remembering the packets.
 #[derive(Default)]
-pub(super) struct SectionAssembler {
+pub(crate) struct SectionAssembler {
     section: Vec<u8>,
     packets: Vec<u8>,
     /// Packets of the section so far (kept or not).
@@ -34,7 +34,7 @@ pub(super) struct SectionAssembler {
 impl SectionAssembler {
     /// An assembler for a reader that only needs the tables' contents (the timing meter), which
     /// then copies no packets.
-    pub(super) fn sections_only() -> SectionAssembler {
+    pub(crate) fn sections_only() -> SectionAssembler {
         SectionAssembler {
             sections_only: true,
             ..SectionAssembler::default()
@@ -48,7 +48,7 @@ impl SectionAssembler {
         }
     }
 
-    pub(super) fn push(&mut self, packet: &Packet) -> Option<CompleteSection> {
+    pub(crate) fn push(&mut self, packet: &Packet) -> Option<CompleteSection> {
         if !packet.unit_start {
             if !self.active || packet.payload.is_empty() {
                 return None;
@@ -124,7 +124,7 @@ fn section_body(section: &[u8], table_id: u8) -> Option<&[u8]> {
 
 /// The PMT PID of the first program in a PAT (program 0 is the network PID, not a program).
 /// Outer None: not a usable PAT; inner None: a PAT without programs.
-pub(super) fn parse_pat(section: &[u8]) -> Option<Option<u16>> {
+pub(crate) fn parse_pat(section: &[u8]) -> Option<Option<u16>> {
     let body = section_body(section, 0x00)?;
     Some(body.chunks_exact(4).find_map(|entry| {
         let program_number = u16::from(entry[0]) << 8 | u16::from(entry[1]);
@@ -145,28 +145,44 @@ pub(super) struct Program {
     pub(super) streams: Streams,
 }
 
-pub(super) fn parse_pmt(section: &[u8]) -> Option<Streams> {
+/// One elementary stream listed in a PMT.
+pub(crate) struct PmtStream<'a> {
+    pub(crate) stream_type: u8,
+    pub(crate) pid: u16,
+    pub(crate) descriptors: &'a [u8],
+}
+
+/// The elementary streams a PMT lists, in order; None if it is not a usable PMT. A truncated entry
+/// ends the list (the entries before it are kept).
+pub(crate) fn pmt_streams(section: &[u8]) -> Option<impl Iterator<Item = PmtStream<'_>>> {
     let body = section_body(section, 0x02)?;
     let program_info_length = usize::from(body.get(2)? & 0x0f) << 8 | usize::from(*body.get(3)?);
     let mut rest = body.get(4 + program_info_length..)?;
-    let mut streams = Streams::default();
-    while let Some(entry) = rest.first_chunk::<5>() {
-        let stream_type = entry[0];
-        let pid = u16::from(entry[1] & 0x1f) << 8 | u16::from(entry[2]);
+    Some(std::iter::from_fn(move || {
+        let entry = rest.first_chunk::<5>()?;
         let info_length = usize::from(entry[3] & 0x0f) << 8 | usize::from(entry[4]);
-        let Some(descriptors) = rest.get(5..5 + info_length) else {
-            break; // truncated entry: keep what we have
+        let stream = PmtStream {
+            stream_type: entry[0],
+            pid: u16::from(entry[1] & 0x1f) << 8 | u16::from(entry[2]),
+            descriptors: rest.get(5..5 + info_length)?,
         };
         rest = rest.get(5 + info_length..).unwrap_or_default();
-        let video = match stream_type {
+        Some(stream)
+    }))
+}
+
+pub(super) fn parse_pmt(section: &[u8]) -> Option<Streams> {
+    let mut streams = Streams::default();
+    for stream in pmt_streams(section)? {
+        let video = match stream.stream_type {
             0x1b => Some(VideoCodec::H264),
             0x24 => Some(VideoCodec::Hevc),
             _ => None,
         };
         if let Some(codec) = video {
-            streams.video.get_or_insert((pid, codec));
-        } else if is_audio(stream_type, descriptors) {
-            streams.audio.get_or_insert(pid);
+            streams.video.get_or_insert((stream.pid, codec));
+        } else if is_audio(stream.stream_type, stream.descriptors) {
+            streams.audio.get_or_insert(stream.pid);
         }
     }
     Some(streams)

@@ -407,12 +407,12 @@ pub(crate) fn run_with(
         segmenter.push(&rest[..n], &mut events);
         rest = &rest[n..];
         assert!(
-            segmenter.pending.len() < 3 * PACKET_SIZE + n,
+            segmenter.sync.pending_len() < 3 * PACKET_SIZE + n,
             "sync buffer bounded"
         );
     }
     segmenter.finish(&mut events);
-    assert!(segmenter.pending.is_empty() && segmenter.lookahead.is_none());
+    assert!(segmenter.sync.pending_len() == 0 && segmenter.lookahead.is_none());
     let mut segments: Vec<Segment> = Vec::new();
     let mut clocks = Vec::new();
     for event in events {
