@@ -362,12 +362,18 @@ impl Remuxer {
         let Some(video) = &mut self.video else {
             return;
         };
+        let dropped = video.pes.dropped;
         let completed = video.pes.push(packet);
+        if video.pes.dropped != dropped {
+            // A frame was lost: the ones after it may reference it.
+            video.need_keyframe = true;
+        }
         // The frame that just ended was placed when its header was read; the header of the next
         // one, if already read, gives its exact duration.
         let ended = video.current.take();
         if let Some((pts, dts)) = completed.started {
-            video.place(&mut self.clock, pts, dts);
+            let pending = completed.previous.is_some() && ended.is_some();
+            video.place(&mut self.clock, pts, dts, pending);
         }
         let next_dts = video.current.map(|ts| ts.dts);
         if let Some(pes) = completed.previous {

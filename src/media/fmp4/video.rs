@@ -75,8 +75,15 @@ impl VideoTrack {
     }
 
     /// Places the timestamps of a PES header: its DTS (or PTS) moves the timeline if needed (see
-    /// `timeline`); without any, the frame is taken to follow the previous one.
-    pub(super) fn place(&mut self, clock: &mut Clock, pts: Option<u64>, dts: Option<u64>) {
+    /// `timeline`); without any, the frame is taken to follow the previous one. `pending`: the
+    /// frame placed before this one is complete and about to be sent.
+    pub(super) fn place(
+        &mut self,
+        clock: &mut Clock,
+        pts: Option<u64>,
+        dts: Option<u64>,
+        pending: bool,
+    ) {
         let fresh = std::mem::take(&mut self.fresh);
         // How long this frame is shown after its decode time (B-frames reordered before it).
         let delay = match (pts, dts) {
@@ -85,10 +92,11 @@ impl VideoTrack {
         };
         let previous = self.last_dts.map(|last| Previous {
             last,
-            // A segment continues where the frames sent end (a frame dropped at the end of the
-            // previous one leaves no hole)...
-            expected: match (fresh, self.end) {
-                (true, Some(end)) => end,
+            // The timeline, when moved, continues after the latest frame placed if it is still
+            // to be sent, else where the frames sent end (a frame dropped before the
+            // discontinuity leaves no hole)...
+            expected: match self.end {
+                Some(end) if !pending => end,
                 _ => last + self.duration,
             }
             // ...but it is not shown before what was shown already: after a segment cut short,

@@ -191,6 +191,24 @@ mod tests {
         for n in 0..14 {
             assert_eq!(parse_pes_header(&pes[..n]), PesHeader::Incomplete, "{n}");
         }
+        let with_dts = pes_packet_with_dts(0xe0, 7200, 3600, &[1]);
+        assert_eq!(
+            parse_pes_header(&with_dts),
+            PesHeader::Parsed {
+                length: 19,
+                pts: Some(7200),
+                dts: Some(3600),
+                packet_length: 0,
+            }
+        );
+        let audio = pes_packet(0xc0, 0, &[1, 2, 3]);
+        assert!(matches!(
+            parse_pes_header(&audio),
+            PesHeader::Parsed {
+                packet_length: 11,
+                ..
+            }
+        ));
         assert_eq!(parse_pes_header(&[0, 1]), PesHeader::Invalid);
         assert_eq!(
             parse_pes_header(&[0, 0, 1, 0xbe, 0, 0]),

@@ -246,6 +246,19 @@ pub(crate) fn pes_packet(stream_id: u8, pts: u64, payload: &[u8]) -> Vec<u8> {
     p
 }
 
+/// A PES packet with a PTS and a DTS (reordered video), unbounded like ffmpeg's video PES.
+pub(crate) fn pes_packet_with_dts(stream_id: u8, pts: u64, dts: u64, payload: &[u8]) -> Vec<u8> {
+    let mut p = vec![0, 0, 1, stream_id, 0, 0, 0x80, 0xc0, 10];
+    let mut pts = encode_timestamp(pts % (1 << 33));
+    pts[0] = (pts[0] & 0x0f) | 0x30; // '0011': a DTS follows
+    p.extend_from_slice(&pts);
+    let mut dts = encode_timestamp(dts % (1 << 33));
+    dts[0] = (dts[0] & 0x0f) | 0x10; // '0001'
+    p.extend_from_slice(&dts);
+    p.extend_from_slice(payload);
+    p
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum FrameKind {
     /// H.264 IDR or HEVC IDR_W_RADL.
