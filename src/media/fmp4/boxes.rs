@@ -54,7 +54,7 @@ pub(super) fn init_segment(
     let mut trak = Vec::new();
     let mut trex = Vec::new();
     if let Some(video) = video {
-        trak.push(video_trak(video)?);
+        trak.push(video_trak(video));
         trex.push(track_extends(VIDEO_TRACK));
     }
     if let Some(audio) = audio {
@@ -118,75 +118,7 @@ fn trak(tkhd: Tkhd, timescale: u32, handler: &[u8; 4], media_header: Minf, codec
     }
 }
 
-fn video_trak(video: &VideoConfig) -> Result<Trak, mp4_atom::Error> {
-    let visual = Visual {
-        data_reference_index: 1,
-        width: video.width,
-        height: video.height,
-        ..Visual::default()
-    };
-    let params = &video.params;
-    let codec: Codec = match &video.format {
-        VideoFormat::Avc { indication, sps } => {
-            let [profile, compatibility, level] = *indication;
-            // The avcC extension is required for the High profiles that can signal a chroma
-            // format or bit depth other than 4:2:0 8-bit.
-            let ext = matches!(profile, 100 | 110 | 122 | 144).then(|| AvccExt {
-                chroma_format: sps.chroma_format_idc,
-                bit_depth_luma: sps.bit_depth_luma,
-                bit_depth_chroma: sps.bit_depth_chroma,
-                sequence_parameter_sets_ext: Vec::new(),
-            });
-            Avc1 {
-                visual,
-                avcc: Avcc {
-                    configuration_version: 1,
-                    avc_profile_indication: profile,
-                    profile_compatibility: compatibility,
-                    avc_level_indication: level,
-                    length_size: 4,
-                    sequence_parameter_sets: params.sps.clone(),
-                    picture_parameter_sets: params.pps.clone(),
-                    ext,
-                },
-                ..Avc1::default()
-            }
-            .into()
-        }
-        VideoFormat::Hevc(sps) => {
-            let array = |nal_unit_type, nalus: &Vec<Vec<u8>>| HvcCArray {
-                completeness: true,
-                nal_unit_type,
-                nalus: nalus.clone(),
-            };
-            Hvc1 {
-                visual,
-                hvcc: Hvcc {
-                    configuration_version: 1,
-                    general_profile_space: sps.profile_space,
-                    general_tier_flag: sps.tier,
-                    general_profile_idc: sps.profile_idc,
-                    general_profile_compatibility_flags: sps.compatibility.to_be_bytes(),
-                    general_constraint_indicator_flags: sps.constraints,
-                    general_level_idc: sps.level_idc,
-                    chroma_format_idc: sps.chroma_format_idc,
-                    bit_depth_luma_minus8: sps.bit_depth_luma.saturating_sub(8),
-                    bit_depth_chroma_minus8: sps.bit_depth_chroma.saturating_sub(8),
-                    num_temporal_layers: sps.max_sub_layers,
-                    temporal_id_nested: sps.temporal_id_nesting,
-                    length_size_minus_one: 3,
-                    arrays: vec![
-                        array(32, &params.vps),
-                        array(33, &params.sps),
-                        array(34, &params.pps),
-                    ],
-                    ..Hvcc::new()
-                },
-                ..Hvc1::default()
-            }
-            .into()
-        }
-    };
+fn video_trak(video: &VideoConfig) -> Trak {
     let tkhd = Tkhd {
         track_id: VIDEO_TRACK,
         enabled: true,
@@ -199,7 +131,83 @@ fn video_trak(video: &VideoConfig) -> Result<Trak, mp4_atom::Error> {
         vmhd: Some(Vmhd::default()),
         ..Minf::default()
     };
-    Ok(trak(tkhd, VIDEO_TIMESCALE, b"vide", media_header, codec))
+    let codec = video_sample_entry(video);
+    trak(tkhd, VIDEO_TIMESCALE, b"vide", media_header, codec)
+}
+
+/// avc1 with avcC, or hvc1 with hvcC: the parameter sets and what the SPS says.
+fn video_sample_entry(video: &VideoConfig) -> Codec {
+    let visual = Visual {
+        data_reference_index: 1,
+        width: video.width,
+        height: video.height,
+        ..Visual::default()
+    };
+    let params = &video.params;
+    match &video.format {
+        VideoFormat::Avc { indication, sps } => {
+            let [profile, compatibility, level] = *indication;
+            // The avcC extension is required for the High profiles that can signal a chroma
+            // format or bit depth other than 4:2:0 8-bit.
+            let ext = matches!(profile, 100 | 110 | 122 | 144).then(|| AvccExt {
+                chroma_format: sps.chroma_format_idc,
+                bit_depth_luma: sps.bit_depth_luma,
+                bit_depth_chroma: sps.bit_depth_chroma,
+                sequence_parameter_sets_ext: Vec::new(),
+            });
+            let avcc = Avcc {
+                configuration_version: 1,
+                avc_profile_indication: profile,
+                profile_compatibility: compatibility,
+                avc_level_indication: level,
+                length_size: 4,
+                sequence_parameter_sets: params.sps.clone(),
+                picture_parameter_sets: params.pps.clone(),
+                ext,
+            };
+            Avc1 {
+                visual,
+                avcc,
+                ..Avc1::default()
+            }
+            .into()
+        }
+        VideoFormat::Hevc(sps) => {
+            // hvc1: every parameter set is here (array_completeness), none in the samples.
+            let array = |nal_unit_type, nalus: &Vec<Vec<u8>>| HvcCArray {
+                completeness: true,
+                nal_unit_type,
+                nalus: nalus.clone(),
+            };
+            let hvcc = Hvcc {
+                configuration_version: 1,
+                general_profile_space: sps.profile_space,
+                general_tier_flag: sps.tier,
+                general_profile_idc: sps.profile_idc,
+                general_profile_compatibility_flags: sps.compatibility.to_be_bytes(),
+                general_constraint_indicator_flags: sps.constraints,
+                general_level_idc: sps.level_idc,
+                chroma_format_idc: sps.chroma_format_idc,
+                bit_depth_luma_minus8: sps.bit_depth_luma.saturating_sub(8),
+                bit_depth_chroma_minus8: sps.bit_depth_chroma.saturating_sub(8),
+                num_temporal_layers: sps.max_sub_layers,
+                temporal_id_nested: sps.temporal_id_nesting,
+                length_size_minus_one: 3,
+                arrays: vec![
+                    array(32, &params.vps),
+                    array(33, &params.sps),
+                    array(34, &params.pps),
+                ],
+                ..Hvcc::new()
+            };
+            Hvc1 {
+                visual,
+                hvcc,
+                ..Hvc1::default()
+            }
+            .into()
+        }
+    }
 }
 
 fn audio_trak(audio: &AudioConfig) -> Trak {

@@ -130,27 +130,7 @@ pub(super) fn parse_avc_sps(nal: &[u8]) -> Option<AvcSps> {
     let profile_idc = r.bits(8)? as u8;
     r.skip(16)?; // constraint flags, level_idc
     r.ue()?; // seq_parameter_set_id
-    let (mut chroma_format_idc, mut depth_luma, mut depth_chroma) = (1, 8, 8);
-    if matches!(
-        profile_idc,
-        100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135
-    ) {
-        chroma_format_idc = r.ue()?;
-        if chroma_format_idc == 3 {
-            r.skip(1)?; // separate_colour_plane_flag
-        }
-        depth_luma = 8 + r.ue()?;
-        depth_chroma = 8 + r.ue()?;
-        r.skip(1)?; // qpprime_y_zero_transform_bypass_flag
-        if r.flag()? {
-            let lists = if chroma_format_idc == 3 { 12 } else { 8 };
-            for i in 0..lists {
-                if r.flag()? {
-                    skip_scaling_list(&mut r, if i < 6 { 16 } else { 64 })?;
-                }
-            }
-        }
-    }
+    let (chroma_format_idc, depth_luma, depth_chroma) = avc_chroma_format(&mut r, profile_idc)?;
     r.ue()?; // log2_max_frame_num_minus4
     match r.ue()? {
         0 => {
@@ -201,6 +181,33 @@ pub(super) fn parse_avc_sps(nal: &[u8]) -> Option<AvcSps> {
         width,
         height,
     })
+}
+
+/// chroma_format_idc and bit depths, present only in the SPS of the High profiles (4:2:0 8-bit
+/// otherwise); the scaling matrices after them are skipped.
+fn avc_chroma_format(r: &mut Bits, profile_idc: u8) -> Option<(u32, u32, u32)> {
+    if !matches!(
+        profile_idc,
+        100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135
+    ) {
+        return Some((1, 8, 8));
+    }
+    let chroma_format_idc = r.ue()?;
+    if chroma_format_idc == 3 {
+        r.skip(1)?; // separate_colour_plane_flag
+    }
+    let depth_luma = 8 + r.ue()?;
+    let depth_chroma = 8 + r.ue()?;
+    r.skip(1)?; // qpprime_y_zero_transform_bypass_flag
+    if r.flag()? {
+        let lists = if chroma_format_idc == 3 { 12 } else { 8 };
+        for i in 0..lists {
+            if r.flag()? {
+                skip_scaling_list(r, if i < 6 { 16 } else { 64 })?;
+            }
+        }
+    }
+    Some((chroma_format_idc, depth_luma, depth_chroma))
 }
 
 fn skip_scaling_list(r: &mut Bits, size: usize) -> Option<()> {
