@@ -484,12 +484,16 @@ impl Remuxer {
 
     /// Sends an init segment if the tracks' configs are not those of the last one.
     fn ensure_init(&mut self, out: &mut Vec<Output>) {
-        let video = self.video.as_ref().and_then(|v| v.config.clone());
+        let video = self.video.as_ref().and_then(|v| v.config.as_ref());
         let audio = self.audio.as_ref().and_then(|a| a.config);
-        let wanted = (video, audio);
-        if self.init.as_ref() == Some(&wanted) {
+        if self
+            .init
+            .as_ref()
+            .is_some_and(|(v, a)| v.as_ref() == video && *a == audio)
+        {
             return;
         }
+        let wanted = (video.cloned(), audio);
         let (video, audio) = &wanted;
         let Ok(bytes) = boxes::init_segment(video.as_ref(), audio.as_ref()) else {
             return;

@@ -432,3 +432,54 @@ fn an_oversized_pes_is_dropped_and_video_resumes_at_the_next_keyframe() {
     assert!(fragments.iter().any(|f| f.0 == 1 && f.1));
     assert_continuous(&fragments);
 }
+
+#[test]
+fn damaged_streams_never_panic_and_fragments_follow_an_init() {
+    let clean = segments(3, &options());
+    let hevc = segments(
+        2,
+        &Options {
+            codec: VideoCodec::Hevc,
+            ..options()
+        },
+    );
+    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+    for round in 0..150 {
+        let source = if round % 3 == 0 { &hevc } else { &clean };
+        let damaged: Vec<Vec<u8>> = source
+            .iter()
+            .map(|segment| {
+                let mut segment = segment.clone();
+                for _ in 0..1 + rng.below(40) {
+                    let at = rng.below(segment.len());
+                    segment[at] = rng.next() as u8;
+                }
+                let keep = segment.len() - rng.below(segment.len() / 4);
+                segment.truncate(keep);
+                segment
+            })
+            .collect();
+        let list: Vec<(u64, &[u8], bool)> = damaged
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                (
+                    i as u64 * (1 + rng.below(2) as u64),
+                    s.as_slice(),
+                    rng.below(4) != 0,
+                )
+            })
+            .collect();
+        let (out, _) = feed(&list, || 1 + rng.below(3000));
+        let first_fragment = out
+            .iter()
+            .position(|o| matches!(o, Output::Fragment { .. }));
+        let first_init = out.iter().position(|o| matches!(o, Output::Init { .. }));
+        if let Some(fragment) = first_fragment {
+            assert!(
+                first_init.is_some_and(|init| init < fragment),
+                "round {round}"
+            );
+        }
+    }
+}
