@@ -57,7 +57,10 @@ const MAX_HELD_BYTES: usize = 16 * 1024 * 1024;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Output {
     /// An init segment (ftyp + moov) and the RFC 6381 codecs of its tracks, such as
-    /// `avc1.64001f,mp4a.40.2`. Fragments that follow need it.
+    /// `avc1.64001f,mp4a.40.2`. Fragments that follow need it. A later init replaces the one
+    /// before (a player re-initialises with it); usually the same tracks with a new config, but a
+    /// track that only appeared after the first init (the first segment had no AAC frame) adds
+    /// one.
     Init { bytes: Bytes, codecs: String },
     /// A fragment (moof + mdat).
     Fragment {
