@@ -106,6 +106,13 @@ fn plain_rows(extras: bool) -> Vec<Row> {
         row("HEAD", "/ch/live", 200).text(""),
         row("GET", "/missing/live", 404).text("Stream not found\n"),
         row("GET", "/ch/live?from=then", 400).text("Invalid from: expected next or current\n"),
+        // The outputs for people: the player page, and live.mp4 of a channel that is missing or
+        // not MPEG-TS (what a TS channel streams is for tests/live_mp4.rs).
+        row("HEAD", "/ch/watch", 200).text(""),
+        row("GET", "/missing/watch", 404).text("Stream not found\n"),
+        row("POST", "/ch/watch", 400).body(b"x").text(INVALID_IDX),
+        row("GET", "/missing/live.mp4", 404).text("Stream not found\n"),
+        row("HEAD", "/_watch", 200).text(""),
         // The channel API (its JSON holds times, so only its heads and errors are compared).
         row("HEAD", "/_channels", 200).text(""),
         row("HEAD", "/_channels/ch", 200).text(""),
@@ -188,6 +195,9 @@ fn auth_rows() -> Vec<Row> {
             .headers(&[("Authorization", "Bearer {admin}")])
             .text(""),
         row("GET", "/{admin}/_channels/missing", 404).text("Stream not found\n"),
+        row("HEAD", "/{sub}/ch/watch", 200).text(""),
+        row("HEAD", "/{sub}/_watch", 403),
+        row("HEAD", "/{admin}/_watch", 200).text(""),
         row("GET", "/{sub}/ch/0/x", 404).text(NOT_FOUND),
         row("DELETE", "/{pub}/ch", 200).text(""),
     ]

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::activity::Activity;
 use super::budget::Budget;
 use super::facts::Facts;
+use super::remux::RemuxSlot;
 use super::segment::{Removal, Segment, SegmentWriter, Snapshot, Status, WriteError};
 use crate::media::mpegts::MeterMemory;
 use crate::protocol::{Error, SeqParam};
@@ -43,6 +44,8 @@ pub struct Channel {
     epoch: Instant,
     /// MPEG-TS channels (type `video/mp2t`): what one segment's timing meter hands to the next.
     mpegts_memory: Option<Arc<Mutex<MeterMemory>>>,
+    /// The running fMP4 remux of an MPEG-TS channel, while it has `live.mp4` viewers.
+    remux: RemuxSlot,
     /// Who uses the channel, and what it carried (for the channel API).
     activity: Activity,
 }
@@ -117,6 +120,7 @@ impl Channel {
             last_activity_ms: AtomicU64::new(0),
             epoch,
             mpegts_memory,
+            remux: RemuxSlot::default(),
             activity: Activity::new(),
         };
         channel.touch();
@@ -135,6 +139,10 @@ impl Channel {
     /// Whether the channel carries MPEG-TS (by its MIME type).
     pub(crate) fn is_mpegts(&self) -> bool {
         self.mpegts_memory.is_some()
+    }
+
+    pub(crate) fn remux_slot(&self) -> &RemuxSlot {
+        &self.remux
     }
 
     pub(crate) fn activity(&self) -> &Activity {

@@ -76,7 +76,9 @@ async fn dispatch(State(server): State<Server>, req: Request) -> Response {
     match Route::parse(&parts.method, parts.uri.path(), server.base_path()) {
         Route::CreateChannel { name } => create_channel(&server, &parts, name).await,
         Route::DeleteChannel { name } => delete_channel(&server, &parts, name).await,
-        Route::Live { name } => super::live::live(&server, &parts, name).await,
+        Route::Live { name, format } => super::live::live(&server, &parts, name, format).await,
+        Route::Watch { name } => super::watch::page(&server, name),
+        Route::WatchIndex => super::watch::index(),
         Route::Subscribe { name, seq } => {
             super::subscribe::subscribe(&server, &parts, name, seq).await
         }

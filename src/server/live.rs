@@ -32,8 +32,9 @@ use http_body_util::StreamBody;
 
 use super::activity::Watching;
 use super::channel::Channel;
-use super::http::{channel_name, error, text};
+use super::http::{channel_name, end_of_stream, error, text};
 use super::read::Cursor;
+use super::remux::{Ready, Remux};
 use super::segment::{ReadError, SegmentReader};
 use super::socket::SocketProbe;
 use super::{Counter, Server, Stat, StatGuard};
@@ -47,11 +48,21 @@ const UNSENT_BUDGET: u64 = 64 * 1024;
 /// enough to keep a fast viewer's link busy between two polls, small against a segment.
 const UNSENT_LOW_WATER: u32 = 128 * 1024;
 
-/// `GET /{name}/live[?from=next|current]`.
+/// What a live response carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Format {
+    /// `live`: the channel's own segments.
+    Segments,
+    /// `live.mp4`: an MPEG-TS channel remuxed to fragmented MP4 ([`Remux`]).
+    Fmp4,
+}
+
+/// `GET /{name}/live[?from=next|current]` and `GET /{name}/live.mp4[?…]`.
 pub(super) async fn live(
     server: &Server,
     parts: &http::request::Parts,
     raw_name: &str,
+    format: Format,
 ) -> Response {
     let name = match channel_name(server, raw_name) {
         Ok(name) => name,
@@ -64,12 +75,22 @@ pub(super) async fn live(
         Ok(start) => start,
         Err(message) => return text(StatusCode::BAD_REQUEST, message),
     };
+    if format == Format::Fmp4 && !channel.is_mpegts() {
+        return text(StatusCode::UNSUPPORTED_MEDIA_TYPE, NOT_MPEGTS);
+    }
     if server.stats().live_viewers >= server.config().max_viewers {
         return text(StatusCode::SERVICE_UNAVAILABLE, "Too many live viewers");
     }
+    let (mime, fmp4) = match format {
+        Format::Segments => (channel.mime().to_string(), None),
+        Format::Fmp4 => match fmp4_start(server, &channel).await {
+            Ok(prelude) => (prelude.mime(), Some(prelude)),
+            Err(response) => return response,
+        },
+    };
     let mut response = Response::new(Body::empty());
     let headers = response.headers_mut();
-    if let Ok(mime) = HeaderValue::from_str(channel.mime()) {
+    if let Ok(mime) = HeaderValue::from_str(&mime) {
         headers.insert(header::CONTENT_TYPE, mime);
     }
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -80,9 +101,42 @@ pub(super) async fn live(
     if let Some(probe) = probe {
         probe.hold_unsent_below(UNSENT_LOW_WATER);
     }
-    let viewer = Viewer::new(server, channel, start, probe);
+    let read = fmp4
+        .as_ref()
+        .map_or(&channel, |prelude| prelude.remux.output());
+    let cursor = Cursor::new(read.clone(), start);
+    let viewer = Viewer::new(server, channel, cursor, probe, fmp4);
     *response.body_mut() = Body::new(viewer.into_body());
     response
+}
+
+/// `live.mp4` of a channel that is not MPEG-TS.
+const NOT_MPEGTS: &str = "live.mp4 needs an MPEG-TS channel (video/mp2t)";
+
+/// Starts (or joins) the channel's remux and waits, as a subscriber waits for a segment, until
+/// its tracks are known: the Content-Type names their codecs.
+async fn fmp4_start(server: &Server, channel: &Arc<Channel>) -> Result<Prelude, Response> {
+    let remux = Remux::of(server, channel);
+    let ready = tokio::select! {
+        ready = remux.ready() => ready,
+        _ = tokio::time::sleep(server.config().wait_timeout) => return Err(error(&Error::Timeout)),
+    };
+    match ready {
+        Ready::Playing => {}
+        Ready::Waiting | Ready::Ended => return Err(end_of_stream(None)),
+        Ready::Unsupported(reason) => {
+            return Err(text(StatusCode::UNSUPPORTED_MEDIA_TYPE, &reason));
+        }
+    }
+    let codecs = remux
+        .init_for(u64::MAX)
+        .map(|init| init.codecs.clone())
+        .unwrap_or_default();
+    Ok(Prelude {
+        remux,
+        sent: None,
+        codecs,
+    })
 }
 
 /// Where a viewer starts: `from=next` (the default: the next segment to start) or `from=current`
@@ -119,6 +173,44 @@ struct Viewer {
     viewing: StatGuard,
     /// The viewer's own figures, on the channel's list of viewers.
     watching: Watching,
+    /// For `live.mp4`: the remux read, and the init segments sent.
+    fmp4: Option<Prelude>,
+}
+
+/// A `live.mp4` viewer's init segments: the one of the first segment before it, and each new one
+/// before the first segment that needs it.
+struct Prelude {
+    remux: Arc<Remux>,
+    /// The generation of the last init segment sent.
+    sent: Option<u64>,
+    /// The codecs in the response's Content-Type: an init segment with others ends the response
+    /// (the player reconnects and learns them), since a media buffer cannot take new codecs.
+    codecs: String,
+}
+
+impl Prelude {
+    /// The response's Content-Type: `audio/mp4` when every track is audio.
+    fn mime(&self) -> String {
+        let audio_only = self.codecs.split(',').all(|c| c.starts_with("mp4a"));
+        let kind = if audio_only { "audio" } else { "video" };
+        format!("{kind}/mp4; codecs=\"{}\"", self.codecs)
+    }
+
+    /// The init segment to send before output segment `seq`, if it is not the one sent last;
+    /// `Err` if its codecs differ from the response's.
+    fn before(&mut self, seq: u64) -> Result<Option<Bytes>, ()> {
+        let Some(init) = self.remux.init_for(seq) else {
+            return Ok(None);
+        };
+        if self.sent == Some(init.generation) {
+            return Ok(None);
+        }
+        if init.codecs != self.codecs {
+            return Err(());
+        }
+        self.sent = Some(init.generation);
+        Ok(Some(init.bytes.clone()))
+    }
 }
 
 struct Sending {
@@ -129,14 +221,16 @@ struct Sending {
 }
 
 impl Viewer {
+    /// A viewer of `channel`, reading with `cursor` (over the channel, or its remux's output).
     fn new(
         server: &Server,
         channel: Arc<Channel>,
-        start: SeqParam,
+        cursor: Cursor,
         probe: Option<SocketProbe>,
+        fmp4: Option<Prelude>,
     ) -> Viewer {
         Viewer {
-            mpegts: channel.is_mpegts(),
+            mpegts: cursor.channel().is_mpegts(),
             server: server.clone(),
             probe,
             max_lag: server.config().live_max_lag.max(1),
@@ -144,8 +238,9 @@ impl Viewer {
             skipped: 0,
             ready: VecDeque::new(),
             viewing: server.stat_in(Stat::LiveViewers, &channel),
-            watching: Watching::new(server, channel.clone()),
-            cursor: Cursor::new(channel, start),
+            watching: Watching::new(server, channel),
+            cursor,
+            fmp4,
         }
     }
 
@@ -199,9 +294,12 @@ impl Viewer {
     }
 
     /// Starts the next segment the cursor finds (waiting for it); `None` at the end of the
-    /// channel.
+    /// channel, or of a `live.mp4` response whose codecs changed.
     async fn next_segment(&mut self) -> Option<()> {
         let found = self.cursor.follow().await.ok()?;
+        if let Some(prelude) = &mut self.fmp4 {
+            self.ready.extend(prelude.before(found.segment.seq()).ok()?);
+        }
         self.skip(found.skipped);
         let marker = (self.mpegts && self.skipped > 0).then(DiscontinuityMarker::new);
         self.skipped = 0;

@@ -76,8 +76,15 @@ impl Metrics {
             out,
             "trickle_live_viewers",
             "gauge",
-            "Live viewers (GET /{name}/live) now.",
+            "Live viewers (GET /{name}/live and live.mp4) now.",
             self.stats.live_viewers as u64,
+        );
+        metric(
+            out,
+            "trickle_live_remuxes",
+            "gauge",
+            "Channels remuxed to fMP4 for their live.mp4 viewers now (one per channel).",
+            self.stats.remuxes as u64,
         );
         let _ = writeln!(
             out,

@@ -24,6 +24,7 @@ mod live;
 mod metrics;
 mod publish;
 pub(crate) mod read;
+mod remux;
 mod route;
 // The segment buffer is the server's own business; the `internals` feature opens it to the
 // project's criterion benchmark (benches/fanout.rs), which measures it without HTTP.
@@ -36,6 +37,7 @@ mod stats;
 mod subscribe;
 #[cfg(feature = "tls")]
 pub mod tls;
+mod watch;
 pub(crate) mod write;
 
 use std::collections::HashMap;
@@ -340,7 +342,7 @@ impl Server {
         self.inner.channels.read().len()
     }
 
-    fn new_channel(&self, name: &str, mime: &str) -> Arc<Channel> {
+    pub(super) fn new_channel(&self, name: &str, mime: &str) -> Arc<Channel> {
         let c = &self.inner.config;
         Arc::new(Channel::new(
             name.into(),

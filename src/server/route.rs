@@ -15,6 +15,7 @@
 
 use http::Method;
 
+pub(crate) use super::live::Format;
 use crate::protocol::{Error, SeqParam};
 
 /// The axum path patterns, after the base path, that send a request to the dispatch: every path
@@ -26,6 +27,13 @@ pub(super) const PATTERNS: [&str; 2] = ["{name}", "{name}/{seq}"];
 /// The channel API's names (reserved: no channel can take them).
 const CHANNELS: &str = "_channels";
 const EVENTS: &str = "_events";
+const WATCH: &str = "_watch";
+
+/// The outputs of a channel, after its name (read with GET or HEAD; any other method treats them
+/// as a seq, an invalid one).
+fn is_output(part: &str) -> bool {
+    matches!(part, "live" | "live.mp4" | "watch")
+}
 
 /// The `{seq}` part of a segment's path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,8 +72,13 @@ pub(crate) enum Route<'a> {
     DeleteChannel { name: &'a str },
     /// `GET` or `HEAD {base}{name}/{seq}`: a segment, or the write head for `next`.
     Subscribe { name: &'a str, seq: Seq },
-    /// `GET` or `HEAD {base}{name}/live`: the channel as one continuous, lossy stream.
-    Live { name: &'a str },
+    /// `GET` or `HEAD {base}{name}/live` (or `live.mp4`): the channel as one continuous, lossy
+    /// stream.
+    Live { name: &'a str, format: Format },
+    /// `GET` or `HEAD {base}{name}/watch`: the player page.
+    Watch { name: &'a str },
+    /// `GET` or `HEAD {base}_watch`: the channel index page.
+    WatchIndex,
     /// `POST {base}{name}/{seq}`: publish a segment.
     Publish { name: &'a str, seq: Seq },
     /// `DELETE {base}{name}/{seq}`: close a segment.
@@ -115,7 +128,19 @@ impl<'a> Route<'a> {
                 },
             },
             Some(seq) if seq.is_empty() || seq.contains('/') => Route::Unknown { name },
-            Some("live") if matches!(*method, Method::GET | Method::HEAD) => Route::Live { name },
+            Some(output) if matches!(*method, Method::GET | Method::HEAD) && is_output(output) => {
+                match output {
+                    "live" => Route::Live {
+                        name,
+                        format: Format::Segments,
+                    },
+                    "live.mp4" => Route::Live {
+                        name,
+                        format: Format::Fmp4,
+                    },
+                    _ => Route::Watch { name },
+                }
+            }
             Some(seq) => {
                 let seq = Seq::parse(seq);
                 match *method {
@@ -139,6 +164,7 @@ impl<'a> Route<'a> {
                 Route::ChannelInfo { channel }
             }
             (EVENTS, None) => Route::Events,
+            (WATCH, None) => Route::WatchIndex,
             _ => return None,
         };
         Some(match *method {
@@ -157,13 +183,15 @@ impl<'a> Route<'a> {
             Route::CreateChannel { name }
             | Route::DeleteChannel { name }
             | Route::Subscribe { name, .. }
-            | Route::Live { name }
+            | Route::Live { name, .. }
+            | Route::Watch { name }
             | Route::Publish { name, .. }
             | Route::DeleteSegment { name, .. }
             | Route::MethodNotAllowed { name, .. }
             | Route::Unknown { name } => name,
             Route::Channels | Route::ChannelInfo { .. } => CHANNELS,
             Route::Events => EVENTS,
+            Route::WatchIndex => WATCH,
             Route::Outside => "",
         }
     }
@@ -212,7 +240,10 @@ mod tests {
         );
         assert_eq!(
             route(Method::GET, "/base/ch/live"),
-            Route::Live { name: "ch" }
+            Route::Live {
+                name: "ch",
+                format: Format::Segments
+            }
         );
         assert_eq!(
             route(Method::GET, "/base/ch/lively"),

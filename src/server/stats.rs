@@ -17,8 +17,11 @@ pub struct Stats {
     pub pending_posts: usize,
     /// POSTs streaming a body into a segment.
     pub writing_posts: usize,
-    /// Live viewers (`GET /{name}/live`).
+    /// Live viewers (`GET /{name}/live` and `live.mp4`).
     pub live_viewers: usize,
+    /// Channels being remuxed to fMP4 for their `live.mp4` viewers (not requests: one per channel,
+    /// however many viewers).
+    pub remuxes: usize,
 }
 
 impl Stats {
@@ -63,10 +66,11 @@ pub(crate) enum Stat {
     PendingPosts = 2,
     WritingPosts = 3,
     LiveViewers = 4,
+    Remuxes = 5,
 }
 
 /// How many [`Stat`]s there are (the last one's index + 1).
-pub(super) const STATS: usize = Stat::LiveViewers as usize + 1;
+pub(super) const STATS: usize = Stat::Remuxes as usize + 1;
 
 /// Counts one request in a gauge for as long as it lives. A streaming GET's guard also tallies the
 /// bytes it hands out and adds them to the shared total once, when the response ends: a shared
@@ -183,6 +187,7 @@ impl Server {
             streaming_gets: g(Stat::StreamingGets),
             pending_posts: g(Stat::PendingPosts),
             writing_posts: g(Stat::WritingPosts),
+            remuxes: g(Stat::Remuxes),
         }
     }
 }

@@ -450,16 +450,23 @@ pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
 /// Whether every tool in `tools` runs (`tool -version`). A missing tool fails the test when
 /// `CI=true` (scripts/test.sh installs them all); elsewhere the caller skips, with a message.
 pub fn have_tools(tools: &[&str]) -> bool {
-    let found = tools.iter().all(|tool| {
+    let probes: Vec<_> = tools.iter().map(|tool| (*tool, "-version")).collect();
+    have_tools_probed(&probes)
+}
+
+/// [`have_tools`] for tools asked with their own argument (`chromium --version`).
+pub fn have_tools_probed(tools: &[(&str, &str)]) -> bool {
+    let found = tools.iter().all(|(tool, version)| {
         std::process::Command::new(tool)
-            .arg("-version")
+            .arg(version)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .status()
             .is_ok_and(|s| s.success())
     });
     if !found {
-        let names = tools.join("/");
+        let names: Vec<_> = tools.iter().map(|(tool, _)| *tool).collect();
+        let names = names.join("/");
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
             "{names} are required in CI (scripts/test.sh installs them)"

@@ -1,0 +1,205 @@
+//! `GET /{name}/live.mp4` over real sockets: an MPEG-TS channel fed by `trickle publish --mpegts`
+//! from a real-time ffmpeg encode, remuxed once for all its viewers, read back by ffmpeg and
+//! ffprobe without a decoding error, also by a viewer that fell behind and skipped segments; and
+//! the answers to what cannot be remuxed. The player pages are served beside it.
+//!
+//! ffmpeg and ffprobe come from `scripts/test.sh` (`apt-get install ffmpeg`). Without them the
+//! video tests fail when `CI=true` and are skipped (with a message) elsewhere.
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+use tokio::process::{Child, Command};
+use trickle::Config;
+
+/// A real-time encode (`-re`) of `secs` seconds piped into `trickle publish --mpegts`, which
+/// deletes the channel when it ends (so the viewers' responses end).
+fn publish(url: &str, video: &str, secs: u64) -> Child {
+    let codec = match video {
+        "h264" => "-c:v libx264 -preset ultrafast -g 25 -keyint_min 25 -sc_threshold 0",
+        "hevc" => {
+            "-c:v libx265 -preset ultrafast -x265-params keyint=25:min-keyint=25:scenecut=0:open-gop=0:log-level=error"
+        }
+        _ => unreachable!(),
+    };
+    let script = format!(
+        "ffmpeg -v error -re -f lavfi -i testsrc2=size=320x240:rate=25 \
+         -f lavfi -i sine=frequency=440:sample_rate=48000 -t {secs} {codec} -pix_fmt yuv420p \
+         -c:a aac -b:a 64k -f mpegts - | '{}' publish '{url}' --mpegts --delete-on-exit",
+        env!("CARGO_BIN_EXE_trickle")
+    );
+    Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script])
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("bash runs")
+}
+
+/// `ffmpeg -v error` decoding `path` entirely: what it complained about (nothing, for a clean
+/// stream), and ffprobe's count of decoded video frames.
+async fn decode(path: &Path) -> (String, u64) {
+    let errors = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args(["-f", "null", "-"])
+        .output()
+        .await
+        .unwrap();
+    let probe = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+        .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .await
+        .unwrap();
+    let frames = String::from_utf8_lossy(&probe.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    (String::from_utf8_lossy(&errors.stderr).into_owned(), frames)
+}
+
+/// A viewer whose receive buffer is small, so that the server's writes to it block soon.
+async fn small_buffered(addr: std::net::SocketAddr, path: &str) -> Raw {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut raw = Raw::from_stream(socket.connect(addr).await.unwrap());
+    raw.send_request("GET", path, &[], Some(b"")).await;
+    raw
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_mp4_answers_what_it_cannot_remux_with_one_clear_line() {
+    let s = TestServer::start().await;
+    s.request_with("POST", "/text", &[("Expect-Content", "text/plain")], b"")
+        .await;
+    let refused = s.get("/text/live.mp4").await;
+    assert_eq!(
+        (refused.status, refused.text()),
+        (
+            415,
+            "live.mp4 needs an MPEG-TS channel (video/mp2t)\n".into()
+        )
+    );
+    assert_eq!(s.get("/missing/live.mp4").await.status, 404);
+    let bad = s.get("/text/live.mp4?from=then").await;
+    assert_eq!(bad.status, 400);
+
+    // The pages: the player of a channel, and the index.
+    let page = s.get("/text/watch").await;
+    assert_eq!(page.status, 200);
+    assert_eq!(
+        page.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert!(
+        page.text().contains("live.mp4"),
+        "the player plays live.mp4"
+    );
+    assert!(
+        !page.text().contains("{{player}}"),
+        "the script is in place"
+    );
+    assert_eq!(s.get("/missing/watch").await.status, 404);
+    let index = s.get("/_watch").await;
+    assert_eq!(index.status, 200);
+    assert!(
+        index.text().contains("_events"),
+        "the index follows /_events"
+    );
+    assert_eq!(s.post("/text/watch", b"x").await.status, 400);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_published_stream_remuxed_once_decodes_without_errors_also_across_a_skip() {
+    if !have_tools(&["ffmpeg", "ffprobe"]) {
+        return;
+    }
+    let s = TestServer::with_config(Config {
+        wait_timeout: Duration::from_secs(60),
+        ..Config::default()
+    })
+    .await;
+    s.request_with("POST", "/cam", &[("Expect-Content", "video/mp2t")], b"")
+        .await;
+    // Two viewers before the first byte: their answers wait for the tracks to be known.
+    let mut fast = s.connect().await;
+    fast.send_request("GET", "/cam/live.mp4?from=current", &[], Some(b""))
+        .await;
+    let mut slow = small_buffered(s.addr, "/cam/live.mp4?from=current").await;
+    let mut publisher = publish(&s.url("/cam"), "h264", 8);
+
+    let head = fast.head().await;
+    assert_eq!(head.status, 200);
+    let mime = head.header("content-type").unwrap().to_string();
+    assert!(
+        mime.starts_with("video/mp4; codecs=\"avc1.") && mime.ends_with(",mp4a.40.2\""),
+        "{mime}"
+    );
+    let slow_head = slow.head().await;
+    assert_eq!(slow_head.header("content-type"), Some(mime.as_str()));
+    assert_eq!(s.server.stats().remuxes, 1, "one remux for both");
+
+    // The slow viewer stops reading for 4 s (its socket fills), then reads on: it skipped.
+    let slow_reader = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        slow.body_to_end(&slow_head).await
+    });
+    let fast_body = fast.body_to_end(&head).await.expect("a clean end");
+    let slow_body = slow_reader.await.unwrap().expect("a clean end");
+    assert!(publisher.wait().await.unwrap().success());
+    let skipped = s.server.metrics().live_segments_skipped;
+    assert!(skipped > 0, "the slow viewer skipped");
+    eventually("the remux stops with its viewers", || {
+        s.server.stats().remuxes == 0
+    })
+    .await;
+
+    let dir = tempfile::tempdir().unwrap();
+    for (name, body, at_least) in [("fast", fast_body, 150), ("slow", slow_body, 25)] {
+        let path = dir.path().join(format!("{name}.mp4"));
+        std::fs::write(&path, &body).unwrap();
+        let (errors, frames) = decode(&path).await;
+        eprintln!("{name}: {} bytes, {frames} video frames", body.len());
+        assert_eq!(errors, "", "{name} decodes without errors");
+        assert!(frames >= at_least, "{name}: {frames} frames");
+    }
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hevc_is_remuxed_too() {
+    if !have_tools(&["ffmpeg", "ffprobe"]) {
+        return;
+    }
+    let s = TestServer::with_config(Config {
+        wait_timeout: Duration::from_secs(60),
+        ..Config::default()
+    })
+    .await;
+    s.request_with("POST", "/cam", &[("Expect-Content", "video/mp2t")], b"")
+        .await;
+    let mut viewer = s.connect().await;
+    viewer
+        .send_request("GET", "/cam/live.mp4?from=current", &[], Some(b""))
+        .await;
+    let mut publisher = publish(&s.url("/cam"), "hevc", 4);
+    let head = viewer.head().await;
+    let mime = head.header("content-type").unwrap().to_string();
+    assert!(mime.starts_with("video/mp4; codecs=\"hvc1."), "{mime}");
+    let body = viewer.body_to_end(&head).await.expect("a clean end");
+    assert!(publisher.wait().await.unwrap().success());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hevc.mp4");
+    std::fs::write(&path, &body).unwrap();
+    let (errors, frames) = decode(&path).await;
+    assert_eq!(errors, "", "decodes without errors");
+    assert!(frames >= 75, "{frames} frames");
+    s.stop().await;
+}
