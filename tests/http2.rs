@@ -9,13 +9,7 @@ use common::*;
 use futures_util::StreamExt;
 
 fn h2() -> reqwest::Client {
-    // reqwest is built with TLS but without a default crypto provider; trickle's clients install
-    // ring, and so must any other client in the process.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .http2_prior_knowledge()
-        .build()
-        .unwrap()
+    h2::h2c_client(None)
 }
 
 /// A streaming request body fed from a channel, as a publisher with data "not yet there".

@@ -4,48 +4,11 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
+use common::live::*;
 use common::*;
 use trickle::Config;
-
-/// Segment `seq` of the test streams: its number, then a pattern, `len` bytes in all, so that a
-/// viewer's body can be cut back into whole segments and each one checked.
-fn segment(seq: u64, len: usize) -> Vec<u8> {
-    let mut data = format!("SEG{seq:06}:").into_bytes();
-    data.extend(pattern(len - data.len(), seq));
-    data
-}
-
-/// Cuts a live body made of `len`-byte segments back into their seqs, checking every byte.
-fn seqs_of(body: &[u8], len: usize) -> Vec<u64> {
-    assert_eq!(body.len() % len, 0, "the body is whole segments");
-    body.chunks(len)
-        .map(|piece| {
-            let seq: u64 = std::str::from_utf8(&piece[3..9]).unwrap().parse().unwrap();
-            assert!(piece == segment(seq, len), "segment {seq} is intact");
-            seq
-        })
-        .collect()
-}
-
-/// POSTs `data` to `path` on a connection of its own; the status.
-async fn post(addr: SocketAddr, path: String, data: Vec<u8>) -> u16 {
-    let mut raw = Raw::connect(addr).await;
-    raw.send_request("POST", &path, &[], Some(&data)).await;
-    raw.head().await.status
-}
-
-/// A viewer with a small receive buffer (so the server's writes to it block soon).
-async fn slow_viewer(addr: SocketAddr, path: &str) -> Raw {
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let stream = socket.connect(addr).await.unwrap();
-    let mut raw = Raw::from_stream(stream);
-    raw.send_request("GET", path, &[], Some(b"")).await;
-    raw
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_viewer_that_keeps_up_gets_every_segment_byte_for_byte() {

@@ -101,3 +101,16 @@ pub fn kinds(mut bytes: &[u8]) -> Vec<u8> {
     }
     kinds
 }
+
+/// A real h2c client (HTTP/2 with prior knowledge, reqwest); `stream_window`, if given, is the
+/// receive window it grants each stream (a stream it does not read stops after that many bytes).
+pub fn h2c_client(stream_window: Option<u32>) -> reqwest::Client {
+    // reqwest is built with TLS but without a default crypto provider; trickle's clients install
+    // ring, and so must any other client in the process.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .http2_initial_stream_window_size(stream_window)
+        .build()
+        .unwrap()
+}

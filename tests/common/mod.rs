@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod h2;
+pub mod live;
 pub mod tls;
 
 use std::collections::HashMap;
