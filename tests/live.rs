@@ -4,10 +4,13 @@
 
 mod common;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use common::live::*;
 use common::*;
+use tokio::sync::watch;
 use trickle::Config;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -45,9 +48,13 @@ async fn a_viewer_that_keeps_up_gets_every_segment_byte_for_byte() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_viewer_skips_whole_segments_and_a_fast_one_beside_it_does_not() {
+    let (len, count) = (64 * 1024, 40u64);
     let s = TestServer::with_config(Config {
         // Room for a busy test machine: the fast viewer must never be judged behind.
         live_max_lag: 4,
+        // Every segment stays: only the live rules make the slow viewer skip (falling off the
+        // ring would make it jump too).
+        ring: count as usize,
         ..Config::default()
     })
     .await;
@@ -57,41 +64,65 @@ async fn a_slow_viewer_skips_whole_segments_and_a_fast_one_beside_it_does_not() 
     let mut slow = slow_viewer(s.addr, "/ch/live").await;
     eventually("both viewers wait", || s.server.stats().live_viewers == 2).await;
 
-    let (len, count) = (64 * 1024, 40u64);
     let addr = s.addr;
-    let publisher = tokio::spawn(async move {
-        for seq in 0..count {
-            assert_eq!(
-                post(addr, format!("/ch/{seq}"), segment(seq, len)).await,
-                200
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
+    let published = Arc::new(AtomicU64::new(0));
+    let publisher = tokio::spawn({
+        let published = published.clone();
+        async move {
+            for seq in 0..count {
+                assert_eq!(
+                    post(addr, format!("/ch/{seq}"), segment(seq, len)).await,
+                    200
+                );
+                published.store(seq + 1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
         }
     });
-    let fast_reader = tokio::spawn(async move {
-        let head = fast.head().await;
-        fast.body_to_end(&head).await.unwrap()
+    let (fast_whole, mut fast_progress) = watch::channel(None);
+    let fast_reader = tokio::spawn({
+        let published = published.clone();
+        async move {
+            let head = fast.head().await;
+            let mut body = LiveBody::new(len);
+            read_live(&mut fast, &head, &mut body, &published, &fast_whole).await;
+            body
+        }
     });
     // The slow viewer reads its first bytes, then nothing for a while: the server's writes to it
     // block, and the segments published meanwhile go by. Then it reads on, to the end.
-    let slow_reader = tokio::spawn(async move {
-        let head = slow.head().await;
-        let mut body = slow.body_chunk(&head).await.unwrap().unwrap();
-        tokio::time::sleep(Duration::from_millis(400)).await;
-        body.extend(slow.body_to_end(&head).await.unwrap());
-        body
+    let (slow_whole, mut slow_progress) = watch::channel(None);
+    let slow_reader = tokio::spawn({
+        let published = published.clone();
+        async move {
+            let head = slow.head().await;
+            let mut body = LiveBody::new(len);
+            let first = slow.body_chunk(&head).await.unwrap().unwrap();
+            body.push(&first, published.load(Ordering::SeqCst));
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            read_live(&mut slow, &head, &mut body, &published, &slow_whole).await;
+            body
+        }
     });
     publisher.await.unwrap();
+    // Deleting the channel ends the responses at once: first both viewers must have it all.
+    for progress in [&mut fast_progress, &mut slow_progress] {
+        let last = Some(count - 1);
+        tokio::time::timeout(PATIENCE, progress.wait_for(|&whole| whole == last))
+            .await
+            .expect("a viewer gets the last segment")
+            .unwrap();
+    }
     assert_eq!(s.delete("/ch").await.status, 200);
     let slow_body = slow_reader.await.unwrap();
 
-    let fast_seqs = seqs_of(&fast_reader.await.unwrap(), len);
+    let fast_seqs = fast_reader.await.unwrap().seqs();
     assert_eq!(
         fast_seqs,
         (0..count).collect::<Vec<_>>(),
         "the fast viewer got everything"
     );
-    let slow_seqs = seqs_of(&slow_body, len);
+    let slow_seqs = slow_body.seqs();
     assert!(slow_seqs.windows(2).all(|w| w[0] < w[1]), "{slow_seqs:?}");
     assert!(
         slow_seqs.len() < count as usize,
@@ -101,6 +132,14 @@ async fn a_slow_viewer_skips_whole_segments_and_a_fast_one_beside_it_does_not() 
         slow_seqs.last(),
         Some(&(count - 1)),
         "and caught up: {slow_seqs:?}"
+    );
+    // What its socket held when it paused comes late (nothing can take it back); from its first
+    // skip on, it stays near the live edge: never more than two segments behind the publisher.
+    let lags = slow_body.lags_after_first_skip();
+    eprintln!("slow viewer: (seq, published) {:?}", slow_body.starts);
+    assert!(
+        !lags.is_empty() && lags.iter().all(|&lag| lag <= 2),
+        "{lags:?}"
     );
     let skipped = s.server.metrics().live_segments_skipped;
     assert_eq!(skipped, count - slow_seqs.len() as u64 - slow_seqs[0]);
