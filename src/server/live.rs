@@ -8,7 +8,9 @@
 //!   kernel says so, [`SocketProbe`]): it goes on with the next segment that has not started yet;
 //! - or the segment after the one it finished is more than `--live-max-lag` segments behind the
 //!   write head (any transport: a viewer whose connection takes bytes slower than they come stops
-//!   pulling frames, and falls behind in segments): it goes on with the newest segment.
+//!   pulling frames, and falls behind in segments): it goes on with the newest segment. This
+//!   rule is checked again when the next segment starts being sent, which for a viewer whose
+//!   connection stalled at the boundary can be much later.
 //!
 //! The socket is also told to hold at most [`UNSENT_LOW_WATER`] unsent bytes, so that a slow
 //! viewer's backlog stays here, where a boundary can drop it, rather than in a kernel buffer that
@@ -296,11 +298,22 @@ impl Viewer {
     /// Starts the next segment the cursor finds (waiting for it); `None` at the end of the
     /// channel, or of a `live.mp4` response whose codecs changed.
     async fn next_segment(&mut self) -> Option<()> {
-        let found = self.cursor.follow().await.ok()?;
+        let found = loop {
+            let found = self.cursor.follow().await.ok()?;
+            self.skip(found.skipped);
+            // The lag rule again, now that the segment starts: a viewer can wait here long after
+            // its boundary (its connection stalled on the last segment's tail, nobody polls this
+            // body), and the segment chosen then may be far behind by now.
+            let (seq, head) = (found.segment.seq(), self.cursor.channel().next_write());
+            if head.saturating_sub(seq) <= self.max_lag {
+                break found;
+            }
+            self.skip(head - 1 - seq);
+            self.cursor.seek(SeqParam::Index(head - 1));
+        };
         if let Some(prelude) = &mut self.fmp4 {
             self.ready.extend(prelude.before(found.segment.seq()).ok()?);
         }
-        self.skip(found.skipped);
         let marker = (self.mpegts && self.skipped > 0).then(DiscontinuityMarker::new);
         self.skipped = 0;
         self.watching.sending(found.segment.seq());
