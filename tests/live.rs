@@ -197,3 +197,38 @@ async fn a_segment_that_fails_ends_the_live_response_abnormally() {
     // No final chunk: the viewer cannot take the segment as whole.
     assert_eq!(viewer.body_to_end(&head).await, Err(BodyError::Truncated));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_that_never_reads_is_dropped_after_the_send_timeout_and_holds_no_segments() {
+    let s = TestServer::with_config(Config {
+        send_timeout: Duration::from_secs(1),
+        ring: 2,
+        ..Config::default()
+    })
+    .await;
+    assert_eq!(s.post("/ch", b"").await.status, 200);
+    // Its socket fills with the first segment; it never reads.
+    let stuck = slow_viewer(s.addr, "/ch/live").await;
+    eventually("the viewer", || s.server.stats().live_viewers == 1).await;
+    let len = 256 * 1024;
+    for seq in 0..6 {
+        assert_eq!(
+            post(s.addr, format!("/ch/{seq}"), segment(seq, len)).await,
+            200
+        );
+    }
+    // Without progress for the send timeout its response is failed and its connection closed.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while s.server.stats().live_viewers > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stuck viewer was dropped"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Nothing it was sent is held for it: only the ring's two segments are buffered.
+    let (_, held) = s.server.take_buffered_peak();
+    assert!(held <= 2 * len as u64, "held {held} bytes");
+    drop(stuck);
+    s.stop().await;
+}
