@@ -23,28 +23,6 @@ const WATCH: Duration = Duration::from_secs(10);
 /// Starting a browser and the first segments take a while on a loaded 2-core machine.
 const START: Duration = Duration::from_secs(60);
 
-/// A real-time H.264 + AAC encode piped into `trickle publish --mpegts`, for `secs` seconds.
-fn publish(url: &str, secs: u64) -> Child {
-    let encode = format!(
-        "ffmpeg -v error -re -f lavfi -i testsrc2=size=640x360:rate=30 \
-         -f lavfi -i sine=frequency=440:sample_rate=48000 -t {secs} \
-         -c:v libx264 -preset veryfast -tune zerolatency -g 30 -keyint_min 30 -sc_threshold 0 \
-         -pix_fmt yuv420p -c:a aac -b:a 64k -f mpegts -"
-    );
-    let trickle = env!("CARGO_BIN_EXE_trickle");
-    Command::new("bash")
-        .args([
-            "-euo",
-            "pipefail",
-            "-c",
-            &format!("{encode} | {trickle} publish --mpegts {url}"),
-        ])
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("bash runs")
-}
-
 /// chromedriver on a free port, and a headless Chromium session through it.
 async fn browser() -> (Child, Client) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -105,7 +83,7 @@ async fn chromium_plays_the_watch_page_near_the_live_edge() {
         return;
     }
     let s = TestServer::start().await;
-    let mut publisher = publish(&s.url("/cam"), 60);
+    let mut publisher = common::video::publish(&s.url("/cam"), "h264", 60, "");
     let (mut driver, client) = browser().await;
     let server = s.server.clone();
     common::eventually("the channel", || server.channel("cam").is_some()).await;

@@ -9,59 +9,16 @@
 mod common;
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
-use tokio::process::{Child, Command};
 use trickle::Config;
-
-/// A real-time encode (`-re`) of `secs` seconds piped into `trickle publish --mpegts`, which
-/// deletes the channel when it ends (so the viewers' responses end).
-fn publish(url: &str, video: &str, secs: u64) -> Child {
-    let codec = match video {
-        "h264" => "-c:v libx264 -preset ultrafast -g 25 -keyint_min 25 -sc_threshold 0",
-        "hevc" => {
-            "-c:v libx265 -preset ultrafast -x265-params keyint=25:min-keyint=25:scenecut=0:open-gop=0:log-level=error"
-        }
-        _ => unreachable!(),
-    };
-    let script = format!(
-        "ffmpeg -v error -re -f lavfi -i testsrc2=size=320x240:rate=25 \
-         -f lavfi -i sine=frequency=440:sample_rate=48000 -t {secs} {codec} -pix_fmt yuv420p \
-         -c:a aac -b:a 64k -f mpegts - | '{}' publish '{url}' --mpegts --delete-on-exit",
-        env!("CARGO_BIN_EXE_trickle")
-    );
-    Command::new("bash")
-        .args(["-euo", "pipefail", "-c", &script])
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("bash runs")
-}
 
 /// `ffmpeg -v error` decoding `path` entirely: what it complained about (nothing, for a clean
 /// stream), and ffprobe's count of decoded video frames.
 async fn decode(path: &Path) -> (String, u64) {
-    let errors = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(path)
-        .args(["-f", "null", "-"])
-        .output()
-        .await
-        .unwrap();
-    let probe = Command::new("ffprobe")
-        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
-        .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
-        .arg(path)
-        .output()
-        .await
-        .unwrap();
-    let frames = String::from_utf8_lossy(&probe.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(0);
-    (String::from_utf8_lossy(&errors.stderr).into_owned(), frames)
+    let errors = video::decode_errors(&[], path.to_str().unwrap()).await;
+    (errors, video::video_frames(path).await)
 }
 
 /// A viewer whose receive buffer is small, so that the server's writes to it block soon.
@@ -83,7 +40,7 @@ async fn live_mp4_answers_what_it_cannot_remux_with_one_clear_line() {
         (refused.status, refused.text()),
         (
             415,
-            "live.mp4 needs an MPEG-TS channel (video/mp2t)\n".into()
+            "fMP4 outputs need an MPEG-TS channel (video/mp2t)\n".into()
         )
     );
     assert_eq!(s.get("/missing/live.mp4").await.status, 404);
@@ -133,7 +90,7 @@ async fn a_published_stream_remuxed_once_decodes_without_errors_also_across_a_sk
     fast.send_request("GET", "/cam/live.mp4?from=current", &[], Some(b""))
         .await;
     let mut slow = small_buffered(s.addr, "/cam/live.mp4?from=current").await;
-    let mut publisher = publish(&s.url("/cam"), "h264", 8);
+    let mut publisher = video::publish(&s.url("/cam"), "h264", 8, "--delete-on-exit");
 
     let head = fast.head().await;
     assert_eq!(head.status, 200);
@@ -189,7 +146,7 @@ async fn hevc_is_remuxed_too() {
     viewer
         .send_request("GET", "/cam/live.mp4?from=current", &[], Some(b""))
         .await;
-    let mut publisher = publish(&s.url("/cam"), "hevc", 4);
+    let mut publisher = video::publish(&s.url("/cam"), "hevc", 4, "--delete-on-exit");
     let head = viewer.head().await;
     let mime = head.header("content-type").unwrap().to_string();
     assert!(mime.starts_with("video/mp4; codecs=\"hvc1."), "{mime}");

@@ -113,6 +113,10 @@ fn plain_rows(extras: bool) -> Vec<Row> {
         row("POST", "/ch/watch", 400).body(b"x").text(INVALID_IDX),
         row("GET", "/missing/live.mp4", 404).text("Stream not found\n"),
         row("HEAD", "/_watch", 200).text(""),
+        // LL-HLS: what is answered before a remux is needed.
+        row("GET", "/missing/ll.m3u8", 404).text("Stream not found\n"),
+        row("GET", "/ch/ll.m3u8?_HLS_part=1", 400).text("_HLS_part needs _HLS_msn\n"),
+        row("GET", "/ch/x.m4s", 400).text(INVALID_IDX),
         // The channel API (its JSON holds times, so only its heads and errors are compared).
         row("HEAD", "/_channels", 200).text(""),
         row("HEAD", "/_channels/ch", 200).text(""),

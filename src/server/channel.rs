@@ -218,6 +218,11 @@ impl Channel {
         }
     }
 
+    /// The version of `seq` the ring holds, whatever its state (no placeholder is made).
+    pub(crate) fn segment(&self, seq: u64) -> Option<Arc<Segment>> {
+        self.held(&self.state.lock(), seq)
+    }
+
     fn held(&self, state: &State, seq: u64) -> Option<Arc<Segment>> {
         state.ring[self.slot(seq)]
             .as_ref()

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use http::{HeaderName, HeaderValue, StatusCode, header};
 
-use super::route::{self, Route, Seq};
+use super::route::{self, Piece, Route, Seq};
 use super::{Counter, Server};
 use crate::protocol::{self, Error};
 
@@ -78,6 +78,7 @@ async fn dispatch(State(server): State<Server>, req: Request) -> Response {
         Route::DeleteChannel { name } => delete_channel(&server, &parts, name).await,
         Route::Live { name, format } => super::live::live(&server, &parts, name, format).await,
         Route::Watch { name } => super::watch::page(&server, name),
+        Route::Player { name, piece } => player(&server, &parts, name, piece).await,
         Route::WatchIndex => super::watch::index(),
         Route::Subscribe { name, seq } => {
             super::subscribe::subscribe(&server, &parts, name, seq).await
@@ -104,6 +105,21 @@ async fn dispatch(State(server): State<Server>, req: Request) -> Response {
 }
 
 /// Decodes and validates the channel name of a request.
+/// A playlist or piece for LL-HLS players.
+async fn player(
+    server: &Server,
+    parts: &http::request::Parts,
+    name: &str,
+    piece: Piece,
+) -> Response {
+    let query = parts.uri.query();
+    match piece {
+        Piece::LowLatency => super::llhls::playlist(server, name, query).await,
+        Piece::Init => super::llhls::init(server, name, query).await,
+        Piece::Fmp4 { seq, part } => super::llhls::piece(server, name, seq, part).await,
+    }
+}
+
 pub(super) fn channel_name<'a>(server: &Server, raw: &'a str) -> Result<Cow<'a, str>, Error> {
     let name = protocol::decode_name(raw)?;
     protocol::validate_name(&name, server.config().max_name_bytes)?;

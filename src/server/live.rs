@@ -35,6 +35,7 @@ use http_body_util::StreamBody;
 use super::activity::Watching;
 use super::channel::Channel;
 use super::http::{channel_name, end_of_stream, error, text};
+use super::output::{cors, fmp4_mime};
 use super::read::Cursor;
 use super::remux::{Ready, Remux};
 use super::segment::{ReadError, SegmentReader};
@@ -78,6 +79,7 @@ pub(super) async fn live(
         Err(message) => return text(StatusCode::BAD_REQUEST, message),
     };
     if format == Format::Fmp4 && !channel.is_mpegts() {
+        // Before the viewer limit: the answer does not depend on it.
         return text(StatusCode::UNSUPPORTED_MEDIA_TYPE, NOT_MPEGTS);
     }
     if server.stats().live_viewers >= server.config().max_viewers {
@@ -97,7 +99,7 @@ pub(super) async fn live(
     }
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if parts.method == Method::HEAD {
-        return response;
+        return cors(response);
     }
     let probe = parts.extensions.get::<SocketProbe>().copied();
     if let Some(probe) = probe {
@@ -109,27 +111,16 @@ pub(super) async fn live(
     let cursor = Cursor::new(read.clone(), start);
     let viewer = Viewer::new(server, channel, cursor, probe, fmp4);
     *response.body_mut() = Body::new(viewer.into_body());
-    response
+    cors(response)
 }
 
-/// `live.mp4` of a channel that is not MPEG-TS.
-const NOT_MPEGTS: &str = "live.mp4 needs an MPEG-TS channel (video/mp2t)";
+/// An fMP4 output of a channel that is not MPEG-TS.
+const NOT_MPEGTS: &str = "fMP4 outputs need an MPEG-TS channel (video/mp2t)";
 
 /// Starts (or joins) the channel's remux and waits, as a subscriber waits for a segment, until
 /// its tracks are known: the Content-Type names their codecs.
 async fn fmp4_start(server: &Server, channel: &Arc<Channel>) -> Result<Prelude, Response> {
-    let remux = Remux::of(server, channel);
-    let ready = tokio::select! {
-        ready = remux.ready() => ready,
-        _ = tokio::time::sleep(server.config().wait_timeout) => return Err(error(&Error::Timeout)),
-    };
-    match ready {
-        Ready::Playing => {}
-        Ready::Waiting | Ready::Ended => return Err(end_of_stream(None)),
-        Ready::Unsupported(reason) => {
-            return Err(text(StatusCode::UNSUPPORTED_MEDIA_TYPE, &reason));
-        }
-    }
+    let remux = playable(server, channel).await?;
     let codecs = remux
         .init_for(u64::MAX)
         .map(|init| init.codecs.clone())
@@ -139,6 +130,27 @@ async fn fmp4_start(server: &Server, channel: &Arc<Channel>) -> Result<Prelude, 
         sent: None,
         codecs,
     })
+}
+
+/// The channel's remux (started or joined) once its tracks are known; otherwise the answer: `415`
+/// (not MPEG-TS, or nothing in it fits MP4), end of stream, or the wait timeout.
+pub(super) async fn playable(
+    server: &Server,
+    channel: &Arc<Channel>,
+) -> Result<Arc<Remux>, Response> {
+    if !channel.is_mpegts() {
+        return Err(text(StatusCode::UNSUPPORTED_MEDIA_TYPE, NOT_MPEGTS));
+    }
+    let remux = Remux::of(server, channel);
+    let ready = tokio::select! {
+        ready = remux.ready() => ready,
+        _ = tokio::time::sleep(server.config().wait_timeout) => return Err(error(&Error::Timeout)),
+    };
+    match ready {
+        Ready::Playing => Ok(remux),
+        Ready::Waiting | Ready::Ended => Err(end_of_stream(None)),
+        Ready::Unsupported(reason) => Err(text(StatusCode::UNSUPPORTED_MEDIA_TYPE, &reason)),
+    }
 }
 
 /// Where a viewer starts: `from=next` (the default: the next segment to start) or `from=current`
@@ -191,11 +203,9 @@ struct Prelude {
 }
 
 impl Prelude {
-    /// The response's Content-Type: `audio/mp4` when every track is audio.
+    /// The response's Content-Type.
     fn mime(&self) -> String {
-        let audio_only = self.codecs.split(',').all(|c| c.starts_with("mp4a"));
-        let kind = if audio_only { "audio" } else { "video" };
-        format!("{kind}/mp4; codecs=\"{}\"", self.codecs)
+        fmp4_mime(&self.codecs)
     }
 
     /// The init segment to send before output segment `seq`, if it is not the one sent last;

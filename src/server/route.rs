@@ -29,10 +29,63 @@ const CHANNELS: &str = "_channels";
 const EVENTS: &str = "_events";
 const WATCH: &str = "_watch";
 
-/// The outputs of a channel, after its name (read with GET or HEAD; any other method treats them
-/// as a seq, an invalid one).
-fn is_output(part: &str) -> bool {
-    matches!(part, "live" | "live.mp4" | "watch")
+/// What a channel's outputs are called, after its name (read with GET or HEAD; any other method
+/// treats them as a seq, an invalid one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Output {
+    Live(Format),
+    Watch,
+    Player(Piece),
+}
+
+/// What an LL-HLS player fetches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Piece {
+    /// `ll.m3u8`.
+    LowLatency,
+    /// `init.mp4`.
+    Init,
+    /// `{seq}.m4s` (a segment) or `{seq}.{part}.m4s`.
+    Fmp4 { seq: u64, part: Option<u64> },
+}
+
+fn output(part: &str) -> Option<Output> {
+    Some(match part {
+        "live" => Output::Live(Format::Segments),
+        "live.mp4" => Output::Live(Format::Fmp4),
+        "watch" => Output::Watch,
+        "ll.m3u8" => Output::Player(Piece::LowLatency),
+        "init.mp4" => Output::Player(Piece::Init),
+        _ => {
+            let stem = part.strip_suffix(".m4s")?;
+            let (seq, part) = match stem.split_once('.') {
+                Some((seq, part)) => (seq, Some(number(part)?)),
+                None => (stem, None),
+            };
+            Output::Player(Piece::Fmp4 {
+                seq: number(seq)?,
+                part,
+            })
+        }
+    })
+}
+
+/// A plain decimal number (no sign, no spaces).
+fn number(text: &str) -> Option<u64> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+impl Output {
+    fn route(self, name: &str) -> Route<'_> {
+        match self {
+            Output::Live(format) => Route::Live { name, format },
+            Output::Watch => Route::Watch { name },
+            Output::Player(piece) => Route::Player { name, piece },
+        }
+    }
 }
 
 /// The `{seq}` part of a segment's path.
@@ -77,6 +130,8 @@ pub(crate) enum Route<'a> {
     Live { name: &'a str, format: Format },
     /// `GET` or `HEAD {base}{name}/watch`: the player page.
     Watch { name: &'a str },
+    /// `GET` or `HEAD {base}{name}/{piece}`: a playlist or piece of media for LL-HLS players.
+    Player { name: &'a str, piece: Piece },
     /// `GET` or `HEAD {base}_watch`: the channel index page.
     WatchIndex,
     /// `POST {base}{name}/{seq}`: publish a segment.
@@ -128,21 +183,12 @@ impl<'a> Route<'a> {
                 },
             },
             Some(seq) if seq.is_empty() || seq.contains('/') => Route::Unknown { name },
-            Some(output) if matches!(*method, Method::GET | Method::HEAD) && is_output(output) => {
-                match output {
-                    "live" => Route::Live {
-                        name,
-                        format: Format::Segments,
-                    },
-                    "live.mp4" => Route::Live {
-                        name,
-                        format: Format::Fmp4,
-                    },
-                    _ => Route::Watch { name },
+            Some(part) => {
+                let reading = matches!(*method, Method::GET | Method::HEAD);
+                if let Some(output) = output(part).filter(|_| reading) {
+                    return output.route(name);
                 }
-            }
-            Some(seq) => {
-                let seq = Seq::parse(seq);
+                let seq = Seq::parse(part);
                 match *method {
                     Method::GET | Method::HEAD => Route::Subscribe { name, seq },
                     Method::POST => Route::Publish { name, seq },
@@ -185,6 +231,7 @@ impl<'a> Route<'a> {
             | Route::Subscribe { name, .. }
             | Route::Live { name, .. }
             | Route::Watch { name }
+            | Route::Player { name, .. }
             | Route::Publish { name, .. }
             | Route::DeleteSegment { name, .. }
             | Route::MethodNotAllowed { name, .. }

@@ -6,7 +6,9 @@
 
 pub mod h2;
 pub mod live;
+pub mod m3u8;
 pub mod tls;
+pub mod video;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

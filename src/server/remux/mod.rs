@@ -11,16 +11,26 @@
 //! an event (its bytes do count against the memory budget). A segment that fails or is cut short
 //! here ends the same segment there normally, with the whole frames it had: the viewers go on.
 //!
-//! The remux starts with the first viewer, at the start of the segment being written (so the
-//! first viewer starts within a segment), and stops when the last viewer leaves or the channel
-//! ends, which ends the output channel and so every viewer's response.
+//! It also records each output segment's timing and parts (`index`), for the players that fetch
+//! pieces (LL-HLS, DASH), and says when a part or segment is complete ([`Remux::changes`]).
+//!
+//! The remux starts with the first viewer or player, at the start of the segment being written
+//! (so the first viewer starts within a segment). It stops when the channel ends, or once nobody
+//! holds it and its lease ([`Remux::lease`], renewed by each playlist or piece fetched) has run
+//! out; stopping ends the output channel and so every viewer's response.
 
+mod index;
+
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::watch;
-use tokio_util::sync::{CancellationToken, DropGuard};
+
+pub(crate) use super::llhls::Rendered;
+pub(crate) use index::{Index, PART_TARGET, Recorded, TIMESCALE};
 
 use super::channel::Channel;
 use super::read::Cursor;
@@ -57,64 +67,105 @@ pub(crate) enum Ready {
     Ended,
 }
 
-/// A running remux; its task stops when the last handle is dropped.
+/// A running remux (see the module doc for when it stops).
 pub(crate) struct Remux {
-    shared: Arc<Shared>,
-    _stop: DropGuard,
-}
-
-/// What the remux task and the viewers share.
-struct Shared {
     output: Arc<Channel>,
     inits: Mutex<Vec<Arc<Init>>>,
     ready: watch::Sender<Ready>,
+    index: Mutex<Index>,
+    /// Bumped when a part or a segment is complete (or the remux stops).
+    changes: watch::Sender<u64>,
+    /// Until when (milliseconds after `born`) the remux runs with nobody holding it.
+    leased_until: AtomicU64,
+    born: Instant,
+    /// Playlists and manifests, with the change they were made for.
+    rendered: [Mutex<Option<(u64, Bytes)>>; 1],
 }
+
+/// How often a remux nobody holds checks its lease.
+const LEASE_CHECK: Duration = Duration::from_secs(1);
 
 impl Remux {
     /// The channel's remux, started if it is not running.
     pub(crate) fn of(server: &Server, channel: &Arc<Channel>) -> Arc<Remux> {
         let mut slot = channel.remux_slot().lock();
-        if let Some(running) = slot.upgrade() {
-            return running;
+        if let Some(running) = &*slot {
+            return running.clone();
         }
-        let output = server.new_channel(channel.name(), FMP4);
-        let shared = Arc::new(Shared {
-            output,
+        let ring = server.config().ring;
+        let remux = Arc::new(Remux {
+            output: server.new_channel(channel.name(), FMP4),
             inits: Mutex::new(Vec::new()),
             ready: watch::channel(Ready::Waiting).0,
+            index: Mutex::new(Index::new(ring)),
+            changes: watch::channel(0).0,
+            leased_until: AtomicU64::new(0),
+            born: Instant::now(),
+            rendered: Default::default(),
         });
-        let stop = CancellationToken::new();
         let task = RemuxTask {
-            shared: shared.clone(),
+            remux: remux.clone(),
             cursor: Cursor::new(channel.clone(), SeqParam::Relative(2)),
             remuxer: Remuxer::new(),
             outputs: Vec::new(),
             _counted: server.stat(Stat::Remuxes),
         };
-        tokio::spawn(task.run(stop.clone()));
-        let remux = Arc::new(Remux {
-            shared,
-            _stop: stop.drop_guard(),
-        });
-        *slot = Arc::downgrade(&remux);
+        tokio::spawn(task.run(Arc::downgrade(&remux), channel.clone()));
+        *slot = Some(remux.clone());
         remux
+    }
+
+    /// What `render` makes of the index, made once per change and shared.
+    pub(crate) fn rendered(&self, kind: Rendered, render: fn(&Index, &Remux) -> Bytes) -> Bytes {
+        let version = *self.changes.borrow();
+        let mut cache = self.rendered[kind as usize].lock();
+        if let Some((made_for, bytes)) = &*cache
+            && *made_for == version
+        {
+            return bytes.clone();
+        }
+        let bytes = render(&self.index.lock(), self);
+        *cache = Some((version, bytes.clone()));
+        bytes
+    }
+
+    /// Init segment `generation`, if still kept.
+    pub(crate) fn init_by_generation(&self, generation: u64) -> Option<Arc<Init>> {
+        let inits = self.inits.lock();
+        inits.iter().find(|i| i.generation == generation).cloned()
+    }
+
+    /// Keeps the remux running for `span` even if nobody holds it (players that poll).
+    pub(crate) fn lease(&self, span: Duration) {
+        let until = (self.born.elapsed() + span).as_millis() as u64;
+        self.leased_until.fetch_max(until, Ordering::Relaxed);
     }
 
     /// The channel viewers read: the fMP4 fragments of each segment, under its seq.
     pub(crate) fn output(&self) -> &Arc<Channel> {
-        &self.shared.output
+        &self.output
+    }
+
+    /// The records of the segments held (timing, parts), for players that fetch pieces.
+    pub(crate) fn index(&self) -> parking_lot::MutexGuard<'_, Index> {
+        self.index.lock()
+    }
+
+    /// A receiver woken when a part or a segment is complete.
+    pub(crate) fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     /// Waits until the first init segment exists, or it is known there will be none.
     pub(crate) async fn ready(&self) -> Ready {
-        let mut ready = self.shared.ready.subscribe();
+        let mut ready = self.ready.subscribe();
         let state = ready.wait_for(|r| !matches!(r, Ready::Waiting)).await;
         state.map_or(Ready::Ended, |r| r.clone())
     }
 
     /// The init segment for output segment `seq`: the newest that starts at or before it.
     pub(crate) fn init_for(&self, seq: u64) -> Option<Arc<Init>> {
-        let inits = self.shared.inits.lock();
+        let inits = self.inits.lock();
         let newest_first = inits.iter().rev();
         newest_first
             .clone()
@@ -124,9 +175,10 @@ impl Remux {
     }
 }
 
-/// The task behind a [`Remux`].
+/// The task behind a [`Remux`]. It holds the remux only while working on it; the channel's
+/// slot and the viewers hold it otherwise.
 struct RemuxTask {
-    shared: Arc<Shared>,
+    remux: Arc<Remux>,
     cursor: Cursor,
     remuxer: Remuxer,
     outputs: Vec<Output>,
@@ -135,10 +187,12 @@ struct RemuxTask {
 }
 
 impl RemuxTask {
-    async fn run(mut self, stop: CancellationToken) {
+    async fn run(mut self, weak: Weak<Remux>, channel: Arc<Channel>) {
+        let unused = unused(weak, channel);
+        tokio::pin!(unused);
         loop {
             let followed = tokio::select! {
-                _ = stop.cancelled() => break,
+                _ = &mut unused => break,
                 followed = self.cursor.follow() => followed,
             };
             let Ok(followed) = followed else { break };
@@ -147,23 +201,25 @@ impl RemuxTask {
                 break;
             };
             tokio::select! {
-                _ = stop.cancelled() => break,
+                _ = &mut unused => break,
                 _ = self.remux_segment(segment.reader(), segment.seq(), writer) => {}
             }
         }
-        self.shared.output.close();
-        self.shared.ready.send_if_modified(|ready| {
+        let remux = &self.remux;
+        remux.output.close();
+        remux.ready.send_if_modified(|ready| {
             let waiting = matches!(ready, Ready::Waiting);
             if waiting {
                 *ready = Ready::Ended;
             }
             waiting
         });
+        remux.changes.send_modify(|n| *n += 1);
     }
 
     /// Starts output segment `seq` (`None` once the output channel is closed).
     fn open(&self, seq: u64) -> Option<SegmentWriter> {
-        let output = &self.shared.output;
+        let output = &self.remux.output;
         let target = output.target_for_write(SeqParam::Index(seq), false).ok()?;
         output.start_writing(&target).ok()
     }
@@ -177,6 +233,8 @@ impl RemuxTask {
         mut writer: SegmentWriter,
     ) {
         self.remuxer.start_segment(seq);
+        let init = self.remux.init_for(seq).map_or(0, |init| init.generation);
+        self.remux.index.lock().begin(seq, init);
         let complete = loop {
             match reader.next_chunk().await {
                 Ok(Some(chunk)) => self.remuxer.push(&chunk, &mut self.outputs),
@@ -191,6 +249,8 @@ impl RemuxTask {
         if self.deliver(seq, &mut writer) {
             let _ = writer.finish();
         }
+        self.remux.index.lock().end();
+        self.remux.changes.send_modify(|n| *n += 1);
     }
 
     /// Passes the remuxer's outputs on; false if the output segment refused them (closed, or
@@ -208,7 +268,7 @@ impl RemuxTask {
                     if mid_segment && writer.write(bytes.clone()).is_err() {
                         return false;
                     }
-                    let mut inits = self.shared.inits.lock();
+                    let mut inits = self.remux.inits.lock();
                     let generation = inits.last().map_or(0, |i| i.generation + 1);
                     inits.push(Arc::new(Init {
                         bytes,
@@ -220,15 +280,31 @@ impl RemuxTask {
                         inits.remove(0);
                     }
                     drop(inits);
-                    self.shared.ready.send_replace(Ready::Playing);
+                    if !mid_segment {
+                        self.remux.index.lock().set_init(generation);
+                    }
+                    self.remux.ready.send_replace(Ready::Playing);
                 }
-                Output::Fragment { bytes, .. } => {
+                Output::Fragment {
+                    bytes,
+                    keyframe,
+                    start,
+                    duration,
+                    ..
+                } => {
+                    let at = writer.segment().snapshot().len;
+                    let end = at + bytes.len() as u64;
                     if writer.write(bytes).is_err() {
                         return false;
                     }
+                    let mut index = self.remux.index.lock();
+                    if index.fragment((at, end), (start, duration), keyframe) {
+                        drop(index);
+                        self.remux.changes.send_modify(|n| *n += 1);
+                    }
                 }
                 Output::Unsupported(reason) => {
-                    self.shared.ready.send_replace(Ready::Unsupported(reason));
+                    self.remux.ready.send_replace(Ready::Unsupported(reason));
                 }
             }
         }
@@ -236,5 +312,25 @@ impl RemuxTask {
     }
 }
 
-/// Where a channel keeps its running remux (none until a `live.mp4` viewer asks).
-pub(crate) type RemuxSlot = Mutex<Weak<Remux>>;
+/// Resolves once nobody but the channel's slot holds the remux and its lease has run out, having
+/// emptied the slot (under its lock, so a viewer arriving then starts a new remux).
+async fn unused(remux: Weak<Remux>, channel: Arc<Channel>) {
+    loop {
+        tokio::time::sleep(LEASE_CHECK).await;
+        let mut slot = channel.remux_slot().lock();
+        let Some(held) = remux.upgrade() else {
+            return;
+        };
+        let now = held.born.elapsed().as_millis() as u64;
+        // Held by the slot, the task and `held` itself: nobody else.
+        if Arc::strong_count(&held) <= 3 && held.leased_until.load(Ordering::Relaxed) <= now {
+            if slot.as_ref().is_some_and(|s| Arc::ptr_eq(s, &held)) {
+                *slot = None;
+            }
+            return;
+        }
+    }
+}
+
+/// Where a channel keeps its running remux (none until a viewer or player asks).
+pub(crate) type RemuxSlot = Mutex<Option<Arc<Remux>>>;

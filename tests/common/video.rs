@@ -1,0 +1,61 @@
+//! Real video for the tests: a real-time ffmpeg encode piped into `trickle publish --mpegts`, and
+//! ffmpeg/ffprobe reading back what a viewer or player got.
+
+use std::path::Path;
+use std::process::Stdio;
+
+use tokio::process::{Child, Command};
+
+/// A real-time encode (`-re`) of `secs` seconds of a test pattern and a tone (H.264 or HEVC
+/// with one-second GOPs, AAC) piped into `trickle publish URL --mpegts` with `extra` flags
+/// (`--delete-on-exit` ends the viewers' responses when it is done).
+pub fn publish(url: &str, video: &str, secs: u64, extra: &str) -> Child {
+    let codec = match video {
+        "h264" => "-c:v libx264 -preset ultrafast -g 25 -keyint_min 25 -sc_threshold 0",
+        "hevc" => {
+            "-c:v libx265 -preset ultrafast -x265-params keyint=25:min-keyint=25:scenecut=0:open-gop=0:log-level=error"
+        }
+        _ => unreachable!("h264 or hevc"),
+    };
+    let script = format!(
+        "ffmpeg -v error -re -f lavfi -i testsrc2=size=320x240:rate=25 \
+         -f lavfi -i sine=frequency=440:sample_rate=48000 -t {secs} {codec} -pix_fmt yuv420p \
+         -c:a aac -b:a 64k -f mpegts - | '{}' publish '{url}' --mpegts {extra}",
+        env!("CARGO_BIN_EXE_trickle")
+    );
+    Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script])
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("bash runs")
+}
+
+/// `ffmpeg -v error` decoding `input` (a file or URL, with `args` before `-i`, such as
+/// `-t 5`): what it complained about (nothing, for a clean stream).
+pub async fn decode_errors(args: &[&str], input: &str) -> String {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error"])
+        .args(args)
+        .args(["-i", input, "-f", "null", "-"])
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// ffprobe's count of decoded video frames in `path`.
+pub async fn video_frames(path: &Path) -> u64 {
+    let probe = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+        .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .await
+        .unwrap();
+    String::from_utf8_lossy(&probe.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}

@@ -1,0 +1,210 @@
+//! Low-Latency HLS (`ll.m3u8`, `init.mp4`, `{seq}.m4s`, `{seq}.{part}.m4s`) of a live channel fed
+//! by `trickle publish --mpegts` from a real-time ffmpeg encode: every playlist read by a strict
+//! parser and checked against the specification's numbers across reloads, blocking reloads and
+//! the preload hint answered together when the part completes, segment bytes equal to their
+//! parts', ffmpeg decoding the stream without an error, and the answers to bad requests.
+//!
+//! ffmpeg comes from `scripts/test.sh`. Without it these tests fail when `CI=true` and are
+//! skipped (with a message) elsewhere.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::m3u8::Playlist;
+use common::*;
+use trickle::Config;
+
+/// The playlist at `path` (a `200`, parsed strictly), and when the answer came.
+async fn playlist(s: &TestServer, path: &str) -> (Playlist, Instant) {
+    let response = s.get(path).await;
+    let at = Instant::now();
+    assert_eq!(response.status, 200, "{path}: {}", response.text());
+    assert_eq!(
+        response.header("content-type"),
+        Some("application/vnd.apple.mpegurl")
+    );
+    assert_eq!(response.header("access-control-allow-origin"), Some("*"));
+    (Playlist::parse(&response.text()), at)
+}
+
+/// A server whose waits outlast a slow encoder's start, with a channel `cam` being published.
+async fn live_channel(secs: u64) -> (TestServer, tokio::process::Child) {
+    let s = TestServer::with_config(Config {
+        wait_timeout: Duration::from_secs(60),
+        ..Config::default()
+    })
+    .await;
+    s.request_with("POST", "/cam", &[("Expect-Content", "video/mp2t")], b"")
+        .await;
+    let publisher = video::publish(&s.url("/cam"), "h264", secs, "");
+    (s, publisher)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn playlists_keep_the_rules_across_reloads_and_blocking_reloads_come_with_the_part() {
+    if !have_tools(&["ffmpeg"]) {
+        return;
+    }
+    let (s, _publisher) = live_channel(20).await;
+    let (first, _) = playlist(&s, "/cam/ll.m3u8").await;
+    assert!(first.can_block_reload);
+    let target = first.target_duration;
+    let mut previous = first;
+    let mut lateness = Vec::new();
+    for _ in 0..12 {
+        // Ask for the part the playlist hints, twice over: the part itself (waits for it) and
+        // the playlist that lists it (blocks until then). Both come when the part is complete.
+        let hint = previous.preload_hint.clone().expect("a preload hint");
+        let (seq, part) = hint
+            .strip_suffix(".m4s")
+            .and_then(|h| h.split_once('.'))
+            .map(|(a, b)| (a.parse::<u64>().unwrap(), b.parse::<u64>().unwrap()))
+            .expect("{seq}.{part}.m4s");
+        let part_path = format!("/cam/{hint}");
+        let blocked = format!("/cam/ll.m3u8?_HLS_msn={seq}&_HLS_part={part}");
+        let (part_answer, (reloaded, listed_at)) = tokio::join!(
+            async {
+                let answer = s.get(&part_path).await;
+                (answer, Instant::now())
+            },
+            playlist(&s, &blocked)
+        );
+        let (part_answer, part_at) = part_answer;
+        assert_eq!(part_answer.status, 200, "{part_path}");
+        assert!(
+            part_answer
+                .header("content-type")
+                .unwrap()
+                .starts_with("video/mp4")
+        );
+        lateness.push(listed_at.max(part_at) - listed_at.min(part_at));
+        // The part is listed, with the bytes served for it.
+        let listed = reloaded.segment(seq).expect("the segment is listed");
+        assert!(
+            listed.parts.len() > part as usize || listed.complete.is_some(),
+            "{blocked} lists the part"
+        );
+        assert!(
+            reloaded.media_sequence >= previous.media_sequence,
+            "never back"
+        );
+        assert_eq!(
+            reloaded.target_duration, target,
+            "a constant target duration"
+        );
+        previous = reloaded;
+    }
+    // Each complete segment is its parts, byte for byte.
+    let mut compared = 0;
+    for segment in previous.segments.iter().filter(|s| s.complete.is_some()) {
+        if segment.parts.is_empty() {
+            continue;
+        }
+        let (_, uri) = segment.complete.as_ref().unwrap();
+        let whole = s.get(&format!("/cam/{uri}")).await;
+        assert_eq!(whole.status, 200);
+        let mut joined = Vec::new();
+        for part in &segment.parts {
+            joined.extend(s.get(&format!("/cam/{}", part.uri)).await.body);
+        }
+        assert_eq!(whole.body, joined, "segment {} is its parts", segment.seq);
+        compared += 1;
+    }
+    assert!(compared >= 1, "some segment was compared");
+    let part_target = Duration::from_secs_f64(previous.part_target.unwrap());
+    eprintln!("blocking reload vs part: {lateness:?}");
+    assert!(
+        lateness.iter().all(|late| *late <= part_target),
+        "each blocking reload answered within a part of its part: {lateness:?}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ffmpeg_plays_ll_hls_without_errors() {
+    if !have_tools(&["ffmpeg"]) {
+        return;
+    }
+    let (s, _publisher) = live_channel(20).await;
+    // ffmpeg plays complete segments (it does not read parts): wait for two, then let it follow
+    // the playlist for 6 s.
+    let (list, _) = playlist(&s, "/cam/ll.m3u8").await;
+    let wanted = list.media_sequence + 2;
+    playlist(&s, &format!("/cam/ll.m3u8?_HLS_msn={wanted}")).await;
+    let url = s.url("/cam/ll.m3u8");
+    let errors = video::decode_errors(&["-t", "6"], &url).await;
+    assert_eq!(errors, "", "ffmpeg decodes LL-HLS without errors");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_one_clear_line() {
+    let s = TestServer::start().await;
+    s.request_with("POST", "/text", &[("Expect-Content", "text/plain")], b"")
+        .await;
+    for path in [
+        "/text/ll.m3u8",
+        "/text/init.mp4",
+        "/text/3.m4s",
+        "/text/3.1.m4s",
+    ] {
+        let refused = s.get(path).await;
+        assert_eq!(
+            (refused.status, refused.text()),
+            (
+                415,
+                "fMP4 outputs need an MPEG-TS channel (video/mp2t)\n".into()
+            ),
+            "{path}"
+        );
+    }
+    for path in ["/missing/ll.m3u8", "/missing/init.mp4", "/missing/0.m4s"] {
+        assert_eq!(s.get(path).await.status, 404, "{path}");
+    }
+    for query in [
+        "_HLS_part=1",
+        "_HLS_msn=x",
+        "_HLS_msn=-1",
+        "_HLS_msn=1&_HLS_part=",
+        "_HLS_msn=99999999999999999999",
+    ] {
+        let bad = s.get(&format!("/text/ll.m3u8?{query}")).await;
+        assert_eq!(bad.status, 400, "{query}: {}", bad.text());
+    }
+    // Not a number of ours: a seq, an invalid one.
+    assert_eq!(s.get("/text/x.m4s").await.status, 400);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn far_ahead_is_400_and_a_part_that_does_not_come_is_503() {
+    if !have_tools(&["ffmpeg"]) {
+        return;
+    }
+    let (s, mut publisher) = live_channel(3).await;
+    let (list, _) = playlist(&s, "/cam/ll.m3u8").await;
+    let newest = list.last().seq;
+    let far = s
+        .get(&format!("/cam/ll.m3u8?_HLS_msn={}", newest + 3))
+        .await;
+    assert_eq!(far.status, 400, "{}", far.text());
+    // Once the publisher is done, nothing more comes: a blocked reload gives up after three
+    // target durations.
+    assert!(publisher.wait().await.unwrap().success());
+    let (list, _) = playlist(&s, "/cam/ll.m3u8").await;
+    let next = list.last().seq + 1;
+    let started = Instant::now();
+    let gave_up = s
+        .get(&format!("/cam/ll.m3u8?_HLS_msn={next}&_HLS_part=0"))
+        .await;
+    assert_eq!(gave_up.status, 503);
+    assert_eq!(gave_up.header("retry-after"), Some("1"));
+    let waited = started.elapsed().as_secs_f64();
+    let limit = 3.0 * list.target_duration as f64;
+    assert!(
+        waited >= limit - 0.5 && waited <= limit + 2.0,
+        "waited {waited:.1} s"
+    );
+    s.stop().await;
+}
