@@ -18,12 +18,13 @@ if ! command -v cargo >/dev/null; then
     exit 1
 fi
 
-step "System packages: curl (README walk-through), ffmpeg and ffprobe (video end to end), chromium and chromedriver (the player page)"
+step "System packages: curl (README walk-through), ffmpeg and ffprobe (video end to end), chromium and chromedriver (the player page), npm (test-only players)"
 missing=()
 command -v curl >/dev/null || missing+=(curl)
 { command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null; } || missing+=(ffmpeg)
 command -v chromium >/dev/null || missing+=(chromium)
 command -v chromedriver >/dev/null || missing+=(chromium-driver)
+command -v npm >/dev/null || missing+=(npm)
 if ((${#missing[@]})); then
     if ! command -v apt-get >/dev/null; then
         echo "scripts/test.sh: please install: ${missing[*]}" >&2
@@ -31,6 +32,11 @@ if ((${#missing[@]})); then
     fi
     apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
 fi
+
+step "Test-only players from npm: hls.js (the browser plays LL-HLS with it)"
+npm install --silent --no-audit --no-fund --prefix target/players hls.js@1.7.4 >&2
+TRICKLE_TEST_HLS_JS="$PWD/target/players/node_modules/hls.js/dist/hls.min.js"
+export TRICKLE_TEST_HLS_JS
 
 step "Python venv with pytrickle 0.1.6 (for the interop test)"
 if ! python3 -m venv --help >/dev/null 2>&1 && command -v apt-get >/dev/null; then

@@ -1,12 +1,13 @@
-//! The player page in a real browser: headless Chromium (driven through chromedriver) opens
-//! `/{ch}/watch` of a channel fed by `trickle publish --mpegts` from a real-time ffmpeg encode,
-//! and plays it: over 10 s the video's time advances at least 0.9× wall-clock time, decoded frames
-//! keep rising, and the player stays within 1 s of the newest frame it has. The channel index
-//! (`/_watch`) lists the channel from `/_events`.
+//! The players in a real browser: headless Chromium (driven through chromedriver) plays a channel
+//! fed by `trickle publish --mpegts` from a real-time ffmpeg encode, first on our page
+//! (`/{ch}/watch`: over 10 s the video's time advances at least 0.9× wall-clock time, decoded
+//! frames keep rising, and the player stays within 1 s of the newest frame it has), then as
+//! Low-Latency HLS with hls.js (`ll.m3u8`: the time advances as fast, and the latency behind the
+//! publisher, from the playlist's program date-time, is measured). The channel index (`/_watch`)
+//! lists the channel from `/_events`.
 //!
-//! Chromium, chromedriver and ffmpeg come from `scripts/test.sh` (Debian `chromium`,
-//! `chromium-driver`, `ffmpeg`). Without them this test fails when `CI=true` and is skipped (with
-//! a message) elsewhere.
+//! Chromium, chromedriver, ffmpeg and hls.js (from npm) come from `scripts/test.sh`. Without them
+//! this test fails when `CI=true` and is skipped (with a message) elsewhere.
 
 mod common;
 
@@ -62,52 +63,50 @@ async fn browser() -> (Child, Client) {
     }
 }
 
-/// What the player page reports: its state, the video's time and frames, its lag.
-async fn sample(client: &Client) -> Value {
-    let script = "const v = document.getElementById('video');
-        const q = v.getVideoPlaybackQuality();
-        return { state: window.player.state, lag: window.player.lag, skips: window.player.skips,
-                 time: v.currentTime, frames: q.totalVideoFrames, dropped: q.droppedVideoFrames,
-                 detail: window.player.detail };";
+/// What our page's player reports: its state, the video's time and frames, its lag.
+const PAGE_SAMPLE: &str = "const v = document.getElementById('video');
+    const q = v.getVideoPlaybackQuality();
+    return { state: window.player.state, lag: window.player.lag, skips: window.player.skips,
+             time: v.currentTime, frames: q.totalVideoFrames, dropped: q.droppedVideoFrames,
+             detail: window.player.detail };";
+
+/// What hls.js reports: the video's time and frames, its own latency estimate, and how far
+/// behind the wall clock the frame on screen is by the playlist's program date-time.
+const HLS_SAMPLE: &str = "const v = document.getElementById('hls');
+    const q = v.getVideoPlaybackQuality();
+    const date = window.hls.playingDate;
+    return { state: v.paused ? 'paused' : 'live', time: v.currentTime, frames: q.totalVideoFrames,
+             dropped: q.droppedVideoFrames, latency: window.hls.latency,
+             behind: date ? (Date.now() - date.getTime()) / 1000 : null, lag: 0 };";
+
+async fn sample(client: &Client, script: &str) -> Value {
     client
         .execute(script, vec![])
         .await
         .expect("the script runs")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chromium_plays_the_watch_page_near_the_live_edge() {
-    if !have_tools(&["ffmpeg"])
-        || !have_tools_probed(&[("chromium", "--version"), ("chromedriver", "--version")])
-    {
-        return;
-    }
-    let s = TestServer::start().await;
-    let mut publisher = common::video::publish(&s.url("/cam"), "h264", 60, "");
-    let (mut driver, client) = browser().await;
-    let server = s.server.clone();
-    common::eventually("the channel", || server.channel("cam").is_some()).await;
-
-    client.goto(&s.url("/cam/watch")).await.unwrap();
+/// Waits until the player plays, lets it settle, then watches it for [`WATCH`]: it stays live,
+/// its frames rise and its lag stays within 1 s at every second, and its time advances at least
+/// 0.9× the wall clock. Every sample.
+async fn watch(client: &Client, script: &str) -> Vec<Value> {
     let deadline = Instant::now() + START;
-    let first = loop {
-        let now = sample(&client).await;
-        if now["state"] == "live" && now["time"].as_f64().unwrap() > 0.5 {
-            break now;
+    loop {
+        let now = sample(client, script).await;
+        if now["state"] == "live" && now["time"].as_f64().unwrap_or(0.0) > 0.5 {
+            break;
         }
         assert!(Instant::now() < deadline, "the player never played: {now}");
         tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    eprintln!("playing: {first}");
-    // Let it settle at the live edge, then watch.
+    }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let start = sample(&client).await;
     let began = Instant::now();
-    let mut last = start.clone();
+    let mut samples = vec![sample(client, script).await];
     while began.elapsed() < WATCH {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let now = sample(&client).await;
+        let now = sample(client, script).await;
         eprintln!("{now}");
+        let last = samples.last().unwrap();
         assert_eq!(now["state"], "live", "{now}");
         assert!(
             now["frames"].as_u64() > last["frames"].as_u64(),
@@ -117,42 +116,102 @@ async fn chromium_plays_the_watch_page_near_the_live_edge() {
             now["lag"].as_f64().unwrap() <= 1.0,
             "within 1 s of the edge: {now}"
         );
-        last = now;
+        samples.push(now);
     }
     let elapsed = began.elapsed().as_secs_f64();
-    let played = last["time"].as_f64().unwrap() - start["time"].as_f64().unwrap();
+    let time = |v: &Value| v["time"].as_f64().unwrap();
+    let played = time(samples.last().unwrap()) - time(&samples[0]);
     assert!(
         played >= 0.9 * elapsed,
         "played {played:.2} s in {elapsed:.2} s"
     );
+    samples
+}
 
-    // The channel index lists the channel with its publisher and the page's viewer.
+/// hls.js, as `scripts/test.sh` installs it from npm; `None` (skip) without it, outside CI.
+fn hls_js() -> Option<String> {
+    let path = std::env::var("TRICKLE_TEST_HLS_JS").unwrap_or_else(|_| {
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/target/players/node_modules/hls.js/dist/hls.min.js"
+        )
+        .to_string()
+    });
+    match std::fs::read_to_string(&path) {
+        Ok(source) => Some(source),
+        Err(err) => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "hls.js is required in CI (scripts/test.sh installs it): {path}: {err}"
+            );
+            eprintln!("skipping LL-HLS in the browser: no hls.js at {path} (run scripts/test.sh)");
+            None
+        }
+    }
+}
+
+/// The channel index lists `cam` with its publisher, linked to its page.
+async fn index_lists_the_channel(client: &Client, s: &TestServer) {
     client.goto(&s.url("/_watch")).await.unwrap();
     let deadline = Instant::now() + PATIENCE;
     loop {
-        let cam = client
-            .execute(
-                "const c = window.channels && window.channels.get('cam'); return c || null;",
-                vec![],
-            )
-            .await
-            .unwrap();
+        let cam = sample(
+            client,
+            "const c = window.channels && window.channels.get('cam'); return c || null;",
+        )
+        .await;
         if cam["publisher"] == true {
-            let link = client
-                .execute(
-                    "return document.querySelector('tr[data-name=cam] a').getAttribute('href');",
-                    vec![],
-                )
-                .await
-                .unwrap();
-            assert_eq!(link, "cam/watch");
-            break;
+            let link = "return document.querySelector('tr[data-name=cam] a').getAttribute('href');";
+            assert_eq!(sample(client, link).await, "cam/watch");
+            return;
         }
         assert!(
             Instant::now() < deadline,
             "the index never listed cam: {cam}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_plays_the_watch_page_and_ll_hls_near_the_live_edge() {
+    if !have_tools(&["ffmpeg"])
+        || !have_tools_probed(&[("chromium", "--version"), ("chromedriver", "--version")])
+    {
+        return;
+    }
+    let hls = hls_js();
+    let s = TestServer::start().await;
+    let mut publisher = common::video::publish(&s.url("/cam"), "h264", 90, "");
+    let (mut driver, client) = browser().await;
+    let server = s.server.clone();
+    common::eventually("the channel", || server.channel("cam").is_some()).await;
+
+    client.goto(&s.url("/cam/watch")).await.unwrap();
+    let page = watch(&client, PAGE_SAMPLE).await;
+    let lags: Vec<f64> = page.iter().map(|v| v["lag"].as_f64().unwrap()).collect();
+    eprintln!("watch page: lag behind the newest frame {lags:.2?}");
+
+    index_lists_the_channel(&client, &s).await;
+
+    if let Some(source) = hls {
+        // hls.js on a page of the server's origin (the index), playing ll.m3u8.
+        let loaded = format!("{source}\n;window.Hls = Hls; return typeof Hls;");
+        assert_eq!(sample(&client, &loaded).await, "function");
+        let start = "const v = document.createElement('video');
+            v.id = 'hls'; v.muted = true; v.autoplay = true; document.body.append(v);
+            const hls = new Hls({ lowLatencyMode: true, maxLiveSyncPlaybackRate: 1.2 });
+            window.hls = hls; hls.loadSource('cam/ll.m3u8'); hls.attachMedia(v);
+            v.play().catch(() => {}); return true;";
+        assert_eq!(sample(&client, start).await, true);
+        let played = watch(&client, HLS_SAMPLE).await;
+        let behind: Vec<f64> = played.iter().filter_map(|v| v["behind"].as_f64()).collect();
+        let latency: Vec<f64> = played
+            .iter()
+            .filter_map(|v| v["latency"].as_f64())
+            .collect();
+        eprintln!("LL-HLS: behind the publisher {behind:.2?}, hls.js latency {latency:.2?}");
+        assert!(!behind.is_empty(), "hls.js knows the program date-time");
     }
 
     client.close().await.unwrap();

@@ -8,9 +8,9 @@
 // fragment arriving late does not stall the video.
 const TARGET_LAG = 0.3;
 // Behind the edge by more than this, the player seeks to the target instead of speeding up.
-const SEEK_LAG = 1.5;
-// Playback rate while catching up (inaudible as pitch up to about 10%).
-const CATCH_UP_RATE = 1.1;
+const SEEK_LAG = 1.0;
+// Playback rate while catching up (barely audible as pitch up to about 15%).
+const CATCH_UP_RATE = 1.15;
 // What is kept behind the playhead; older media is removed so the buffer never fills.
 const KEEP_BEHIND = 20;
 // Reconnection delays: doubling from the first to the last, reset once media arrives.
