@@ -40,5 +40,11 @@ fn html(page: &'static str) -> Response {
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    // A token in the page's path must not travel to other sites in a Referer (the pages link
+    // nowhere else, but a browser extension or a pasted link might).
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
     response
 }
