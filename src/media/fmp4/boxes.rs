@@ -1,16 +1,19 @@
 //! The MP4 boxes of fragmented MP4: the init segment (ftyp + moov, with mvex so that the media comes
-//! in fragments) and one fragment (moof + mdat). Boxes are encoded with the `mp4-atom` crate, which
-//! covers every box we need (avcC, hvcC, esds, trun version 1 with signed composition offsets); we
-//! only decide the values. The mdat header is written here so that sample bytes are copied once,
-//! straight into the fragment.
+//! in fragments; of both tracks, or of one for per-track output) and one fragment (moof + mdat).
+//! Boxes are encoded with the `mp4-atom` crate, which covers every box we need (avcC, hvcC, esds,
+//! trun version 1 with signed composition offsets); we only decide the values. The mdat header is
+//! written here so that sample bytes are copied once, straight into the muxed fragment. Each
+//! track's samples lie together there, so a per-track fragment is only a head (its own moof and
+//! mdat header, from [`fragment_head`]) in front of a slice of the muxed one.
 
 use mp4_atom::esds::{DecoderConfig, DecoderSpecific, EsDescriptor};
 use mp4_atom::{
-    Audio, Avc1, Avcc, AvccExt, Codec, Dinf, Dref, Encode, Esds, Ftyp, Hdlr, Hvc1, HvcCArray, Hvcc,
-    Mdhd, Mdia, Mfhd, Minf, Moof, Moov, Mp4a, Mvex, Mvhd, Smhd, Stbl, Stco, Stsd, Tfdt, Tfhd, Tkhd,
-    Traf, Trak, Trex, Trun, TrunEntry, Url, Visual, Vmhd,
+    Audio, Avc1, Avcc, AvccExt, Codec, Dinf, Dref, Encode, Error, Esds, Ftyp, Hdlr, Hvc1,
+    HvcCArray, Hvcc, Mdhd, Mdia, Mfhd, Minf, Moof, Moov, Mp4a, Mvex, Mvhd, Smhd, Stbl, Stco, Stsd,
+    Tfdt, Tfhd, Tkhd, Traf, Trak, Trex, Trun, TrunEntry, Url, Visual, Vmhd,
 };
 
+use super::output::Track;
 use super::track::{AudioConfig, VideoConfig, VideoFormat};
 
 pub(super) const VIDEO_TRACK: u32 = 1;
@@ -35,16 +38,23 @@ pub(super) struct Sample {
 
 /// The samples of one track in a fragment, from `decode_time` on (track timescale).
 pub(super) struct Run<'a> {
-    pub(super) track_id: u32,
+    pub(super) track: Track,
     pub(super) decode_time: u64,
     pub(super) samples: &'a [Sample],
+}
+
+impl Run<'_> {
+    /// Bytes of its samples.
+    pub(super) fn media_len(&self) -> usize {
+        self.samples.iter().map(|s| s.data.len()).sum()
+    }
 }
 
 /// ftyp + moov for the tracks that exist.
 pub(super) fn init_segment(
     video: Option<&VideoConfig>,
     audio: Option<&AudioConfig>,
-) -> Result<Vec<u8>, mp4_atom::Error> {
+) -> Result<Vec<u8>, Error> {
     let ftyp = Ftyp {
         // iso5: the first brand with default-base-is-moof, which our fragments use.
         major_brand: b"iso5".into(),
@@ -261,8 +271,21 @@ fn audio_trak(audio: &AudioConfig) -> Trak {
     trak(tkhd, audio.sample_rate, b"soun", media_header, mp4a.into())
 }
 
-/// moof + mdat holding the runs' samples, in run order.
-pub(super) fn fragment(sequence: u32, runs: &[Run]) -> Result<Vec<u8>, mp4_atom::Error> {
+/// moof + mdat holding the runs' samples, in run order; and where each run's samples start in
+/// it.
+pub(super) fn fragment(sequence: u32, runs: &[Run]) -> Result<(Vec<u8>, Vec<usize>), Error> {
+    let (mut out, starts) = fragment_head(sequence, runs)?;
+    out.reserve_exact(runs.iter().map(Run::media_len).sum());
+    for sample in runs.iter().flat_map(|run| run.samples) {
+        out.extend_from_slice(&sample.data);
+    }
+    Ok((out, starts))
+}
+
+/// The start of a fragment whose samples (the runs', in run order) follow it: the moof, then the
+/// mdat's header. Also where each run's samples start, from the start of the moof. The muxed
+/// fragments and the per-track ones (one run each) are made here.
+pub(super) fn fragment_head(sequence: u32, runs: &[Run]) -> Result<(Vec<u8>, Vec<usize>), Error> {
     let mut moof = Moof {
         mfhd: Mfhd {
             sequence_number: sequence,
@@ -274,23 +297,20 @@ pub(super) fn fragment(sequence: u32, runs: &[Run]) -> Result<Vec<u8>, mp4_atom:
     let mut probe = Vec::new();
     moof.encode(&mut probe)?;
     let mut offset = probe.len() + 8;
+    let mut starts = Vec::with_capacity(runs.len());
     for (traf, run) in moof.traf.iter_mut().zip(runs) {
         if let Some(trun) = traf.trun.first_mut() {
-            trun.data_offset =
-                Some(i32::try_from(offset).map_err(|_| mp4_atom::Error::InvalidSize)?);
+            trun.data_offset = Some(i32::try_from(offset).map_err(|_| Error::InvalidSize)?);
         }
-        offset += run.samples.iter().map(|s| s.data.len()).sum::<usize>();
+        starts.push(offset);
+        offset += run.media_len();
     }
-    let mdat_size = offset - probe.len();
-    let mut out = Vec::with_capacity(offset);
+    let mdat_size = u32::try_from(offset - probe.len()).map_err(|_| Error::InvalidSize)?;
+    let mut out = Vec::with_capacity(probe.len() + 8);
     moof.encode(&mut out)?;
-    let mdat_size = u32::try_from(mdat_size).map_err(|_| mp4_atom::Error::InvalidSize)?;
     out.extend_from_slice(&mdat_size.to_be_bytes());
     out.extend_from_slice(b"mdat");
-    for sample in runs.iter().flat_map(|run| run.samples) {
-        out.extend_from_slice(&sample.data);
-    }
-    Ok(out)
+    Ok((out, starts))
 }
 
 fn traf(run: &Run) -> Traf {
@@ -310,7 +330,7 @@ fn traf(run: &Run) -> Traf {
         .collect();
     Traf {
         tfhd: Tfhd {
-            track_id: run.track_id,
+            track_id: run.track.id(),
             default_base_is_moof: true,
             ..Tfhd::default()
         },

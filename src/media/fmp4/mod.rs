@@ -15,6 +15,10 @@
 //! - [`Output::Unsupported`] when the program has no stream we can carry (H.264, HEVC, AAC in
 //!   ADTS), with a one-line reason.
 //!
+//! With [`Remuxer::split_tracks`] on (for DASH, one track per Representation), each init segment
+//! and fragment is also given track by track, right after it: [`Output::TrackInit`] and
+//! [`Output::TrackFragment`] (see `split`). The muxed outputs stay the same, byte for byte.
+//!
 //! Decode times are continuous and monotonic for the whole channel (see `timeline`), video in
 //! 90 kHz units, audio in samples. The input is untrusted: garbage is skipped (packet resync), a
 //! damaged or oversized PES is dropped and counted, a segment ended early (`complete = false`)
@@ -23,11 +27,15 @@
 //! The transport stream is read with the segmenter's own parsers (packet sync, PSI sections, PES
 //! headers, NAL units). The pieces here: `assembler` (PES reassembly), `video` and `audio` (the
 //! two tracks), `track` (codec configs and codecs strings), `sps` (SPS fields), `timeline` (the
-//! output clock) and `boxes` (MP4 boxes).
+//! output clock), `boxes` (MP4 boxes), `split` (per-track output) and `output` (what comes out).
 
 mod assembler;
 mod audio;
 mod boxes;
+mod output;
+mod split;
+#[cfg(test)]
+mod split_tests;
 mod sps;
 #[cfg(test)]
 mod tests;
@@ -42,7 +50,9 @@ use crate::media::mpegts::packet::{Found, Packet, PacketSync};
 use crate::media::mpegts::psi::{PAT_PID, SectionAssembler, parse_pat, pmt_streams};
 use assembler::Pes;
 use audio::AudioTrack;
-use boxes::{AUDIO_TRACK, Run, Sample, VIDEO_TRACK};
+use boxes::{Run, Sample};
+pub use output::{Output, Stats, Track};
+use split::Splitter;
 use timeline::{Clock, samples_to_ticks};
 use track::{AudioConfig, VideoConfig};
 use video::VideoTrack;
@@ -52,51 +62,6 @@ const AUDIO_FRAGMENT_FRAMES: usize = 4;
 /// Video frames held while waiting for the audio config before the first init segment, at most
 /// (bytes); past that, or at the end of the first segment, the init goes out without audio.
 const MAX_HELD_BYTES: usize = 16 * 1024 * 1024;
-
-/// What the remuxer produces, in order.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Output {
-    /// An init segment (ftyp + moov) and the RFC 6381 codecs of its tracks, such as
-    /// `avc1.64001f,mp4a.40.2`. Fragments that follow need it. A later init replaces the one
-    /// before (a player re-initialises with it); usually the same tracks with a new config, but a
-    /// track that only appeared after the first init (the first segment had no AAC frame) adds
-    /// one.
-    Init { bytes: Bytes, codecs: String },
-    /// A fragment (moof + mdat).
-    Fragment {
-        bytes: Bytes,
-        /// The Trickle segment its frames came from.
-        seq: u64,
-        /// It starts with a video keyframe (or is audio only): a viewer can start here.
-        keyframe: bool,
-        /// Decode time of its first frame and how long it lasts, in 90 kHz units (of the video
-        /// track, or of the audio track on an audio-only channel).
-        start: u64,
-        duration: u64,
-    },
-    /// The program has no stream that fits fragmented MP4; why, in one line.
-    Unsupported(String),
-}
-
-/// Counters, for logging and tests.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Transport packets read.
-    pub packets: u64,
-    /// Bytes skipped: garbage between packets, partial packets at the end of a segment.
-    pub skipped_bytes: u64,
-    pub resyncs: u64,
-    pub inits: u64,
-    pub fragments: u64,
-    /// PES packets dropped: packets missing (continuity), larger than 8 MB, invalid header, or
-    /// cut short by the end of their segment.
-    pub dropped_pes: u64,
-    /// Frames dropped: video that cannot be decoded where it stands (before a keyframe, without
-    /// parameter sets, no slice), audio that overlaps or came before any timestamp.
-    pub dropped_frames: u64,
-    /// Times the timeline was moved to bridge a timestamp discontinuity or a missing segment.
-    pub rebases: u64,
-}
 
 /// Remuxes one channel. See the module docs.
 pub struct Remuxer {
@@ -117,6 +82,8 @@ pub struct Remuxer {
     held_bytes: usize,
     /// mfhd sequence_number of the next fragment.
     fragment_number: u32,
+    /// Per-track output, when on.
+    split: Option<Splitter>,
     unsupported: Option<String>,
     stats: Stats,
     /// PES and frames dropped by tracks that were since replaced.
@@ -145,6 +112,7 @@ impl Remuxer {
             held: Vec::new(),
             held_bytes: 0,
             fragment_number: 1,
+            split: None,
             unsupported: None,
             stats: Stats::default(),
             dropped_before: (0, 0),
@@ -197,6 +165,19 @@ impl Remuxer {
             self.finish_segment(out);
         }
         self.last_seq = self.seq.take();
+    }
+
+    /// Also gives the output track by track ([`Output::TrackInit`], [`Output::TrackFragment`]),
+    /// for DASH; off by default. The muxed outputs are the same either way. Turned on after an
+    /// init segment went out, the per-track inits of that init come before the next per-track
+    /// fragment; turned off and on again, per-track fragments count their sequence numbers from 1
+    /// again.
+    pub fn split_tracks(&mut self, on: bool) {
+        if !on {
+            self.split = None;
+        } else if self.split.is_none() {
+            self.split = Some(Splitter::new());
+        }
     }
 
     /// Why the channel cannot be remuxed, while that is so (its program has no H.264, HEVC or AAC
@@ -439,7 +420,7 @@ impl Remuxer {
         let (keyframe, duration) = (sample.sync, u64::from(sample.duration));
         let video = [sample];
         let mut runs = vec![Run {
-            track_id: VIDEO_TRACK,
+            track: Track::Video,
             decode_time: dts,
             samples: &video,
         }];
@@ -448,7 +429,7 @@ impl Remuxer {
             && self.init_has_audio()
         {
             runs.push(Run {
-                track_id: AUDIO_TRACK,
+                track: Track::Audio,
                 decode_time: *decode_time,
                 samples,
             });
@@ -473,7 +454,7 @@ impl Remuxer {
         let start = samples_to_ticks(decode_time as i64, rate) as u64;
         let duration = samples_to_ticks(duration, rate) as u64;
         let runs = [Run {
-            track_id: AUDIO_TRACK,
+            track: Track::Audio,
             decode_time,
             samples: &samples,
         }];
@@ -513,6 +494,9 @@ impl Remuxer {
             codecs: codecs.join(","),
         });
         self.stats.inits += 1;
+        if let Some(split) = &mut self.split {
+            split.inits(video.as_ref(), audio.as_ref(), out);
+        }
         self.init = Some(wanted);
     }
 
@@ -525,17 +509,30 @@ impl Remuxer {
         duration: u64,
         out: &mut Vec<Output>,
     ) {
-        let Ok(bytes) = boxes::fragment(self.fragment_number, runs) else {
+        let Ok((bytes, starts)) = boxes::fragment(self.fragment_number, runs) else {
             return;
         };
         self.fragment_number = self.fragment_number.wrapping_add(1).max(1);
         self.stats.fragments += 1;
+        let bytes = Bytes::from(bytes);
+        let muxed = self.split.is_some().then(|| bytes.clone());
         out.push(Output::Fragment {
-            bytes: Bytes::from(bytes),
+            bytes,
             seq,
             keyframe,
             start,
             duration,
         });
+        if let (Some(split), Some(muxed)) = (&mut self.split, muxed) {
+            let (video, audio) = self
+                .init
+                .as_ref()
+                .map_or((None, None), |(v, a)| (v.as_ref(), *a));
+            if !split.inits_sent {
+                split.inits(video, audio.as_ref(), out);
+            }
+            let rate = audio.map_or(1, |a| a.sample_rate);
+            split.fragments(&muxed, runs, &starts, seq, rate, out);
+        }
     }
 }

@@ -12,7 +12,7 @@ use crate::media::mpegts::PACKET_SIZE;
 use crate::media::mpegts::testing::*;
 
 const PPS: [u8; 4] = [0x68, 0xce, 0x0f, 0xc8];
-const FRAMES_PER_SEGMENT: u64 = 10;
+pub(super) const FRAMES_PER_SEGMENT: u64 = 10;
 /// Composition offset of every frame (as with one B-frame of reorder delay).
 const DELAY: u64 = 7200;
 
@@ -58,17 +58,17 @@ fn adts(n: usize) -> Vec<u8> {
     frame
 }
 
-struct Options {
-    codec: VideoCodec,
-    video: bool,
-    audio: bool,
-    first_pts: u64,
-    sps: Vec<u8>,
+pub(super) struct Options {
+    pub(super) codec: VideoCodec,
+    pub(super) video: bool,
+    pub(super) audio: bool,
+    pub(super) first_pts: u64,
+    pub(super) sps: Vec<u8>,
     /// From this frame on, timestamps are this much later (a spliced source).
-    jump: Option<(u64, u64)>,
+    pub(super) jump: Option<(u64, u64)>,
 }
 
-fn options() -> Options {
+pub(super) fn options() -> Options {
     Options {
         codec: VideoCodec::H264,
         video: true,
@@ -81,7 +81,7 @@ fn options() -> Options {
 
 /// Segments as the segmenter makes them: PAT, PMT, keyframe, then delta frames, with one AAC
 /// frame per PES interleaved by time.
-fn segments(count: u64, o: &Options) -> Vec<Vec<u8>> {
+pub(super) fn segments(count: u64, o: &Options) -> Vec<Vec<u8>> {
     let mut mux = Mux::new();
     let video_type = match o.codec {
         VideoCodec::H264 => STREAM_TYPE_H264,
@@ -132,8 +132,16 @@ fn segments(count: u64, o: &Options) -> Vec<Vec<u8>> {
 }
 
 /// Feeds (seq, bytes, complete) segments in pieces of the sizes `piece` returns.
-fn feed(segments: &[(u64, &[u8], bool)], mut piece: impl FnMut() -> usize) -> (Vec<Output>, Stats) {
-    let mut remuxer = Remuxer::new();
+fn feed(segments: &[(u64, &[u8], bool)], piece: impl FnMut() -> usize) -> (Vec<Output>, Stats) {
+    feed_with(Remuxer::new(), segments, piece)
+}
+
+/// [`feed`] to a remuxer set up by the caller.
+pub(super) fn feed_with(
+    mut remuxer: Remuxer,
+    segments: &[(u64, &[u8], bool)],
+    mut piece: impl FnMut() -> usize,
+) -> (Vec<Output>, Stats) {
     let mut out = Vec::new();
     for &(seq, bytes, complete) in segments {
         remuxer.start_segment(seq);

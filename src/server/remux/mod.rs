@@ -306,6 +306,8 @@ impl RemuxTask {
                 Output::Unsupported(reason) => {
                     self.remux.ready.send_replace(Ready::Unsupported(reason));
                 }
+                // Per-track output (for DASH) is not turned on here.
+                Output::TrackInit { .. } | Output::TrackFragment { .. } => {}
             }
         }
         true
