@@ -55,6 +55,11 @@ pub struct ServeArgs {
     /// Most live viewers at once, over all channels; more are answered 503.
     #[arg(long, env = "TRICKLE_MAX_VIEWERS", default_value_t = 10_000)]
     pub max_viewers: usize,
+    /// Segments an HLS playlist (`GET /{name}/index.m3u8`) lists, at most `--ring` − 2 (the
+    /// segment being written and the next one, preconnected, take two slots of the ring)
+    /// [default: 6].
+    #[arg(long, env = "TRICKLE_HLS_WINDOW", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub hls_window: Option<u32>,
     /// How long a POST or GET may wait without data before it is answered 408.
     #[arg(long, env = "TRICKLE_WAIT_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
     pub wait_timeout: Duration,
@@ -107,6 +112,9 @@ impl ServeArgs {
             changefeed: self.changefeed,
             live_max_lag: self.live_max_lag,
             max_viewers: self.max_viewers,
+            hls_window: self
+                .hls_window
+                .map_or(Config::default().hls_window, |w| w as usize),
             ring: self.ring as usize,
             idle_timeout: self.idle_timeout,
             sweep_interval: self.sweep_interval,
@@ -159,6 +167,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         _ => None,
     };
     let config = args.config()?;
+    if args.hls_window.is_some() && config.hls_segments() < config.hls_window {
+        tracing::warn!(
+            "HLS playlists list {} segments, not --hls-window {}: the ring holds no more complete \
+             ones while a segment is written and the next is preconnected (use --ring {} or more)",
+            config.hls_segments(),
+            config.hls_window,
+            config.hls_window + 2
+        );
+    }
     let auth = if config.auth_secret.is_some() {
         ", tokens required"
     } else {

@@ -107,7 +107,7 @@ fn viewer_info(figures: super::activity::ViewerReading, next: u64) -> ViewerInfo
     }
 }
 
-fn timestamp(time: SystemTime) -> String {
+pub(super) fn timestamp(time: SystemTime) -> String {
     humantime::format_rfc3339_millis(time).to_string()
 }
 

@@ -6,6 +6,10 @@
 //! the write head may move, `Lp-Trickle-Reset`, `DELETE /{name}/{seq}` and teardown (the rules
 //! themselves: docs/PROTOCOL.md). Moving bytes is the segment's business ([`super::segment`]).
 //!
+//! Every change to what the ring holds (a version installed, ended or dropped, a publisher
+//! starting over) counts one *revision*, which the channel's playlists are rendered again after
+//! ([`super::hls`]): no per-request work while nothing changed.
+//!
 //! Lock order: channel state, then a segment's lock. Nothing takes the channel lock while holding a
 //! segment's lock.
 
@@ -20,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use super::activity::Activity;
 use super::budget::Budget;
 use super::facts::Facts;
+use super::hls::HlsSlot;
 use super::remux::RemuxSlot;
 use super::segment::{Removal, Segment, SegmentWriter, Snapshot, Status, WriteError};
 use crate::media::mpegts::MeterMemory;
@@ -46,6 +51,12 @@ pub struct Channel {
     mpegts_memory: Option<Arc<Mutex<MeterMemory>>>,
     /// The running fMP4 remux of an MPEG-TS channel, while it has `live.mp4` viewers.
     remux: RemuxSlot,
+    /// Counts the changes to what the ring holds ([`Channel::revise`]).
+    revision: AtomicU64,
+    /// Woken at every revision (a playlist request waiting for its first segment).
+    revised: Notify,
+    /// The HLS playlist of an MPEG-TS channel, made by its first request.
+    hls: HlsSlot,
     /// Who uses the channel, and what it carried (for the channel API).
     activity: Activity,
 }
@@ -56,6 +67,20 @@ struct State {
     /// Arrival tickets of publishers, so that "older" and "newer" are well defined (newest writer
     /// wins).
     next_ticket: u64,
+    /// How many times a publisher started over and took the write head back.
+    run: u64,
+    /// The seq the current run started at (0 before any restart).
+    run_start: u64,
+}
+
+/// What the ring holds, read under one lock: for a playlist ([`super::hls`]).
+pub(crate) struct RingView {
+    /// How many times a publisher started over ([`Channel::advance_head`]).
+    pub(crate) run: u64,
+    /// The seq the current run started at.
+    pub(crate) run_start: u64,
+    /// Every version held, by seq (one per seq).
+    pub(crate) versions: Vec<Arc<Segment>>,
 }
 
 /// What a GET (or local subscriber) found.
@@ -114,6 +139,8 @@ impl Channel {
                 ring: vec![None; ring_size.max(1)],
                 next_write: 0,
                 next_ticket: 1,
+                run: 0,
+                run_start: 0,
             }),
             closed: CancellationToken::new(),
             started: Notify::new(),
@@ -121,6 +148,9 @@ impl Channel {
             epoch,
             mpegts_memory,
             remux: RemuxSlot::default(),
+            revision: AtomicU64::new(0),
+            revised: Notify::new(),
+            hls: HlsSlot::default(),
             activity: Activity::new(),
         };
         channel.touch();
@@ -147,6 +177,40 @@ impl Channel {
 
     pub(crate) fn activity(&self) -> &Activity {
         &self.activity
+    }
+
+    pub(crate) fn hls_slot(&self) -> &HlsSlot {
+        &self.hls
+    }
+
+    /// Counts a change to what the ring holds: a version installed, ended (complete or failed)
+    /// or dropped, a publisher starting over. Cheap (an atomic add; waking nobody costs a lock
+    /// of the notifier), and done once per segment event, never per chunk.
+    pub(crate) fn revise(&self) {
+        self.revision.fetch_add(1, Ordering::AcqRel);
+        self.revised.notify_waiters();
+    }
+
+    /// The number of changes so far ([`Channel::revise`]): a version's state read after this is
+    /// at least as new as the revision.
+    pub(crate) fn revision(&self) -> u64 {
+        self.revision.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the revision is past `seen`, or the channel is closed.
+    pub(crate) async fn revised_since(&self, seen: u64) {
+        loop {
+            let revised = self.revised.notified();
+            tokio::pin!(revised);
+            revised.as_mut().enable();
+            if self.revision() != seen || self.is_closed() {
+                return;
+            }
+            tokio::select! {
+                _ = revised => {}
+                _ = self.closed() => return,
+            }
+        }
     }
 
     /// The MIME type fixed at creation (may be empty); always a valid header value.
@@ -216,6 +280,7 @@ impl Channel {
             };
             old.remove_from_ring(why, ticket);
         }
+        self.revise();
     }
 
     /// The version of `seq` the ring holds, whatever its state (no placeholder is made).
@@ -279,6 +344,7 @@ impl Channel {
                     segment.close(Status::Complete);
                 }
             }
+            self.revise();
         }
         let segment = match self.held(&state, seq) {
             Some(s) if s.snapshot().status != Status::Failed => s,
@@ -415,6 +481,9 @@ impl Channel {
             head += 1;
         }
         state.next_write = head;
+        state.run += 1;
+        state.run_start = target.seq;
+        self.revise();
         let previous_run = |s: &mut Arc<Segment>| {
             let snap = s.snapshot();
             let written = snap.claimed_by != 0;
@@ -434,6 +503,7 @@ impl Channel {
         let segment = self.held(&state, seq).ok_or(Error::NonexistentSegment)?;
         drop(state);
         segment.close(Status::Complete);
+        self.revise();
         Ok(())
     }
 
@@ -452,13 +522,30 @@ impl Channel {
         for segment in ring.into_iter().flatten() {
             segment.close(Status::Failed);
         }
+        self.revise();
         true
     }
 
     /// What is known about the data of the version of `seq` the ring holds, if any ([`Facts`]).
     pub fn segment_facts(&self, seq: u64) -> Option<Facts> {
-        let segment = self.held(&self.state.lock(), seq)?;
-        Some(segment.facts())
+        Some(self.held_version(seq)?.facts())
+    }
+
+    /// The version of `seq` the ring holds, in whatever state it is.
+    pub(crate) fn held_version(&self, seq: u64) -> Option<Arc<Segment>> {
+        self.held(&self.state.lock(), seq)
+    }
+
+    /// The publisher's run and every version the ring holds, by seq.
+    pub(crate) fn ring_view(&self) -> RingView {
+        let state = self.state.lock();
+        let mut versions: Vec<_> = state.ring.iter().flatten().cloned().collect();
+        versions.sort_unstable_by_key(|v| v.seq());
+        RingView {
+            run: state.run,
+            run_start: state.run_start,
+            versions,
+        }
     }
 }
 

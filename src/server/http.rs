@@ -77,6 +77,8 @@ async fn dispatch(State(server): State<Server>, req: Request) -> Response {
         Route::CreateChannel { name } => create_channel(&server, &parts, name).await,
         Route::DeleteChannel { name } => delete_channel(&server, &parts, name).await,
         Route::Live { name, format } => super::live::live(&server, &parts, name, format).await,
+        Route::Hls { name, file } => super::hls::serve(&server, &parts, name, file).await,
+        Route::Preflight { .. } => super::hls::preflight(),
         Route::Watch { name } => super::watch::page(&server, name),
         Route::Player { name, piece } => player(&server, &parts, name, piece).await,
         Route::WatchIndex => super::watch::index(),

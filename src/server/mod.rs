@@ -16,6 +16,7 @@ mod conn;
 mod event_stream;
 mod events;
 mod facts;
+mod hls;
 mod hooks;
 mod http;
 mod http1;
@@ -105,6 +106,9 @@ pub struct Config {
     pub live_max_lag: u64,
     /// Live viewers at once, over all channels; more are answered 503.
     pub max_viewers: usize,
+    /// Segments an HLS playlist lists (`GET /{name}/index.m3u8`), at most `ring - 2`: the
+    /// segment being written and the next one, preconnected, take two slots of the ring.
+    pub hls_window: usize,
 }
 
 impl Default for Config {
@@ -126,11 +130,18 @@ impl Default for Config {
             memory_budget: budget::default_limit(),
             live_max_lag: 1,
             max_viewers: 10_000,
+            hls_window: 6,
         }
     }
 }
 
 impl Config {
+    /// The segments an HLS playlist lists: `hls_window`, but no more than the ring holds complete
+    /// while one segment is written and the next is preconnected (`ring - 2`), and at least one.
+    pub fn hls_segments(&self) -> usize {
+        self.hls_window.min(self.ring.saturating_sub(2)).max(1)
+    }
+
     /// `base_path` with exactly one leading and one trailing slash.
     fn normalized_base(&self) -> String {
         let trimmed = self.base_path.trim_matches('/');

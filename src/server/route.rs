@@ -88,6 +88,25 @@ impl Output {
     }
 }
 
+/// A file of a channel's HLS output ([`super::hls`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum HlsFile {
+    /// `index.m3u8`: the media playlist.
+    Playlist,
+    /// `{seq}.ts`: one complete segment (the seq may be invalid: answered `400 Invalid idx`).
+    Segment(Seq),
+}
+
+impl HlsFile {
+    fn parse(part: &str) -> Option<HlsFile> {
+        if part == "index.m3u8" {
+            return Some(HlsFile::Playlist);
+        }
+        let seq = part.strip_suffix(".ts")?;
+        Some(HlsFile::Segment(Seq::parse(seq)))
+    }
+}
+
 /// The `{seq}` part of a segment's path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Seq {
@@ -128,6 +147,10 @@ pub(crate) enum Route<'a> {
     /// `GET` or `HEAD {base}{name}/live` (or `live.mp4`): the channel as one continuous, lossy
     /// stream.
     Live { name: &'a str, format: Format },
+    /// `GET` or `HEAD {base}{name}/index.m3u8` or `{base}{name}/{seq}.ts`: the channel as HLS.
+    Hls { name: &'a str, file: HlsFile },
+    /// `OPTIONS` of an HLS file: a browser's CORS preflight.
+    Preflight { name: &'a str },
     /// `GET` or `HEAD {base}{name}/watch`: the player page.
     Watch { name: &'a str },
     /// `GET` or `HEAD {base}{name}/{piece}`: a playlist or piece of media for LL-HLS players.
@@ -173,6 +196,11 @@ impl<'a> Route<'a> {
         if let Some(route) = Route::parse_api(method, name, seq) {
             return route;
         }
+        if let Some(part) = seq
+            && let Some(route) = Route::parse_hls(method, name, part)
+        {
+            return route;
+        }
         match seq {
             None => match *method {
                 Method::POST => Route::CreateChannel { name },
@@ -199,6 +227,17 @@ impl<'a> Route<'a> {
                     },
                 }
             }
+        }
+    }
+
+    /// The HLS files of a channel, read with GET or HEAD, and OPTIONS for a browser's preflight
+    /// (any other method treats them as a seq, an invalid one).
+    fn parse_hls(method: &Method, name: &'a str, part: &'a str) -> Option<Route<'a>> {
+        let file = HlsFile::parse(part)?;
+        match *method {
+            Method::GET | Method::HEAD => Some(Route::Hls { name, file }),
+            Method::OPTIONS => Some(Route::Preflight { name }),
+            _ => None,
         }
     }
 
@@ -230,6 +269,8 @@ impl<'a> Route<'a> {
             | Route::DeleteChannel { name }
             | Route::Subscribe { name, .. }
             | Route::Live { name, .. }
+            | Route::Hls { name, .. }
+            | Route::Preflight { name }
             | Route::Watch { name }
             | Route::Player { name, .. }
             | Route::Publish { name, .. }
@@ -334,6 +375,63 @@ mod tests {
             );
         }
         assert_eq!(route(Method::GET, "/base/ch/0/x").name(), "ch");
+    }
+
+    #[test]
+    fn hls_files_are_read_or_preflighted_and_otherwise_invalid_seqs() {
+        use Route::*;
+        assert_eq!(
+            route(Method::GET, "/base/ch/index.m3u8"),
+            Hls {
+                name: "ch",
+                file: HlsFile::Playlist
+            }
+        );
+        assert_eq!(
+            route(Method::HEAD, "/base/ch/12.ts"),
+            Hls {
+                name: "ch",
+                file: HlsFile::Segment(Seq::Param(SeqParam::Index(12)))
+            }
+        );
+        for bad in [
+            "/base/ch/-1.ts",
+            "/base/ch/x.ts",
+            "/base/ch/.ts",
+            "/base/ch/next.ts",
+        ] {
+            let Hls {
+                file: HlsFile::Segment(seq),
+                ..
+            } = route(Method::GET, bad)
+            else {
+                panic!("{bad}: a segment");
+            };
+            assert!(seq.param().and_then(SeqParam::literal).is_err(), "{bad}");
+        }
+        assert_eq!(
+            route(Method::OPTIONS, "/base/ch/index.m3u8"),
+            Preflight { name: "ch" }
+        );
+        assert_eq!(route(Method::OPTIONS, "/base/ch/3.ts").name(), "ch");
+        assert_eq!(
+            route(Method::POST, "/base/ch/index.m3u8"),
+            Publish {
+                name: "ch",
+                seq: Seq::Invalid
+            }
+        );
+        assert!(matches!(
+            route(Method::OPTIONS, "/base/ch/0"),
+            MethodNotAllowed { .. }
+        ));
+        assert!(matches!(
+            route(Method::GET, "/base/ch/index.m3u8x"),
+            Subscribe {
+                seq: Seq::Invalid,
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -187,25 +187,34 @@ impl SegmentStream {
         );
     }
 
-    /// The body: every byte as it arrives; an error if the version fails, on which HTTP/1.1
-    /// drops the connection without the final chunk and HTTP/2 resets the stream.
+    /// The body: every byte as it arrives ([`body`]).
     pub(super) fn into_body(
         self,
     ) -> impl http_body::Body<Data = Bytes, Error = io::Error> + Send + 'static {
-        let state = Some((self.reader, self.streaming));
-        let frames = futures_util::stream::unfold(state, |state| async move {
-            let (mut reader, mut streaming) = state?;
-            match reader.next_chunk().await {
-                Ok(Some(chunk)) => {
-                    streaming.add_bytes_out(chunk.len() as u64);
-                    Some((Ok(Frame::data(chunk)), Some((reader, streaming))))
-                }
-                Ok(None) => None,
-                Err(_) => Some((Err(io::Error::other("segment failed")), None)),
-            }
-        });
-        StreamBody::new(frames)
+        body(self.reader, self.streaming)
     }
+}
+
+/// A version's bytes from `reader` as they arrive, each a slice of its shared chunks, counted in
+/// `streaming`; an error if the version fails, on which HTTP/1.1 drops the connection without
+/// the final chunk and HTTP/2 resets the stream.
+pub(super) fn body(
+    reader: SegmentReader,
+    streaming: StatGuard,
+) -> impl http_body::Body<Data = Bytes, Error = io::Error> + Send + 'static {
+    let state = Some((reader, streaming));
+    let frames = futures_util::stream::unfold(state, |state| async move {
+        let (mut reader, mut streaming) = state?;
+        match reader.next_chunk().await {
+            Ok(Some(chunk)) => {
+                streaming.add_bytes_out(chunk.len() as u64);
+                Some((Ok(Frame::data(chunk)), Some((reader, streaming))))
+            }
+            Ok(None) => None,
+            Err(_) => Some((Err(io::Error::other("segment failed")), None)),
+        }
+    });
+    StreamBody::new(frames)
 }
 
 impl IntoResponse for SegmentStream {

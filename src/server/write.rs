@@ -153,6 +153,7 @@ impl Drop for Writing {
     fn drop(&mut self) {
         // Fails the segment if it is still open.
         drop(self.writer.take());
+        self.publishing.channel().revise();
         let snap = self.segment.snapshot();
         let complete = snap.status == Status::Complete;
         let counter = if complete {

@@ -224,6 +224,8 @@ mod tests {
             // Not a seq: a route this front does not answer itself (`/{ch}/live`), or an
             // embedder's.
             "GET /ch/live",
+            "GET /ch/index.m3u8",
+            "GET /ch/3.ts",
             "GET /ch/later",
             "GET /ch/abc",
             "GET /ch",
