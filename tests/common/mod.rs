@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod h2;
+pub mod hls;
 pub mod live;
 pub mod m3u8;
 pub mod tls;
