@@ -255,7 +255,66 @@ fn wanted_version(query: Option<&str>) -> Option<Option<u64>> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Instant;
+
     use super::*;
+    use crate::media::mpegts::PACKET_SIZE;
+    use crate::media::mpegts::testing::{VideoCodec, build};
+    use crate::server::budget::Budget;
+
+    /// Writes `data` as seq `seq` of `channel`, and counts its end as the write path does.
+    fn publish(channel: &Channel, seq: u64, data: &[u8]) {
+        let target = channel.target_for_write(SeqParam::Index(seq), false);
+        let mut writer = channel.start_writing(&target.unwrap()).unwrap();
+        writer.write(Bytes::copy_from_slice(data)).unwrap();
+        writer.finish().unwrap();
+        channel.revise();
+    }
+
+    #[test]
+    fn a_playlist_is_rendered_once_per_change_and_shared_until_the_next() {
+        let (name, mime) = ("cam".to_string(), "video/mp2t".to_string());
+        let budget = Budget::unlimited();
+        let channel = Channel::new(name, mime, 8, u64::MAX, budget, Instant::now());
+        let built = build(VideoCodec::H264, 75, 25, 0, true);
+        let cut = |i: usize| built.keyframes[i].0 * PACKET_SIZE;
+        let segments = [
+            &built.ts[..cut(1)],
+            &built.ts[cut(1)..cut(2)],
+            &built.ts[cut(2)..],
+        ];
+        assert_eq!(current(&channel, channel.revision(), 6), None);
+        publish(&channel, 0, segments[0]);
+        let first = current(&channel, channel.revision(), 6).unwrap();
+        let again = current(&channel, channel.revision(), 6).unwrap();
+        assert_eq!(
+            first.as_ptr(),
+            again.as_ptr(),
+            "the same bytes, not rendered again"
+        );
+        // A segment that starts changes the ring, not what is listed.
+        let target = channel.target_for_write(SeqParam::Index(1), false).unwrap();
+        let writer = channel.start_writing(&target).unwrap();
+        assert_eq!(
+            current(&channel, channel.revision(), 6),
+            Some(first.clone())
+        );
+        // It fails, and a request sees that: passed over for good, even once it is written again.
+        drop(writer);
+        channel.revise();
+        assert_eq!(current(&channel, channel.revision(), 6), Some(first));
+        publish(&channel, 1, segments[1]);
+        publish(&channel, 2, segments[2]);
+        let text = current(&channel, channel.revision(), 6).unwrap();
+        let text = String::from_utf8_lossy(&text);
+        assert!(
+            text.contains("\n0.ts?v=") && text.contains("\n2.ts?v="),
+            "{text}"
+        );
+        assert!(!text.contains("\n1.ts"), "{text}");
+        assert_eq!(text.matches("#EXTINF:1.000,").count(), 2, "{text}");
+        assert_eq!(text.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{text}");
+    }
 
     #[test]
     fn v_names_a_version_or_none() {
