@@ -399,3 +399,32 @@ async fn ffmpeg_plays_the_playlist_of_a_real_time_publisher_without_an_error() {
     assert!(reloads.count >= 10);
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_warns_when_the_ring_cuts_a_window_given() {
+    let (mut cut, _, log) =
+        spawn_serve_with_log(&["--listen", "127.0.0.1:0", "--hls-window", "9"], &[]).await;
+    let warning = log.iter().find(|l| l.contains("--hls-window"));
+    let warning = warning.expect("a warning before the ready line");
+    assert!(
+        warning.contains("HLS playlists list 3 segments, not --hls-window 9")
+            && warning.contains("--ring 11"),
+        "{warning}"
+    );
+    cut.kill().await.unwrap();
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--hls-window",
+        "9",
+        "--ring",
+        "11",
+    ];
+    let (mut fits, _, log) = spawn_serve_with_log(&args, &[]).await;
+    assert!(log.iter().all(|l| !l.contains("--hls-window")), "{log:?}");
+    fits.kill().await.unwrap();
+    // The default window is cut by the default ring without a word: HLS is not everybody's.
+    let (mut defaults, _, log) = spawn_serve_with_log(&["--listen", "127.0.0.1:0"], &[]).await;
+    assert!(log.iter().all(|l| !l.contains("hls")), "{log:?}");
+    defaults.kill().await.unwrap();
+}

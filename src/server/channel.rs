@@ -10,8 +10,9 @@
 //! starting over) counts one *revision*, which the channel's playlists are rendered again after
 //! ([`super::hls`]): no per-request work while nothing changed.
 //!
-//! Lock order: channel state, then a segment's lock. Nothing takes the channel lock while holding a
-//! segment's lock.
+//! Lock order: the HLS slot (a playlist being rendered), then the channel state, then a segment's
+//! lock. Nothing takes the channel lock while holding a segment's lock, nor the HLS slot while
+//! holding either.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
