@@ -1,8 +1,10 @@
-//! A strict reader of the server's HLS media playlists, for the tests: every line must be a tag it
-//! knows, well formed and where RFC 8216 allows it, or a segment URI right after its `#EXTINF`;
-//! every duration within the target duration; and across the reloads of one playlist
-//! ([`Reloads`]), the target duration constant, the media sequence never going back, and each
-//! segment keeping its media sequence number, discontinuity sequence number and URI.
+//! A strict reader of the server's HLS media playlists (`index.m3u8`, and `ll.m3u8` with its
+//! parts), for the tests: every line must be a tag it knows, well formed and where RFC 8216 allows
+//! it, or a segment URI right after its `#EXTINF`; every duration within the target duration, every
+//! part within the part target, the part hold-back at least three part targets; and across the
+//! reloads of one playlist ([`Reloads`]), the target duration constant, the media sequence never
+//! going back, and each segment keeping its media sequence number, discontinuity sequence number
+//! and URI.
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;
@@ -16,6 +18,21 @@ pub struct Playlist {
     pub independent: bool,
     pub ended: bool,
     pub segments: Vec<Segment>,
+    /// LL-HLS: `PART-TARGET`, `PART-HOLD-BACK`, `CAN-BLOCK-RELOAD=YES`, the preload hint's URI,
+    /// and the parts listed after the last complete segment (of the one being made).
+    pub part_target: Option<f64>,
+    pub part_hold_back: Option<f64>,
+    pub can_block_reload: bool,
+    pub preload_hint: Option<String>,
+    pub open_parts: Vec<Part>,
+}
+
+/// One part (`#EXT-X-PART`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Part {
+    pub uri: String,
+    pub duration: f64,
+    pub independent: bool,
 }
 
 /// One listed segment.
@@ -31,6 +48,9 @@ pub struct Segment {
     /// Its media and discontinuity sequence numbers.
     pub msn: u64,
     pub dsn: u64,
+    /// Its parts, if listed (LL-HLS), and the init segment named before it.
+    pub parts: Vec<Part>,
+    pub map: Option<String>,
 }
 
 /// What was read of the segment being described, before its URI.
@@ -39,6 +59,44 @@ struct Pending {
     discontinuity: bool,
     date: Option<SystemTime>,
     duration_ms: Option<u64>,
+    parts: Vec<Part>,
+    map: Option<String>,
+}
+
+/// `KEY=VALUE,KEY="VALUE",…` of a tag.
+fn attributes(value: &str, line: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut rest = value;
+    while !rest.is_empty() {
+        let (key, after) = rest
+            .split_once('=')
+            .unwrap_or_else(|| panic!("attribute: {line}"));
+        assert!(
+            !key.is_empty() && key.bytes().all(|b| b.is_ascii_uppercase() || b == b'-'),
+            "attribute name {key:?}: {line}"
+        );
+        let (value, after) = match after.strip_prefix('"') {
+            Some(quoted) => {
+                let end = quoted
+                    .find('"')
+                    .unwrap_or_else(|| panic!("closing quote: {line}"));
+                (&quoted[..end], &quoted[end + 1..])
+            }
+            None => after.split_at(after.find(',').unwrap_or(after.len())),
+        };
+        assert!(
+            out.insert(key.to_string(), value.to_string()).is_none(),
+            "twice: {line}"
+        );
+        rest = after.strip_prefix(',').unwrap_or(after);
+    }
+    out
+}
+
+fn seconds(value: &str, line: &str) -> f64 {
+    value
+        .parse()
+        .unwrap_or_else(|_| panic!("a number of seconds: {line}"))
 }
 
 fn number(value: &str, line: &str) -> u64 {
@@ -74,8 +132,11 @@ fn date(value: &str, line: &str) -> SystemTime {
     humantime::parse_rfc3339(value).unwrap_or_else(|e| panic!("{line}: {e}"))
 }
 
-/// `{seq}.ts?v={tag}`.
+/// `{seq}.ts?v={tag}` (HLS), or `{seq}.m4s` (LL-HLS, tag 0).
 fn uri(line: &str) -> (u64, u64) {
+    if let Some(seq) = line.strip_suffix(".m4s") {
+        return (number(seq, line), 0);
+    }
     let (seq, tag) = line
         .split_once(".ts?v=")
         .unwrap_or_else(|| panic!("a segment URI: {line}"));
@@ -94,6 +155,7 @@ pub fn parse(text: &str) -> Playlist {
     assert_eq!(lines.next(), Some("#EXTM3U"), "starts with #EXTM3U");
     let (mut version, mut target, mut msn, mut dsn) = (None, None, None, None);
     let (mut independent, mut ended) = (None, false);
+    let (mut part_target, mut server_control, mut preload_hint) = (None, None, None);
     let mut pending = Pending::default();
     let mut segments: Vec<Segment> = Vec::new();
     for line in lines {
@@ -107,6 +169,8 @@ pub fn parse(text: &str) -> Playlist {
                 | "#EXT-X-MEDIA-SEQUENCE"
                 | "#EXT-X-DISCONTINUITY-SEQUENCE"
                 | "#EXT-X-INDEPENDENT-SEGMENTS"
+                | "#EXT-X-SERVER-CONTROL"
+                | "#EXT-X-PART-INF"
         );
         assert!(!header_tag || in_header, "before the first segment: {line}");
         match tag {
@@ -122,6 +186,37 @@ pub fn parse(text: &str) -> Playlist {
             "#EXT-X-PROGRAM-DATE-TIME" => once(&mut pending.date, date(value, line), line),
             "#EXTINF" => once(&mut pending.duration_ms, extinf(value, line), line),
             "#EXT-X-ENDLIST" if value.is_empty() => ended = true,
+            "#EXT-X-SERVER-CONTROL" => once(&mut server_control, attributes(value, line), line),
+            "#EXT-X-PART-INF" => {
+                let target = seconds(&attributes(value, line)["PART-TARGET"], line);
+                once(&mut part_target, target, line);
+            }
+            "#EXT-X-MAP" => once(
+                &mut pending.map,
+                attributes(value, line)["URI"].clone(),
+                line,
+            ),
+            "#EXT-X-PART" => {
+                let a = attributes(value, line);
+                let duration = seconds(&a["DURATION"], line);
+                let target = part_target.expect("#EXT-X-PART-INF before parts");
+                assert!(
+                    duration > 0.0 && duration <= target,
+                    "over PART-TARGET: {line}"
+                );
+                let independent = a.get("INDEPENDENT").map(String::as_str) == Some("YES");
+                let uri = a["URI"].clone();
+                pending.parts.push(Part {
+                    uri,
+                    duration,
+                    independent,
+                });
+            }
+            "#EXT-X-PRELOAD-HINT" => {
+                let a = attributes(value, line);
+                assert_eq!(a["TYPE"], "PART", "{line}");
+                once(&mut preload_hint, a["URI"].clone(), line);
+            }
             _ if line.starts_with('#') || line.is_empty() => panic!("unknown line: {line:?}"),
             _ => {
                 let duration_ms = pending.duration_ms.expect("#EXTINF before a URI");
@@ -139,13 +234,33 @@ pub fn parse(text: &str) -> Playlist {
                     date: pending.date,
                     msn,
                     dsn,
+                    parts: std::mem::take(&mut pending.parts),
+                    map: pending.map.take(),
                 });
                 pending = Pending::default();
             }
         }
     }
     assert!(pending.duration_ms.is_none(), "an #EXTINF without its URI");
-    assert_eq!(version, Some(3), "#EXT-X-VERSION:3");
+    let open_parts = std::mem::take(&mut pending.parts);
+    // 3 for HLS over MPEG-TS; 9 for LL-HLS.
+    let low_latency = part_target.is_some();
+    assert_eq!(
+        version,
+        Some(if low_latency { 9 } else { 3 }),
+        "#EXT-X-VERSION"
+    );
+    let control = server_control.unwrap_or_default();
+    let part_hold_back = control
+        .get("PART-HOLD-BACK")
+        .map(|v| seconds(v, "PART-HOLD-BACK"));
+    if let Some(target) = part_target {
+        let hold_back = part_hold_back.expect("PART-HOLD-BACK with parts");
+        assert!(
+            hold_back >= 3.0 * target - 1e-9,
+            "PART-HOLD-BACK {hold_back} < 3 × {target}"
+        );
+    }
     let target = target.expect("#EXT-X-TARGETDURATION");
     for segment in &segments {
         assert!(
@@ -168,6 +283,18 @@ pub fn parse(text: &str) -> Playlist {
         independent: independent.is_some(),
         ended,
         segments,
+        part_target,
+        part_hold_back,
+        can_block_reload: control.get("CAN-BLOCK-RELOAD").map(String::as_str) == Some("YES"),
+        preload_hint,
+        open_parts,
+    }
+}
+
+impl Playlist {
+    /// The listed segment of seq `seq`, if complete.
+    pub fn segment(&self, seq: u64) -> Option<&Segment> {
+        self.segments.iter().find(|s| s.seq == seq)
     }
 }
 

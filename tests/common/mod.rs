@@ -7,7 +7,6 @@
 pub mod h2;
 pub mod hls;
 pub mod live;
-pub mod m3u8;
 pub mod tls;
 pub mod video;
 
