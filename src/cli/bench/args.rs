@@ -5,6 +5,7 @@ use anyhow::bail;
 use clap::{Args, ValueEnum};
 
 use super::super::{ClientArgs, parse_size};
+use super::payload::{HEADER, Layout};
 
 /// Named loads. Flags given as well override a profile's values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize)]
@@ -18,6 +19,10 @@ pub enum Profile {
     /// Many viewers: 10,000 subscribers, 4 KiB segments, 10 segments a second. Needs about 20,100
     /// open files in both the bench and the server (`ulimit -n 65536`).
     C10k,
+    /// Live viewers: 1,000 viewers of `GET /{name}/live` on a 5 Mbit/s channel (625,000-byte
+    /// segments, 1 s each, in 1300-byte writes), 20 segments; 10% of them read slowly
+    /// (--slow-fraction, --slow-rate) and should skip segments, the others must not.
+    Live,
 }
 
 struct Defaults {
@@ -64,6 +69,14 @@ impl Profile {
                 rate: 40 << 10,
                 max_lag: 0,
             },
+            Some(Profile::Live) => Defaults {
+                subs: 1000,
+                segments: 20,
+                segment_bytes: 625_000,
+                write: 1300,
+                rate: 625_000,
+                max_lag: 0,
+            },
         }
     }
 }
@@ -78,10 +91,11 @@ pub struct BenchArgs {
     /// Channels, each with one publisher and its own subscribers.
     #[arg(long, env = "TRICKLE_CHANNELS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub channels: u32,
-    /// Subscribers per channel.
+    /// Subscribers (`live`: viewers) per channel.
     #[arg(long, env = "TRICKLE_SUBS", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub subs: Option<u32>,
-    /// Segments per channel (measured; a warm-up segment comes first).
+    /// Segments per channel (measured; warm-up comes first: seq 0, or for `live` until every
+    /// viewer has begun a segment).
     #[arg(long, env = "TRICKLE_SEGMENTS", value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub segments: Option<u64>,
     /// Bytes per segment (`1MiB`, `4KiB`).
@@ -97,6 +111,12 @@ pub struct BenchArgs {
     /// Closed loop: start seq s only when every subscriber has finished s − K. 0 = off.
     #[arg(long, env = "TRICKLE_MAX_LAG")]
     pub max_lag: Option<u64>,
+    /// `--profile live`: the fraction of each channel's viewers that read slowly [default: 0.1].
+    #[arg(long, env = "TRICKLE_SLOW_FRACTION", value_parser = parse_fraction)]
+    pub slow_fraction: Option<f64>,
+    /// `--profile live`: bytes per second a slow viewer reads [default: a third of --rate].
+    #[arg(long, env = "TRICKLE_SLOW_RATE", value_parser = parse_size)]
+    pub slow_rate: Option<u64>,
     /// Also report this process's CPU seconds and peak RSS (the server's PID; Linux /proc).
     #[arg(long, env = "TRICKLE_SERVER_PID")]
     pub server_pid: Option<u32>,
@@ -118,12 +138,37 @@ pub(super) struct Settings {
     pub(super) write: u64,
     pub(super) rate: u64,
     pub(super) max_lag: Option<u64>,
+    /// `--profile live`: the fraction of the viewers that read slowly.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) slow_fraction: Option<f64>,
+    /// `--profile live`: bytes per second a slow viewer reads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) slow_rate: Option<u64>,
+}
+
+impl Settings {
+    /// Viewers of each channel that read slowly (`live`): the first `k` of every channel's
+    /// viewers in order, spread evenly (`slow_before(subs)` of them in all).
+    fn slow_before(&self, k: u32) -> u32 {
+        (f64::from(k) * self.slow_fraction.unwrap_or(0.0)).floor() as u32
+    }
+
+    /// How many of each channel's viewers read slowly.
+    pub(super) fn slow_viewers(&self) -> u32 {
+        self.slow_before(self.subs)
+    }
+
+    /// Whether viewer `i` of a channel reads slowly: one in every `1 / fraction`, so that the
+    /// slow ones connect among the others rather than all first.
+    pub(super) fn is_slow(&self, i: u32) -> bool {
+        self.slow_before(i + 1) > self.slow_before(i)
+    }
 }
 
 impl BenchArgs {
     pub(super) fn settings(&self) -> anyhow::Result<Settings> {
         let d = Profile::defaults(self.profile);
-        let settings = Settings {
+        let mut settings = Settings {
             profile: self.profile,
             channels: self.channels,
             subs: self.subs.unwrap_or(d.subs),
@@ -132,10 +177,51 @@ impl BenchArgs {
             write: self.write.unwrap_or(d.write),
             rate: self.rate.unwrap_or(d.rate),
             max_lag: Some(self.max_lag.unwrap_or(d.max_lag)).filter(|&k| k > 0),
+            slow_fraction: None,
+            slow_rate: None,
         };
         if settings.segment_bytes == 0 || settings.write == 0 {
             bail!("--segment-bytes and --write must be greater than zero");
         }
+        if self.profile == Some(Profile::Live) {
+            self.live_settings(&mut settings)?;
+        } else if self.slow_fraction.is_some() || self.slow_rate.is_some() {
+            bail!("--slow-fraction and --slow-rate are for --profile live");
+        }
         Ok(settings)
+    }
+
+    /// The `live` profile's own settings, and what it cannot do.
+    fn live_settings(&self, settings: &mut Settings) -> anyhow::Result<()> {
+        if self.max_lag.is_some_and(|k| k > 0) {
+            bail!("--max-lag is not for --profile live: the server decides who skips");
+        }
+        let layout = Layout {
+            segment_bytes: settings.segment_bytes,
+            write: settings.write,
+        };
+        if !layout.carries_seq() {
+            bail!(
+                "--profile live needs writes of at least {HEADER} bytes: each segment's first \
+                 write carries its seq"
+            );
+        }
+        let slow_rate = self.slow_rate.unwrap_or(settings.rate / 3);
+        if slow_rate == 0 {
+            bail!("--profile live needs a --slow-rate above zero (with --rate 0, give one)");
+        }
+        settings.slow_fraction = Some(self.slow_fraction.unwrap_or(0.1));
+        settings.slow_rate = Some(slow_rate);
+        Ok(())
+    }
+}
+
+/// Parses a fraction from 0 to 1, such as `0.1`.
+fn parse_fraction(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(f) if (0.0..=1.0).contains(&f) => Ok(f),
+        _ => Err(format!(
+            "invalid fraction {s:?}: expected a number from 0 to 1"
+        )),
     }
 }

@@ -9,15 +9,20 @@
 //! has read it, so all of them are connected before anything is measured. With `--max-lag K` the
 //! loop is closed: seq `s` starts only when every subscriber has finished `s − K`, so the publisher
 //! runs exactly as fast as the slowest subscriber (that is the `max` profile). With `--server-pid`
-//! the server's CPU time and peak memory come from `/proc` ([`process`]).
+//! the server's CPU time and peak memory come from `/proc` ([`process`]). The `live` profile
+//! ([`live`]) has viewers of `GET /{name}/live` instead, some of them slow, on the same publisher,
+//! payload and HTTP/1.1 client.
 
 mod args;
+mod live;
+mod live_report;
 mod payload;
 mod process;
 mod publisher;
 mod report;
 mod state;
 mod subscriber;
+mod viewer;
 mod wire;
 
 use std::sync::Arc;
@@ -31,8 +36,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use self::args::BenchArgs;
-use self::args::Settings;
+use self::args::{Profile, Settings};
 use self::payload::Layout;
+use self::process::ServerUsage;
 use self::publisher::publish;
 use self::report::{Report, progress_bar, tick_progress};
 use self::state::{ChannelRun, Clock, Totals, Window, own_cpu_seconds};
@@ -44,32 +50,92 @@ const GRACE: Duration = Duration::from_secs(10);
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let settings = args.settings()?;
-    let (base, reqwest_url) = parse_base(&args.url)?;
-    let needed_files = u64::from(settings.channels) * (u64::from(settings.subs) + 1) * 2 + 64;
-    super::raise_open_files_limit(needed_files)?;
+    let bench = Bench::start(&args, &settings).await?;
+    if settings.profile == Some(Profile::Live) {
+        return live::run(bench, settings, args.json).await;
+    }
+    run_segments(bench, settings, args.json).await
+}
 
-    let mut connect = args.client.connect_options()?;
-    connect.http = Some(new_http_client(&connect).context("cannot build the HTTP client")?);
-    let watch = match args.server_pid {
-        Some(pid) => Some(process::Watch::start(pid)?),
-        None => None,
-    };
-    let window = Arc::new(Window {
-        started: Mutex::new(None),
-        watch,
-        own_cpu_start: Mutex::new(own_cpu_seconds()),
-    });
+/// What every run sets up first.
+struct Bench {
+    /// The server's base URL, without a trailing `/`.
+    base: String,
+    scheme: String,
+    connect: ConnectOptions,
+    window: Arc<Window>,
+    clock: Clock,
+    totals: Arc<Totals>,
+    /// Names this run's channels (`bench-{run_id}-{k}`).
+    run_id: String,
+    layout: Layout,
+}
 
-    let clock = Clock(Instant::now());
-    let totals = Arc::new(Totals::default());
-    let since_epoch = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let run_id = format!("{:08x}", since_epoch.as_nanos() as u32 ^ std::process::id());
-    let layout = Layout {
-        segment_bytes: settings.segment_bytes,
-        write: settings.write,
-    };
+impl Bench {
+    async fn start(args: &BenchArgs, settings: &Settings) -> anyhow::Result<Bench> {
+        let (base, reqwest_url) = parse_base(&args.url)?;
+        let needed_files = u64::from(settings.channels) * (u64::from(settings.subs) + 1) * 2 + 64;
+        super::raise_open_files_limit(needed_files)?;
+        let mut connect = args.client.connect_options()?;
+        connect.http = Some(new_http_client(&connect).context("cannot build the HTTP client")?);
+        let watch = match args.server_pid {
+            Some(pid) => Some(process::Watch::start(pid)?),
+            None => None,
+        };
+        let window = Arc::new(Window {
+            started: Mutex::new(None),
+            watch,
+            own_cpu_start: Mutex::new(own_cpu_seconds()),
+        });
+        let since_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Ok(Bench {
+            base,
+            scheme: reqwest_url.scheme().to_string(),
+            connect,
+            window,
+            clock: Clock(Instant::now()),
+            totals: Arc::new(Totals::default()),
+            run_id: format!("{:08x}", since_epoch.as_nanos() as u32 ^ std::process::id()),
+            layout: Layout {
+                segment_bytes: settings.segment_bytes,
+                write: settings.write,
+            },
+        })
+    }
+
+    /// The URL of channel `k` of the run.
+    fn channel_url(&self, k: u32) -> String {
+        format!("{}/bench-{}-{k}", self.base, self.run_id)
+    }
+
+    /// Where the bench's own subscribers ([`wire`]) find channel `url`: `None` on an `https://`
+    /// server, which the library's subscribers read.
+    async fn target(&self, url: &str) -> anyhow::Result<Option<Arc<wire::Target>>> {
+        if self.scheme != "http" {
+            return Ok(None);
+        }
+        let url = url.parse().context("invalid channel URL")?;
+        let target = wire::Target::resolve(&url, &self.connect.headers).await?;
+        Ok(Some(Arc::new(target)))
+    }
+
+    /// What the server used while measuring (`--server-pid`), and the bench's own CPU seconds;
+    /// called when measuring ends.
+    async fn usage(&self) -> anyhow::Result<(Option<ServerUsage>, f64)> {
+        let server = match &self.window.watch {
+            Some(watch) => Some(watch.finish().await?),
+            None => None,
+        };
+        let own_cpu = own_cpu_seconds() - *self.window.own_cpu_start.lock();
+        Ok((server, own_cpu))
+    }
+}
+
+/// The per-seq profiles: every subscriber reads every seq with the reference wire protocol.
+async fn run_segments(bench: Bench, settings: Settings, json: bool) -> anyhow::Result<()> {
+    let totals = &bench.totals;
     let expected = u64::from(settings.channels) * u64::from(settings.subs) * settings.segments;
     let progress = progress_bar(expected);
     let ticker = tokio::spawn(tick_progress(progress.clone(), totals.clone()));
@@ -79,23 +145,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let mut publishers = Vec::new();
     let mut subscribers = Vec::new();
     for k in 0..settings.channels {
-        let url = format!("{base}/bench-{run_id}-{k}");
-        let (run, publisher) = create_channel(url, layout, &settings, &connect).await?;
-        let target = match reqwest_url.scheme() {
-            "http" => {
-                let url = run.url.parse().context("invalid channel URL")?;
-                Some(Arc::new(
-                    wire::Target::resolve(&url, &connect.headers).await?,
-                ))
-            }
-            _ => None,
-        };
+        let (run, publisher) = create_channel(bench.channel_url(k), &bench, &settings).await?;
+        let target = bench.target(&run.url).await?;
         for _ in 0..settings.subs {
-            let reader = Reader::new(target.as_ref(), &run.url, &connect)?;
+            let reader = Reader::new(target.as_ref(), &run.url, &bench.connect)?;
+            let totals = totals.clone();
             subscribers.push(tokio::spawn(subscribe(
                 run.clone(),
-                totals.clone(),
-                clock,
+                totals,
+                bench.clock,
                 reader,
             )));
         }
@@ -103,30 +161,26 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             publisher,
             run,
             totals.clone(),
-            clock,
+            bench.clock,
             settings.clone(),
             barrier.clone(),
-            window.clone(),
+            bench.window.clone(),
         )));
     }
-    let ended = finish(publishers, subscribers, &totals).await?;
+    let ended = finish(publishers, subscribers, totals).await?;
     ticker.abort();
     progress.finish_and_clear();
-    let server = match &window.watch {
-        Some(watch) => Some(watch.finish().await?),
-        None => None,
-    };
-    let started = window.started.lock().unwrap_or(ended);
-    let own_cpu = own_cpu_seconds() - *window.own_cpu_start.lock();
+    let (server, own_cpu) = bench.usage().await?;
+    let started = bench.window.started.lock().unwrap_or(ended);
     let report = Report::new(
         settings,
-        &totals,
+        totals,
         ended.duration_since(started),
         own_cpu,
         expected,
         server,
     );
-    print_report(&report, args.json, expected)
+    print_report(&report, json, expected)
 }
 
 /// The base URL without a trailing `/`, and parsed; only `http://` and `https://` are served.
@@ -144,21 +198,26 @@ fn parse_base(url: &str) -> anyhow::Result<(String, reqwest::Url)> {
 /// Creates channel `url` on the server, with its publisher and the run state its tasks share.
 async fn create_channel(
     url: String,
-    layout: Layout,
+    bench: &Bench,
     settings: &Settings,
-    connect: &ConnectOptions,
 ) -> anyhow::Result<(Arc<ChannelRun>, Publisher)> {
     let run = Arc::new(ChannelRun {
         url,
-        layout,
+        layout: bench.layout,
         last: settings.segments,
         subs: settings.subs,
         done: (0..=settings.segments).map(|_| AtomicU32::new(0)).collect(),
         all_done: Notify::new(),
         last_done: CancellationToken::new(),
     });
+    let publisher = new_publisher(&run.url, &bench.connect).await?;
+    Ok((run, publisher))
+}
+
+/// The publisher of channel `url`, which it creates on the server.
+async fn new_publisher(url: &str, connect: &ConnectOptions) -> anyhow::Result<Publisher> {
     let publisher = Publisher::new(
-        &run.url,
+        url,
         PublisherOptions {
             content_type: "application/octet-stream".into(),
             start: PublishStart::Seq(0),
@@ -169,8 +228,8 @@ async fn create_channel(
     publisher
         .create()
         .await
-        .with_context(|| format!("cannot create channel {}", run.url))?;
-    Ok((run, publisher))
+        .with_context(|| format!("cannot create channel {url}"))?;
+    Ok(publisher)
 }
 
 /// Waits for the tasks of the run and returns when measuring ended (the subscribers' end, or the

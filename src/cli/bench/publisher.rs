@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Barrier;
 
 use super::args::Settings;
+use super::payload::Layout;
 use super::state::{ChannelRun, Clock, Totals, Window};
 use crate::client::{ClientError, Publisher};
 
@@ -23,7 +24,7 @@ pub(super) async fn publish(
     barrier: Arc<Barrier>,
     window: Arc<Window>,
 ) -> Option<Publisher> {
-    let warm_up = write_segment(&mut publisher, &run, &totals, clock, 0, None).await;
+    let warm_up = write_segment(&mut publisher, run.layout, &totals, clock, 0, false, None).await;
     if warm_up.is_ok() {
         run.wait_done(0).await;
     }
@@ -33,19 +34,16 @@ pub(super) async fn publish(
     if result.is_ok() {
         let start = Instant::now();
         window.begin(start);
-        let mut pacer = Pacer {
-            start,
-            rate: settings.rate,
-            sent: 0,
-        };
+        let mut pacer = Pacer::new(settings.rate);
         for seq in 1..=run.last {
             if let Some(lag) = settings.max_lag
                 && seq > lag
             {
                 run.wait_done(seq - lag).await;
             }
+            let pacer = Some(&mut pacer);
             result =
-                write_segment(&mut publisher, &run, &totals, clock, seq, Some(&mut pacer)).await;
+                write_segment(&mut publisher, run.layout, &totals, clock, seq, true, pacer).await;
             if result.is_err() {
                 break;
             }
@@ -61,43 +59,66 @@ pub(super) async fn publish(
     }
 }
 
-async fn write_segment(
+/// Writes segment `seq` in the layout's writes, each stamped as it goes, paced if `pacer` is
+/// given; its bytes are counted as published if it is `measured`.
+pub(super) async fn write_segment(
     publisher: &mut Publisher,
-    run: &ChannelRun,
+    layout: Layout,
     totals: &Totals,
     clock: Clock,
     seq: u64,
+    measured: bool,
     mut pacer: Option<&mut Pacer>,
 ) -> Result<(), ClientError> {
     let mut segment = publisher.next_segment();
-    for k in 0..run.layout.writes() {
-        let len = run.layout.write_len(k);
+    for k in 0..layout.writes() {
+        let len = layout.write_len(k);
         if let Some(pacer) = pacer.as_deref_mut() {
             pacer.wait(len).await;
         }
         segment
-            .write(run.layout.build_write(seq, k, clock.now_ns()))
+            .write(layout.build_write(seq, k, clock.now_ns()))
             .await?;
-        if seq > 0 {
+        if measured {
             totals.published_bytes.fetch_add(len, Ordering::Relaxed);
         }
     }
     segment.finish().await.map(|_| ())
 }
 
-/// Holds the publisher to `rate` bytes per second from `start` on.
-struct Pacer {
+/// Holds a stream of bytes to `rate` bytes per second (0 = no limit) from its start on: the
+/// publisher's writes, and a slow viewer's reads.
+pub(super) struct Pacer {
     start: Instant,
     rate: u64,
     sent: u64,
 }
 
 impl Pacer {
-    async fn wait(&mut self, len: u64) {
+    pub(super) fn new(rate: u64) -> Pacer {
+        Pacer {
+            start: Instant::now(),
+            rate,
+            sent: 0,
+        }
+    }
+
+    /// Waits until the next `len` bytes may go, and counts them (a writer, before writing).
+    pub(super) async fn wait(&mut self, len: u64) {
+        self.sleep().await;
+        self.sent += len;
+    }
+
+    /// Counts `len` bytes taken and waits until they were due (a reader, after reading).
+    pub(super) async fn took(&mut self, len: u64) {
+        self.sent += len;
+        self.sleep().await;
+    }
+
+    async fn sleep(&self) {
         if self.rate > 0 {
             let due = self.start + Duration::from_secs_f64(self.sent as f64 / self.rate as f64);
             tokio::time::sleep_until(due.into()).await;
         }
-        self.sent += len;
     }
 }

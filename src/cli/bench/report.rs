@@ -7,9 +7,10 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use clap::ValueEnum;
+use hdrhistogram::Histogram;
 use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::args::Settings;
+use super::args::{Profile, Settings};
 use super::process::ServerUsage;
 use super::state::Totals;
 
@@ -44,12 +45,34 @@ pub(super) async fn tick_progress(bar: ProgressBar, totals: Arc<Totals>) {
 }
 
 #[derive(Debug, serde::Serialize)]
-struct Latency {
-    writes: u64,
-    p50_ms: f64,
-    p90_ms: f64,
-    p99_ms: f64,
-    max_ms: f64,
+pub(super) struct Latency {
+    pub(super) writes: u64,
+    pub(super) p50_ms: f64,
+    pub(super) p90_ms: f64,
+    pub(super) p99_ms: f64,
+    pub(super) max_ms: f64,
+}
+
+impl Latency {
+    /// The percentiles of a histogram of nanoseconds.
+    pub(super) fn of(h: &Histogram<u64>) -> Latency {
+        let ms = |ns: u64| ns as f64 / 1e6;
+        Latency {
+            writes: h.len(),
+            p50_ms: ms(h.value_at_quantile(0.50)),
+            p90_ms: ms(h.value_at_quantile(0.90)),
+            p99_ms: ms(h.value_at_quantile(0.99)),
+            max_ms: ms(h.max()),
+        }
+    }
+
+    /// `p50 …, p90 …, p99 …, max …` in milliseconds.
+    pub(super) fn text(&self) -> String {
+        format!(
+            "p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
+            self.p50_ms, self.p90_ms, self.p99_ms, self.max_ms
+        )
+    }
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -64,12 +87,23 @@ pub(super) struct Errors {
 }
 
 #[derive(Debug, serde::Serialize)]
-struct ServerReport {
+pub(super) struct ServerReport {
     #[serde(flatten)]
     usage: ServerUsage,
     /// CPU seconds per second of the run (1.0 = one core busy).
     cores: f64,
     cpu_seconds_per_gb: f64,
+}
+
+impl ServerReport {
+    /// What the server used in `seconds` while `delivered` bytes reached the subscribers.
+    pub(super) fn new(usage: ServerUsage, seconds: f64, delivered: u64) -> ServerReport {
+        ServerReport {
+            usage,
+            cores: usage.cpu_seconds / seconds,
+            cpu_seconds_per_gb: usage.cpu_seconds / (delivered as f64 / 1e9).max(1e-9),
+        }
+    }
 }
 
 /// What a run measured (the `--json` output).
@@ -102,14 +136,7 @@ impl Report {
     ) -> Report {
         let seconds = elapsed.as_secs_f64().max(1e-9);
         let delivered = totals.delivered_bytes.load(Ordering::Relaxed);
-        let ms = |ns: u64| ns as f64 / 1e6;
-        let latency = totals.latency.lock().as_ref().map(|h| Latency {
-            writes: h.len(),
-            p50_ms: ms(h.value_at_quantile(0.50)),
-            p90_ms: ms(h.value_at_quantile(0.90)),
-            p99_ms: ms(h.value_at_quantile(0.99)),
-            max_ms: ms(h.max()),
-        });
+        let latency = totals.latency.lock().as_ref().map(Latency::of);
         let jumps = totals.jumps.load(Ordering::Relaxed);
         let short = totals.short.load(Ordering::Relaxed);
         let corrupt = totals.corrupt.load(Ordering::Relaxed);
@@ -132,65 +159,30 @@ impl Report {
                 samples: totals.samples.lock().clone(),
             },
             bench_cpu_seconds: own_cpu,
-            server: server.map(|usage| ServerReport {
-                usage,
-                cores: usage.cpu_seconds / seconds,
-                cpu_seconds_per_gb: usage.cpu_seconds / (delivered as f64 / 1e9).max(1e-9),
-            }),
+            server: server.map(|usage| ServerReport::new(usage, seconds, delivered)),
         }
     }
 
     pub(super) fn text(&self) -> String {
-        let mut out = self.settings_line();
+        let mut out = settings_line(&self.settings);
         self.write_delivery(&mut out);
         self.write_errors(&mut out);
-        self.write_cpu(&mut out);
+        write_cpu(
+            &mut out,
+            self.bench_cpu_seconds,
+            self.seconds,
+            self.server.as_ref(),
+        );
         out
-    }
-
-    /// What was run: the profile, channels, subscribers, segments, writes and rate.
-    fn settings_line(&self) -> String {
-        let s = &self.settings;
-        let mb = |bytes: u64| bytes as f64 / 1e6;
-        let profile = s
-            .profile
-            .and_then(|p| p.to_possible_value())
-            .map(|p| format!("profile {}: ", p.get_name()))
-            .unwrap_or_default();
-        let rate = if s.rate == 0 {
-            "as fast as possible".to_string()
-        } else {
-            format!("{:.2} MB/s per channel", mb(s.rate))
-        };
-        let lag = s
-            .max_lag
-            .map(|k| format!(", max lag {k}"))
-            .unwrap_or_default();
-        format!(
-            "{profile}{} channel(s) × {} subscribers, {} segments of {} in {}-byte writes, {rate}{lag}\n",
-            s.channels,
-            s.subs,
-            s.segments,
-            HumanBytes(s.segment_bytes),
-            s.write
-        )
     }
 
     /// How much went through, and how fast.
     fn write_delivery(&self, out: &mut String) {
-        let mb = |bytes: u64| bytes as f64 / 1e6;
-        let _ = writeln!(out, "  time        {:.2} s", self.seconds);
-        let _ = writeln!(
+        write_traffic(
             out,
-            "  published   {:.1} MB ({:.1} MB/s)",
-            mb(self.published_bytes),
-            mb(self.published_bytes) / self.seconds
-        );
-        let _ = writeln!(
-            out,
-            "  delivered   {:.1} MB ({:.3} GB/s fan-out)",
-            mb(self.delivered_bytes),
-            self.throughput_bytes_per_second / 1e9
+            self.seconds,
+            self.published_bytes,
+            self.delivered_bytes,
         );
         let _ = writeln!(
             out,
@@ -199,11 +191,7 @@ impl Report {
         );
         match &self.latency {
             Some(l) => {
-                let _ = writeln!(
-                    out,
-                    "  latency     p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, max {:.3} ms ({} writes)",
-                    l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms, l.writes
-                );
+                let _ = writeln!(out, "  latency     {} ({} writes)", l.text(), l.writes);
             }
             None => {
                 let _ = writeln!(out, "  latency     no complete segment");
@@ -219,39 +207,104 @@ impl Report {
             "  errors      {} (470 jumps {}, short {}, corrupted {}, other {})",
             e.total, e.jumps_470, e.short_segments, e.corrupted_segments, e.other
         );
-        for sample in &e.samples {
-            let _ = writeln!(out, "              {sample}");
-        }
+        write_samples(out, &e.samples);
     }
+}
 
-    /// The CPU the load generator and the server used, and whether the machine was the limit.
-    fn write_cpu(&self, out: &mut String) {
-        let mb = |bytes: u64| bytes as f64 / 1e6;
-        let own_cores = self.bench_cpu_seconds / self.seconds;
+/// What was run: the profile, channels, subscribers (and the slow ones of `live`), segments,
+/// writes and rate.
+pub(super) fn settings_line(s: &Settings) -> String {
+    let mb = |bytes: u64| bytes as f64 / 1e6;
+    let profile = s
+        .profile
+        .and_then(|p| p.to_possible_value())
+        .map(|p| format!("profile {}: ", p.get_name()))
+        .unwrap_or_default();
+    let rate = if s.rate == 0 {
+        "as fast as possible".to_string()
+    } else {
+        format!("{:.2} MB/s per channel", mb(s.rate))
+    };
+    let lag = s
+        .max_lag
+        .map(|k| format!(", max lag {k}"))
+        .unwrap_or_default();
+    let slow = match (s.slow_fraction, s.slow_rate) {
+        (Some(_), Some(rate)) => format!(" ({} slow at {:.3} MB/s)", s.slow_viewers(), mb(rate)),
+        _ => String::new(),
+    };
+    let who = if s.profile == Some(Profile::Live) {
+        "viewers"
+    } else {
+        "subscribers"
+    };
+    format!(
+        "{profile}{} channel(s) × {} {who}{slow}, {} segments of {} in {}-byte writes, {rate}{lag}\n",
+        s.channels,
+        s.subs,
+        s.segments,
+        HumanBytes(s.segment_bytes),
+        s.write
+    )
+}
+
+/// How long the run measured, and how much was published and delivered in that time.
+pub(super) fn write_traffic(out: &mut String, seconds: f64, published: u64, delivered: u64) {
+    let mb = |bytes: u64| bytes as f64 / 1e6;
+    let _ = writeln!(out, "  time        {seconds:.2} s");
+    let _ = writeln!(
+        out,
+        "  published   {:.1} MB ({:.1} MB/s)",
+        mb(published),
+        mb(published) / seconds
+    );
+    let _ = writeln!(
+        out,
+        "  delivered   {:.1} MB ({:.3} GB/s fan-out)",
+        mb(delivered),
+        delivered as f64 / seconds / 1e9
+    );
+}
+
+/// The first few error messages, indented under the errors line.
+pub(super) fn write_samples(out: &mut String, samples: &[String]) {
+    for sample in samples {
+        let _ = writeln!(out, "              {sample}");
+    }
+}
+
+/// The CPU the load generator and the server used, and whether the machine was the limit.
+pub(super) fn write_cpu(
+    out: &mut String,
+    bench_cpu_seconds: f64,
+    seconds: f64,
+    server: Option<&ServerReport>,
+) {
+    let mb = |bytes: u64| bytes as f64 / 1e6;
+    let own_cores = bench_cpu_seconds / seconds;
+    let _ = writeln!(
+        out,
+        "  load gen    {:.2} CPU s ({:.0}% of a core)",
+        bench_cpu_seconds,
+        own_cores * 100.0
+    );
+    if let Some(server) = server {
         let _ = writeln!(
             out,
-            "  load gen    {:.2} CPU s ({:.0}% of a core)",
-            self.bench_cpu_seconds,
-            own_cores * 100.0
+            "  server      {:.2} CPU s ({:.0}% of a core, {:.3} s per GB), RSS {:.1} MB at start, peak {:.1} MB",
+            server.usage.cpu_seconds,
+            server.cores * 100.0,
+            server.cpu_seconds_per_gb,
+            mb(server.usage.rss_start_bytes),
+            mb(server.usage.rss_peak_bytes)
         );
-        if let Some(server) = &self.server {
-            let _ = writeln!(
-                out,
-                "  server      {:.2} CPU s ({:.0}% of a core, {:.3} s per GB), RSS {:.1} MB at start, peak {:.1} MB",
-                server.usage.cpu_seconds,
-                server.cores * 100.0,
-                server.cpu_seconds_per_gb,
-                mb(server.usage.rss_start_bytes),
-                mb(server.usage.rss_peak_bytes)
-            );
-        }
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let busy = own_cores + self.server.as_ref().map_or(0.0, |s| s.cores);
-        if busy > 0.9 * cores as f64 {
-            let _ = writeln!(
-                out,
-                "  note        {busy:.1} of this machine's {cores} cores were busy: the figures are bounded by CPU"
-            );
-        }
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let busy = own_cores + server.map_or(0.0, |s| s.cores);
+    if busy > 0.9 * cores as f64 {
+        let _ = writeln!(
+            out,
+            "  note        {busy:.1} of this machine's {cores} cores were busy: the figures are bounded by CPU"
+        );
     }
 }

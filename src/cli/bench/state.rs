@@ -46,14 +46,19 @@ impl Totals {
     }
 
     pub(super) fn record_latencies(&self, samples: &[u64]) {
-        let mut latency = self.latency.lock();
-        // 1 ns to 1 hour at 3 significant digits; longer values are clamped.
-        let histogram = latency.get_or_insert_with(|| {
-            Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("valid histogram bounds")
-        });
-        for &ns in samples {
-            histogram.saturating_record(ns.max(1));
-        }
+        record(&self.latency, samples.iter().map(|&ns| ns.max(1)));
+    }
+}
+
+/// Records `samples` in the histogram of `slot`, made on first use: 0 to 1 hour in nanoseconds
+/// at 3 significant digits (longer values are clamped); small counts fit as well.
+pub(super) fn record(slot: &Mutex<Option<Histogram<u64>>>, samples: impl IntoIterator<Item = u64>) {
+    let mut slot = slot.lock();
+    let histogram = slot.get_or_insert_with(|| {
+        Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("valid histogram bounds")
+    });
+    for value in samples {
+        histogram.saturating_record(value);
     }
 }
 

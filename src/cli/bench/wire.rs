@@ -2,7 +2,9 @@
 //! the GET for the next seq sent as soon as a segment's response head arrives, a `470` answered by
 //! the write head in `Lp-Trickle-Latest`, end of stream by `Lp-Trickle-Closed`) spoken directly
 //! over HTTP/1.1 keep-alive connections: no task, timer or allocation per request, one read buffer
-//! per subscriber, and the body handed to the checker straight from that buffer.
+//! per subscriber, and the body handed to the checker straight from that buffer. The `live`
+//! profile's viewers use it too: one `GET /{name}/live` ([`WireSubscriber::watch`]) whose body is
+//! read the same way.
 //!
 //! Why not [`crate::client::Subscriber`]: with 10,000 subscribers the library client (a task, a
 //! request object and pool bookkeeping per GET in reqwest and hyper, and glibc's allocator
@@ -15,7 +17,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, anyhow, bail};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 use crate::protocol;
 
@@ -110,6 +112,8 @@ pub struct WireSubscriber {
     pos: usize,
     filled: usize,
     request: Vec<u8>,
+    /// `SO_RCVBUF` of the connections, when set ([`WireSubscriber::with_recv_buffer`]).
+    recv_buffer: Option<u32>,
 }
 
 /// What a response head says, as far as a subscriber cares.
@@ -135,7 +139,16 @@ impl WireSubscriber {
             pos: 0,
             filled: 0,
             request: Vec::with_capacity(256),
+            recv_buffer: None,
         }
+    }
+
+    /// Connections with a receive buffer of `bytes` (`SO_RCVBUF`; Linux doubles it): a reader
+    /// that takes bytes slowly then fills the server's socket soon, as a viewer on a slow link
+    /// does, instead of a kernel buffer that autotuning grows to megabytes.
+    pub fn with_recv_buffer(mut self, bytes: u32) -> WireSubscriber {
+        self.recv_buffer = Some(bytes);
+        self
     }
 
     /// Sends the GET for `self.next` on the idle connection, or a new one.
@@ -148,6 +161,12 @@ impl WireSubscriber {
             Some(seq) => write!(self.request, "/{seq}")?,
             None => self.request.extend_from_slice(b"/-1"),
         }
+        self.send_request().await
+    }
+
+    /// Sends `self.request` (its method and path) with the target's tail, on the idle connection
+    /// or a new one.
+    async fn send_request(&mut self) -> anyhow::Result<()> {
         self.request.extend_from_slice(&self.target.tail);
         if let Some(mut stream) = self.idle.take()
             && stream.write_all(&self.request).await.is_ok()
@@ -171,11 +190,63 @@ impl WireSubscriber {
     }
 
     async fn connect(&self) -> anyhow::Result<TcpStream> {
-        let stream = TcpStream::connect(self.target.addr)
-            .await
-            .with_context(|| format!("cannot connect to {}", self.target.addr))?;
+        let addr = self.target.addr;
+        let connected = match self.recv_buffer {
+            None => TcpStream::connect(addr).await,
+            // Set before connecting: the window the connection opens with depends on it.
+            Some(size) => {
+                let socket = match addr {
+                    SocketAddr::V4(_) => TcpSocket::new_v4()?,
+                    SocketAddr::V6(_) => TcpSocket::new_v6()?,
+                };
+                socket.set_recv_buffer_size(size)?;
+                socket.connect(addr).await
+            }
+        };
+        let stream = connected.with_context(|| format!("cannot connect to {addr}"))?;
         stream.set_nodelay(true)?;
         Ok(stream)
+    }
+
+    /// Reads the response head of the GET sent on `stream`; its body is then read with
+    /// [`WireSubscriber::chunk`].
+    async fn receive(&mut self, mut stream: TcpStream) -> anyhow::Result<Head> {
+        self.pos = 0;
+        self.filled = 0;
+        let head = self.read_head(&mut stream).await?;
+        self.pos += head.len;
+        self.body = Some(Body {
+            stream,
+            framing: head.framing,
+            keep_alive: head.keep_alive,
+        });
+        Ok(head)
+    }
+
+    /// Opens `GET {channel}/live?{query}` (a live viewer, on a connection of its own): `Ok(false)`
+    /// when the channel has ended. The stream's bytes are then read with
+    /// [`WireSubscriber::chunk`], which returns `None` at its end.
+    pub async fn watch(&mut self, query: &str) -> anyhow::Result<bool> {
+        self.skip_body().await?;
+        self.request.clear();
+        self.request.extend_from_slice(b"GET ");
+        self.request.extend_from_slice(self.target.path.as_bytes());
+        self.request.extend_from_slice(b"/live?");
+        self.request.extend_from_slice(query.as_bytes());
+        self.send_request().await?;
+        let Sent { stream, .. } = self.pending.take().expect("a GET was sent");
+        let head = self.receive(stream).await?;
+        if head.closed {
+            return Ok(false);
+        }
+        match head.status {
+            200 => Ok(true),
+            404 => bail!("channel {} not found (404)", self.target.path),
+            status => {
+                let message = self.error_body().await;
+                bail!("GET {}/live: HTTP {status}: {message}", self.target.path)
+            }
+        }
     }
 
     /// The next segment's seq once its response head arrived, `None` at the end of the stream.
@@ -189,10 +260,8 @@ impl WireSubscriber {
             if self.pending.is_none() {
                 self.send().await?;
             }
-            let Sent { mut stream, reused } = self.pending.take().expect("a GET was sent");
-            self.pos = 0;
-            self.filled = 0;
-            let head = match self.read_head(&mut stream).await {
+            let Sent { stream, reused } = self.pending.take().expect("a GET was sent");
+            let head = match self.receive(stream).await {
                 Ok(head) => head,
                 // A kept-alive connection the server closed before it saw the GET: once more on
                 // a new connection, as HTTP clients do for requests that changed nothing.
@@ -202,12 +271,6 @@ impl WireSubscriber {
                 }
                 Err(err) => return Err(err),
             };
-            self.pos += head.len;
-            self.body = Some(Body {
-                stream,
-                framing: head.framing,
-                keep_alive: head.keep_alive,
-            });
             let requested = self.next;
             if head.closed {
                 return Ok(None);

@@ -191,6 +191,33 @@ async fn errors_say_what_the_server_said() {
     );
 }
 
+#[tokio::test]
+async fn a_live_view_is_one_response_read_to_its_end() {
+    let (target, mut requests) = canned(vec![
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n3\r\nabc\r\n0\r\n\r\n",
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 21\r\n\r\nToo many live viewers",
+        "HTTP/1.1 404 Not Found\r\nLp-Trickle-Closed: terminated\r\nContent-Length: 0\r\n\r\n",
+    ])
+    .await;
+    // A small receive buffer changes nothing but how fast the server may send.
+    let mut viewer = WireSubscriber::new(target.clone(), 0).with_recv_buffer(4096);
+    assert!(viewer.watch("from=next").await.unwrap());
+    assert_eq!(read_segment(&mut viewer).await, b"helloabc");
+    assert_eq!(
+        requests.recv().await.unwrap(),
+        "GET /base/ch/live?from=next HTTP/1.1"
+    );
+    let err = WireSubscriber::new(target.clone(), 0)
+        .watch("from=current")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        format!("{err:#}"),
+        "GET /base/ch/live: HTTP 503: Too many live viewers"
+    );
+    assert!(!WireSubscriber::new(target, 0).watch("").await.unwrap());
+}
+
 #[test]
 fn heads() {
     let head = parse_head(
