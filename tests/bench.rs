@@ -2,7 +2,8 @@
 //! delivers every byte of every segment to every subscriber and says so in its JSON report (with
 //! the server's CPU and memory from `--server-pid`), `--rate` paces the publisher, and damage on the
 //! wire (a proxy that flips one byte) is reported as an error with a failing exit status. These
-//! check that the load generator is right, not how fast anything is (BENCHMARKS.md does that).
+//! check that the load generator is right, not how fast anything is (BENCHMARKS.md does that);
+//! `--profile live` likewise: viewers that keep up get every segment, slow ones skip, damage fails.
 
 mod common;
 
@@ -294,4 +295,144 @@ async fn headers_go_with_every_request_and_refusals_are_reported() {
     assert_eq!(report["errors"]["other"], 3, "{report:#}");
     let samples = report["errors"]["samples"].to_string();
     assert!(samples.contains("HTTP 403"), "{samples}");
+}
+
+/// `--profile live` with smaller numbers: 20 viewers of `GET /{name}/live`, 2 of them slow, six
+/// half-second segments at 5 Mbit/s.
+async fn live_bench(url: &str, extra: &[&str]) -> (std::process::ExitStatus, Value, String) {
+    let small = [
+        url,
+        "--profile",
+        "live",
+        "--subs",
+        "20",
+        "--segments",
+        "6",
+        "--segment-bytes",
+        "312500",
+    ];
+    bench(&[&small[..], extra].concat()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_viewers_that_keep_up_get_every_segment_and_slow_ones_skip() {
+    let (server, addr) = spawn_serve(&["--listen", "127.0.0.1:0"], &[]).await;
+    let pid = server.id().unwrap().to_string();
+    let (status, report, stderr) =
+        live_bench(&format!("http://{addr}"), &["--server-pid", &pid]).await;
+    assert!(status.success(), "{report:#}\n{stderr}");
+    let settings = &report["settings"];
+    assert_eq!(settings["profile"], "live");
+    assert_eq!(settings["rate"], 625_000);
+    assert_eq!(settings["slow_fraction"], 0.1);
+    assert_eq!(settings["slow_rate"], 625_000 / 3);
+    assert_eq!(report["published_bytes"], 6 * 312_500);
+
+    let fast = &report["fast"];
+    assert_eq!(fast["viewers"], 18);
+    assert_eq!(fast["segments_received"], 18 * 6, "{report:#}");
+    assert_eq!(fast["skipped"], 0);
+    assert!(
+        fast["lag_segments"]["max"].as_u64().unwrap() <= 1,
+        "{report:#}"
+    );
+    // Each segment begins with a write stamped with its send time, and 312,500 = 240 × 1300 +
+    // 500: 241 stamped writes per segment.
+    assert_eq!(fast["first_write_latency"]["writes"], 18 * 6);
+    assert_eq!(fast["write_latency"]["writes"], 18 * 6 * 241);
+    let p50 = fast["write_latency"]["p50_ms"].as_f64().unwrap();
+    assert!(p50 > 0.0 && p50 <= fast["write_latency"]["max_ms"].as_f64().unwrap());
+
+    // A slow viewer reads a third of the stream: it must skip, and every measured segment is
+    // either received whole or skipped.
+    let slow = &report["slow"];
+    assert_eq!(slow["viewers"], 2);
+    let skipped = slow["skipped"].as_u64().unwrap();
+    assert!(skipped > 0, "{report:#}");
+    assert_eq!(
+        slow["segments_received"].as_u64().unwrap() + skipped,
+        2 * 6,
+        "{report:#}"
+    );
+    assert!(slow["max_skipped_per_viewer"].as_u64().unwrap() <= skipped);
+    for class in [fast, slow] {
+        assert_eq!(class["corrupt_segments"], 0, "{report:#}");
+        assert_eq!(class["partial_segments"], 0, "{report:#}");
+        assert_eq!(class["errors"], 0, "{report:#}");
+    }
+    assert_eq!(report["errors"]["total"], 0);
+
+    // Most of what the fast viewers received arrived while measuring (the last bytes may come
+    // just after), and the server's CPU is reported per GB of it.
+    let delivered = report["delivered_bytes"].as_u64().unwrap();
+    assert!(delivered >= 18 * 6 * 312_500 / 2, "{report:#}");
+    let server = &report["server"];
+    assert!(
+        server["cpu_seconds_per_gb"].as_f64().unwrap() > 0.0,
+        "{report:#}"
+    );
+    assert!(server["rss_peak_bytes"].as_u64().unwrap() > 1 << 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_damage_on_the_wire_is_an_error() {
+    let (_server, addr) = spawn_serve(&["--listen", "127.0.0.1:0"], &[]).await;
+    // Writes of 50,000 bytes, so that the flipped byte falls in a pattern, not a send time.
+    let proxy = corrupting_proxy(addr.parse().unwrap(), 40_000).await;
+    let (status, report, _) = bench(&[
+        &format!("http://{proxy}"),
+        "--profile",
+        "live",
+        "--subs",
+        "3",
+        "--segments",
+        "2",
+        "--segment-bytes",
+        "200000",
+        "--write",
+        "50000",
+        "--rate",
+        "1000000",
+    ])
+    .await;
+    assert!(!status.success(), "{report:#}");
+    let failed = |class: &Value| {
+        ["corrupt_segments", "partial_segments", "errors"]
+            .iter()
+            .map(|k| class[*k].as_u64().unwrap())
+            .sum::<u64>()
+    };
+    assert!(
+        failed(&report["fast"]) + failed(&report["slow"]) >= 3,
+        "{report:#}"
+    );
+    assert!(report["errors"]["total"].as_u64().unwrap() >= 3);
+}
+
+#[tokio::test]
+async fn help_names_the_live_profile_and_its_flags() {
+    let output = trickle().args(["bench", "--help"]).output().await.unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    for expected in [
+        "live:",
+        "GET /{name}/live",
+        "--slow-fraction",
+        "--slow-rate",
+        "a third of --rate",
+    ] {
+        assert!(
+            help.contains(expected),
+            "{expected:?} missing from:\n{help}"
+        );
+    }
+    // The slow viewers' flags are the live profile's only.
+    let output = trickle()
+        .args(["bench", "http://127.0.0.1:9", "--slow-rate", "1000"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("are for --profile live"), "{stderr}");
 }
