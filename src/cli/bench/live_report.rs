@@ -30,6 +30,9 @@ struct Lag {
 #[derive(Debug, serde::Serialize)]
 struct ClassReport {
     viewers: u32,
+    /// Bytes a viewer received per second while measuring, on average (a slow one's should be
+    /// near `--slow-rate`).
+    bytes_per_second_per_viewer: f64,
     /// Measured segments times viewers.
     segments_expected: u64,
     /// Measured segments received whole and intact.
@@ -51,11 +54,13 @@ struct ClassReport {
 }
 
 impl ClassReport {
-    fn new(class: &ClassTotals, segments: u64) -> ClassReport {
+    fn new(class: &ClassTotals, segments: u64, seconds: f64) -> ClassReport {
         let viewers = class.viewers.load(Ordering::Relaxed);
+        let bytes = class.bytes.load(Ordering::Relaxed) as f64;
         let latency = |h: &Mutex<Option<Histogram<u64>>>| h.lock().as_ref().map(Latency::of);
         ClassReport {
             viewers,
+            bytes_per_second_per_viewer: bytes / f64::from(viewers.max(1)) / seconds,
             segments_expected: u64::from(viewers) * segments,
             segments_received: class.segments.load(Ordering::Relaxed),
             skipped: class.skipped.load(Ordering::Relaxed),
@@ -77,9 +82,10 @@ impl ClassReport {
     fn write(&self, out: &mut String, name: &str) {
         let _ = writeln!(
             out,
-            "  {name:<11} {} viewers: {} of {} segments, skipped {} (max {} per viewer, {} viewers \
-             skipped), corrupt {}, partial {}, errors {}",
+            "  {name:<11} {} viewers ({:.3} MB/s each): {} of {} segments, skipped {} (max {} per \
+             viewer, {} viewers skipped), corrupt {}, partial {}, errors {}",
             self.viewers,
+            self.bytes_per_second_per_viewer / 1e6,
             self.segments_received,
             self.segments_expected,
             self.skipped,
@@ -146,8 +152,8 @@ impl LiveReport {
         let seconds = elapsed.as_secs_f64().max(1e-9);
         let totals = &shared.totals;
         let delivered = totals.delivered_bytes.load(Ordering::Relaxed);
-        let fast = ClassReport::new(&shared.fast, settings.segments);
-        let slow = ClassReport::new(&shared.slow, settings.segments);
+        let fast = ClassReport::new(&shared.fast, settings.segments, seconds);
+        let slow = ClassReport::new(&shared.slow, settings.segments, seconds);
         let other = totals.other_errors.load(Ordering::Relaxed);
         let failures = |c: &ClassReport| c.corrupt_segments + c.partial_segments + c.errors;
         LiveReport {

@@ -109,16 +109,30 @@ impl Pacer {
         self.sent += len;
     }
 
-    /// Counts `len` bytes taken and waits until they were due (a reader, after reading).
+    /// Counts `len` bytes taken and waits until they were due (a reader, after reading, as
+    /// through a link of `rate`). Unlike a writer's, a link's time does not save up: after
+    /// waiting for bytes, it goes on at its rate from now rather than catching up.
     pub(super) async fn took(&mut self, len: u64) {
+        let now = Instant::now();
+        if self.due() < now {
+            self.start = now;
+            self.sent = 0;
+        }
         self.sent += len;
         self.sleep().await;
     }
 
+    /// When the bytes counted so far are due.
+    fn due(&self) -> Instant {
+        match self.rate {
+            0 => self.start,
+            rate => self.start + Duration::from_secs_f64(self.sent as f64 / rate as f64),
+        }
+    }
+
     async fn sleep(&self) {
         if self.rate > 0 {
-            let due = self.start + Duration::from_secs_f64(self.sent as f64 / self.rate as f64);
-            tokio::time::sleep_until(due.into()).await;
+            tokio::time::sleep_until(self.due().into()).await;
         }
     }
 }

@@ -22,6 +22,8 @@ use super::wire::WireSubscriber;
 #[derive(Default)]
 pub(super) struct ClassTotals {
     pub(super) viewers: AtomicU32,
+    /// Bytes received while measuring.
+    pub(super) bytes: AtomicU64,
     /// Measured segments received whole and intact.
     pub(super) segments: AtomicU64,
     /// Measured segments the server skipped.
@@ -231,6 +233,7 @@ impl Viewer {
 
     fn flush_bytes(&mut self) {
         let bytes = std::mem::take(&mut self.window_bytes);
+        self.class().bytes.fetch_add(bytes, Ordering::Relaxed);
         self.shared
             .totals
             .delivered_bytes
