@@ -182,6 +182,17 @@ impl LiveReport {
             self.published_bytes,
             self.delivered_bytes,
         );
+        let target = self.settings.rate * u64::from(self.settings.channels);
+        let published = self.published_bytes as f64 / self.seconds;
+        if published < 0.95 * target as f64 {
+            // Then every latency and lag is the machine's as much as the server's.
+            let _ = writeln!(
+                out,
+                "  note        the publishers fell behind their rate ({:.3} of {:.3} MB/s)",
+                published / 1e6,
+                target as f64 / 1e6
+            );
+        }
         self.fast.write(&mut out, "fast");
         self.slow.write(&mut out, "slow");
         let _ = writeln!(
