@@ -72,7 +72,8 @@ impl ChannelInfo {
                 .load(std::sync::atomic::Ordering::Relaxed)
         };
         let next = channel.next_write();
-        let last_write = SystemTime::now() - channel.idle_for();
+        // The idle clock counts whole milliseconds: never before the creation it may round past.
+        let last_write = (SystemTime::now() - channel.idle_for()).max(activity.created());
         ChannelInfo {
             name: channel.name().to_string(),
             content_type: channel.mime().to_string(),

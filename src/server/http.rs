@@ -65,6 +65,15 @@ pub(super) async fn head_without_body(req: Request, next: axum::middleware::Next
     let head = req.method() == http::Method::HEAD;
     let mut response = next.run(req).await;
     if head {
+        // The length the GET's body would have, as the transports gave it before.
+        let length = http_body::Body::size_hint(response.body()).exact();
+        if let Some(length) = length
+            && !response.headers().contains_key(header::CONTENT_LENGTH)
+        {
+            response
+                .headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+        }
         *response.body_mut() = Body::empty();
     }
     response
