@@ -11,12 +11,11 @@
 mod common;
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use common::hls::{Playlist, Reloads, Segment, parse};
 use common::*;
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 use trickle::Config;
 
 const MPEGTS: &[(&str, &str)] = &[("Expect-Content", "video/mp2t")];
@@ -338,23 +337,6 @@ async fn a_playlist_waiting_for_its_first_segment_ends_with_its_channel() {
     s.stop().await;
 }
 
-/// A real-time encode (`-re`) of `secs` seconds piped into `trickle publish --mpegts`.
-fn publish(url: &str, secs: u64) -> Child {
-    let script = format!(
-        "ffmpeg -v error -re -f lavfi -i testsrc2=size=320x240:rate=25 \
-         -f lavfi -i sine=frequency=440:sample_rate=48000 -t {secs} -c:v libx264 \
-         -preset ultrafast -g 25 -keyint_min 25 -sc_threshold 0 -pix_fmt yuv420p \
-         -c:a aac -b:a 64k -f mpegts - | '{}' publish '{url}' --mpegts",
-        env!("CARGO_BIN_EXE_trickle")
-    );
-    Command::new("bash")
-        .args(["-euo", "pipefail", "-c", &script])
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("bash runs")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ffmpeg_plays_the_playlist_of_a_real_time_publisher_without_an_error() {
     if !have_tools(&["ffmpeg"]) {
@@ -362,7 +344,7 @@ async fn ffmpeg_plays_the_playlist_of_a_real_time_publisher_without_an_error() {
     }
     let s = server(Duration::from_secs(60)).await;
     s.request_with("POST", "/cam", MPEGTS, b"").await;
-    let _publisher = publish(&s.url("/cam"), 40);
+    let _publisher = video::publish(&s.url("/cam"), "h264", 40, "");
     let mut reloads = Reloads::default();
     // Three segments before the player starts (it starts three target durations back).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);

@@ -12,7 +12,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::*;
-use trickle::Config;
 
 /// `ffmpeg -v error` decoding `path` entirely: what it complained about (nothing, for a clean
 /// stream), and ffprobe's count of decoded video frames.
@@ -78,13 +77,7 @@ async fn a_published_stream_remuxed_once_decodes_without_errors_also_across_a_sk
     if !have_tools(&["ffmpeg", "ffprobe"]) {
         return;
     }
-    let s = TestServer::with_config(Config {
-        wait_timeout: Duration::from_secs(60),
-        ..Config::default()
-    })
-    .await;
-    s.request_with("POST", "/cam", &[("Expect-Content", "video/mp2t")], b"")
-        .await;
+    let s = video::mpegts_server().await;
     // Two viewers before the first byte: their answers wait for the tracks to be known.
     let mut fast = s.connect().await;
     fast.send_request("GET", "/cam/live.mp4?from=current", &[], Some(b""))
@@ -135,13 +128,7 @@ async fn hevc_is_remuxed_too() {
     if !have_tools(&["ffmpeg", "ffprobe"]) {
         return;
     }
-    let s = TestServer::with_config(Config {
-        wait_timeout: Duration::from_secs(60),
-        ..Config::default()
-    })
-    .await;
-    s.request_with("POST", "/cam", &[("Expect-Content", "video/mp2t")], b"")
-        .await;
+    let s = video::mpegts_server().await;
     let mut viewer = s.connect().await;
     viewer
         .send_request("GET", "/cam/live.mp4?from=current", &[], Some(b""))

@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use common::hls::{Playlist, Reloads, parse};
 use common::*;
-use trickle::Config;
 
 /// The playlist at `path` (a `200`, parsed strictly), and when the answer came.
 async fn playlist(s: &TestServer, path: &str) -> (Playlist, Instant) {
@@ -38,15 +37,9 @@ fn hinted(list: &Playlist) -> (u64, u64) {
     (seq.parse().unwrap(), part.parse().unwrap())
 }
 
-/// A server whose waits outlast a slow encoder's start, with a channel `cam` being published.
+/// A server with a channel `cam` being published for `secs` seconds.
 async fn live_channel(secs: u64) -> (TestServer, tokio::process::Child) {
-    let s = TestServer::with_config(Config {
-        wait_timeout: Duration::from_secs(60),
-        ..Config::default()
-    })
-    .await;
-    s.request_with("POST", "/cam", &[("Expect-Content", "video/mp2t")], b"")
-        .await;
+    let s = video::mpegts_server().await;
     let publisher = video::publish(&s.url("/cam"), "h264", secs, "");
     (s, publisher)
 }

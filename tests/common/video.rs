@@ -3,8 +3,26 @@
 
 use std::path::Path;
 use std::process::Stdio;
+use std::time::Duration;
 
 use tokio::process::{Child, Command};
+
+use super::TestServer;
+
+/// A server whose waits outlast a slow encoder's start (60 s), with the channel `cam` made for
+/// MPEG-TS (`video/mp2t`), ready for [`publish`].
+pub async fn mpegts_server() -> TestServer {
+    let s = TestServer::with_config(trickle::Config {
+        wait_timeout: Duration::from_secs(60),
+        ..trickle::Config::default()
+    })
+    .await;
+    let created = s
+        .request_with("POST", "/cam", &[("Expect-Content", "video/mp2t")], b"")
+        .await;
+    assert_eq!(created.status, 200);
+    s
+}
 
 /// A real-time encode (`-re`) of `secs` seconds of a test pattern and a tone (H.264 or HEVC
 /// with one-second GOPs, AAC) piped into `trickle publish URL --mpegts` with `extra` flags
