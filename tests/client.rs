@@ -653,25 +653,44 @@ impl LatePostProxy {
         let released = release.clone();
         tokio::spawn(async move {
             loop {
-                let (mut inbound, _) = listener.accept().await.unwrap();
+                let (inbound, _) = listener.accept().await.unwrap();
                 let held_tx = held_tx.clone();
                 let ended_tx = ended_tx.clone();
                 let mut released = released.subscribe();
                 tokio::spawn(async move {
-                    let mut outbound = tokio::net::TcpStream::connect(upstream).await.unwrap();
-                    let mut first = vec![0u8; 4096];
-                    let Ok(n) = inbound.read(&mut first).await else {
-                        return;
-                    };
-                    let hold = first[..n].starts_with(format!("POST {path} ").as_bytes());
-                    if hold {
-                        let _ = held_tx.send(());
-                        let _ = released.wait_for(|go| *go).await;
+                    let outbound = tokio::net::TcpStream::connect(upstream).await.unwrap();
+                    let (mut from_client, mut to_client) = inbound.into_split();
+                    let (mut from_server, mut to_server) = outbound.into_split();
+                    let answers = tokio::spawn(async move {
+                        let _ = tokio::io::copy(&mut from_server, &mut to_client).await;
+                    });
+                    // Every request on the connection is looked at, not only its first: a client
+                    // may send the held POST on a connection it used before (keep-alive).
+                    let request = format!("POST {path} ");
+                    let mut held = false;
+                    let mut chunk = vec![0u8; 64 * 1024];
+                    loop {
+                        let n = match from_client.read(&mut chunk).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        let data = &chunk[..n];
+                        let starts = data.starts_with(request.as_bytes())
+                            || data
+                                .windows(request.len() + 2)
+                                .any(|w| w.starts_with(b"\r\n") && &w[2..] == request.as_bytes());
+                        if starts && !held {
+                            held = true;
+                            let _ = held_tx.send(());
+                            let _ = released.wait_for(|go| *go).await;
+                        }
+                        if to_server.write_all(data).await.is_err() {
+                            break;
+                        }
                     }
-                    if outbound.write_all(&first[..n]).await.is_ok() {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                    if hold {
+                    drop(to_server);
+                    let _ = answers.await;
+                    if held {
                         let _ = ended_tx.send(());
                     }
                 });
