@@ -257,7 +257,15 @@ fn seconds(ticks: u64) -> f64 {
 /// The LL-HLS playlist of what `index` holds.
 fn render(index: &Index, _remux: &Remux) -> Bytes {
     use std::fmt::Write;
-    let listed: Vec<&Recorded> = index.segments().filter(|s| s.start.is_some()).collect();
+    let mut listed: Vec<&Recorded> = index.segments().filter(|s| s.start.is_some()).collect();
+    // A segment's media sequence number is its seq (URIs, `_HLS_msn`): the playlist can only
+    // list seqs that follow each other, so it lists the newest such run (a seq the remux never
+    // made, such as one that failed before its first byte, starts a new run after it).
+    let run = listed
+        .windows(2)
+        .rposition(|w| w[1].seq != w[0].seq + 1)
+        .map_or(0, |gap| gap + 1);
+    listed.drain(..run);
     let target = target_duration(index);
     let part_target = seconds(PART_TARGET);
     let mut out = String::with_capacity(2048);
