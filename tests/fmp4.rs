@@ -18,7 +18,6 @@ use std::path::Path;
 use std::process::Command;
 
 use trickle::media::fmp4::{Output, Remuxer, Track};
-use trickle::media::mpegts::{Event, Segmenter, SegmenterConfig};
 
 /// Runs a shell script, asserting that it succeeds; returns its stdout and stderr.
 fn run(script: &str) -> (String, String) {
@@ -48,19 +47,7 @@ fn encode(dir: &Path, name: &str, options: &str) -> std::path::PathBuf {
 
 /// The file cut into segments by the project's segmenter.
 fn segments(ts: &Path) -> Vec<Vec<u8>> {
-    let mut segmenter = Segmenter::new(SegmenterConfig::default());
-    let mut events = Vec::new();
-    segmenter.push(&std::fs::read(ts).unwrap(), &mut events);
-    segmenter.finish(&mut events);
-    let mut segments: Vec<Vec<u8>> = Vec::new();
-    for event in events {
-        match event {
-            Event::Start { .. } => segments.push(Vec::new()),
-            Event::Data(data) => segments.last_mut().unwrap().extend_from_slice(&data),
-            Event::Clock(_) => {}
-        }
-    }
-    segments
+    common::video::cut_segments(&std::fs::read(ts).unwrap())
 }
 
 /// What came out of the remuxer.

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use common::live::slow_viewer;
 use common::{PATIENCE, TestServer};
 use trickle::Config;
-use trickle::media::mpegts::{DiscontinuityMarker, Event, Segmenter, SegmenterConfig};
+use trickle::media::mpegts::DiscontinuityMarker;
 
 /// ffmpeg's default PID for the first video stream.
 const VIDEO_PID: u16 = 0x100;
@@ -45,18 +45,7 @@ fn segments(dir: &Path) -> Vec<Vec<u8>> {
          -g 25 -keyint_min 25 -sc_threshold 0 -c:a aac -b:a 64k -f mpegts -y '{}'",
         clip.display()
     ));
-    let mut segmenter = Segmenter::new(SegmenterConfig::default());
-    let mut events = Vec::new();
-    segmenter.push(&std::fs::read(&clip).unwrap(), &mut events);
-    segmenter.finish(&mut events);
-    let mut segments: Vec<Vec<u8>> = Vec::new();
-    for event in events {
-        match event {
-            Event::Start { .. } => segments.push(Vec::new()),
-            Event::Data(data) => segments.last_mut().unwrap().extend_from_slice(&data),
-            Event::Clock(_) => {}
-        }
-    }
+    let segments = common::video::cut_segments(&std::fs::read(&clip).unwrap());
     assert_eq!(segments.len(), 6);
     segments
 }

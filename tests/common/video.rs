@@ -77,3 +77,22 @@ pub async fn video_frames(path: &Path) -> u64 {
         .parse()
         .unwrap_or(0)
 }
+
+/// `ts` cut into segments by the project's segmenter, as `trickle publish --mpegts` cuts it: each
+/// starts with PAT, PMT and a keyframe.
+pub fn cut_segments(ts: &[u8]) -> Vec<Vec<u8>> {
+    use trickle::media::mpegts::{Event, Segmenter, SegmenterConfig};
+    let mut segmenter = Segmenter::new(SegmenterConfig::default());
+    let mut events = Vec::new();
+    segmenter.push(ts, &mut events);
+    segmenter.finish(&mut events);
+    let mut segments: Vec<Vec<u8>> = Vec::new();
+    for event in events {
+        match event {
+            Event::Start { .. } => segments.push(Vec::new()),
+            Event::Data(data) => segments.last_mut().unwrap().extend_from_slice(&data),
+            Event::Clock(_) => {}
+        }
+    }
+    segments
+}
