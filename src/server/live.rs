@@ -35,7 +35,7 @@ use http_body_util::StreamBody;
 use super::activity::Watching;
 use super::channel::Channel;
 use super::http::{channel_name, end_of_stream, error, text};
-use super::output::{cors, fmp4_mime};
+use super::output::{cors, fmp4_mime, refuse_unless_mpegts};
 use super::read::Cursor;
 use super::remux::{Ready, Remux};
 use super::segment::{ReadError, SegmentReader};
@@ -78,9 +78,11 @@ pub(super) async fn live(
         Ok(start) => start,
         Err(message) => return text(StatusCode::BAD_REQUEST, message),
     };
-    if format == Format::Fmp4 && !channel.is_mpegts() {
+    if format == Format::Fmp4
+        && let Some(refused) = refuse_unless_mpegts(&channel, NOT_MPEGTS)
+    {
         // Before the viewer limit: the answer does not depend on it.
-        return text(StatusCode::UNSUPPORTED_MEDIA_TYPE, NOT_MPEGTS);
+        return refused;
     }
     if server.stats().live_viewers >= server.config().max_viewers {
         return text(StatusCode::SERVICE_UNAVAILABLE, "Too many live viewers");
@@ -138,8 +140,8 @@ pub(super) async fn playable(
     server: &Server,
     channel: &Arc<Channel>,
 ) -> Result<Arc<Remux>, Response> {
-    if !channel.is_mpegts() {
-        return Err(text(StatusCode::UNSUPPORTED_MEDIA_TYPE, NOT_MPEGTS));
+    if let Some(refused) = refuse_unless_mpegts(channel, NOT_MPEGTS) {
+        return Err(refused);
     }
     let remux = Remux::of(server, channel);
     let ready = tokio::select! {

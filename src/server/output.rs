@@ -4,7 +4,16 @@
 
 use axum::body::Body;
 use axum::response::Response;
-use http::{HeaderValue, header};
+use http::{HeaderValue, StatusCode, header};
+
+use super::channel::Channel;
+use super::http::text;
+
+/// The outputs made from MPEG-TS only (HLS, and the fMP4 ones through the remux): the `415`
+/// with `message` for a channel of another type.
+pub(super) fn refuse_unless_mpegts(channel: &Channel, message: &str) -> Option<Response> {
+    (!channel.is_mpegts()).then(|| text(StatusCode::UNSUPPORTED_MEDIA_TYPE, message))
+}
 
 /// `video/mp4; codecs="avc1.64001f,mp4a.40.2"`, or `audio/mp4; …` when every track is audio.
 pub(super) fn fmp4_mime(codecs: &str) -> String {

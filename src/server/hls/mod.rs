@@ -31,7 +31,7 @@ use self::timeline::{Held, Timeline, View, version_tag};
 use super::channel::Channel;
 use super::conn::PeerWatch;
 use super::http::{channel_name, closing, error, text};
-use super::output::cors;
+use super::output::{cors, refuse_unless_mpegts};
 use super::route::{HlsFile, Seq};
 use super::segment::{Segment, Status};
 use super::{Server, Stat};
@@ -65,10 +65,12 @@ pub(super) async fn serve(
 ) -> Response {
     let response = match find_channel(server, raw_name) {
         Err(err) => error(&err),
-        Ok(channel) if !channel.is_mpegts() => text(StatusCode::UNSUPPORTED_MEDIA_TYPE, NOT_MPEGTS),
-        Ok(channel) => match file {
-            HlsFile::Playlist => playlist(server, parts, &channel).await,
-            HlsFile::Segment(seq) => segment(server, parts, &channel, seq),
+        Ok(channel) => match refuse_unless_mpegts(&channel, NOT_MPEGTS) {
+            Some(refused) => refused,
+            None => match file {
+                HlsFile::Playlist => playlist(server, parts, &channel).await,
+                HlsFile::Segment(seq) => segment(server, parts, &channel, seq),
+            },
         },
     };
     let mut response = cors(response);
