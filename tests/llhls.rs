@@ -103,6 +103,23 @@ async fn playlists_keep_the_rules_across_reloads_and_blocking_reloads_come_with_
         compared += 1;
     }
     assert!(compared >= 1, "some segment was compared");
+    // The init segment the playlist names (by generation) is the one `init.mp4` serves.
+    let map = previous.segments[0]
+        .map
+        .clone()
+        .expect("EXT-X-MAP on the first segment");
+    assert!(map.starts_with("init.mp4?g="), "{map}");
+    let named = s.get(&format!("/cam/{map}")).await;
+    let newest = s.get("/cam/init.mp4").await;
+    assert_eq!((named.status, newest.status), (200, 200));
+    assert!(
+        named
+            .header("content-type")
+            .unwrap()
+            .starts_with("video/mp4; codecs=\"avc1.")
+    );
+    assert_eq!(named.body, newest.body);
+    assert_eq!(s.get("/cam/init.mp4?g=99").await.status, 404);
     let part_target = Duration::from_secs_f64(previous.part_target.unwrap());
     eprintln!("blocking reload vs part: {lateness:?}");
     assert!(
