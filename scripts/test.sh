@@ -33,8 +33,8 @@ if ((${#missing[@]})); then
     apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
 fi
 
-step "Test-only players from npm: hls.js (the browser plays LL-HLS with it)"
-npm install --silent --no-audit --no-fund --prefix target/players hls.js@1.7.4 >&2
+step "Test-only players from npm: hls.js and dash.js (the browser plays LL-HLS and DASH with them)"
+npm install --silent --no-audit --no-fund --prefix target/players hls.js@1.7.4 dashjs@5.2.1 >&2
 TRICKLE_TEST_HLS_JS="$PWD/target/players/node_modules/hls.js/dist/hls.min.js"
 export TRICKLE_TEST_HLS_JS
 

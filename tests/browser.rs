@@ -79,6 +79,14 @@ const HLS_SAMPLE: &str = "const v = document.getElementById('hls');
              dropped: q.droppedVideoFrames, latency: window.hls.latency,
              behind: date ? (Date.now() - date.getTime()) / 1000 : null, lag: 0 };";
 
+/// What dash.js reports: the video's time and frames, and its latency behind the live edge by
+/// the manifest's availability start time.
+const DASH_SAMPLE: &str = "const v = document.getElementById('dash');
+    const q = v.getVideoPlaybackQuality();
+    return { state: v.paused ? 'paused' : 'live', time: v.currentTime, frames: q.totalVideoFrames,
+             dropped: q.droppedVideoFrames, latency: window.dash.getCurrentLiveLatency(), lag: 0,
+             errors: window.dashErrors };";
+
 async fn sample(client: &Client, script: &str) -> Value {
     client
         .execute(script, vec![])
@@ -128,23 +136,23 @@ async fn watch(client: &Client, script: &str) -> Vec<Value> {
     samples
 }
 
-/// hls.js, as `scripts/test.sh` installs it from npm; `None` (skip) without it, outside CI.
-fn hls_js() -> Option<String> {
-    let path = std::env::var("TRICKLE_TEST_HLS_JS").unwrap_or_else(|_| {
-        concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/target/players/node_modules/hls.js/dist/hls.min.js"
+/// A test-only player script, as `scripts/test.sh` installs it from npm (its path in `env`, else
+/// `path` under `target/players/node_modules`); `None` (skip) without it, outside CI.
+fn player_js(env: &str, path: &str) -> Option<String> {
+    let path = std::env::var(env).unwrap_or_else(|_| {
+        format!(
+            "{}/target/players/node_modules/{path}",
+            env!("CARGO_MANIFEST_DIR")
         )
-        .to_string()
     });
     match std::fs::read_to_string(&path) {
         Ok(source) => Some(source),
         Err(err) => {
             assert!(
                 std::env::var("CI").as_deref() != Ok("true"),
-                "hls.js is required in CI (scripts/test.sh installs it): {path}: {err}"
+                "{path} is required in CI (scripts/test.sh installs it): {err}"
             );
-            eprintln!("skipping LL-HLS in the browser: no hls.js at {path} (run scripts/test.sh)");
+            eprintln!("skipping a player in the browser: no {path} (run scripts/test.sh)");
             None
         }
     }
@@ -180,7 +188,11 @@ async fn chromium_plays_the_watch_page_and_ll_hls_near_the_live_edge() {
     {
         return;
     }
-    let hls = hls_js();
+    let hls = player_js("TRICKLE_TEST_HLS_JS", "hls.js/dist/hls.min.js");
+    let dash = player_js(
+        "TRICKLE_TEST_DASH_JS",
+        "dashjs/dist/modern/umd/dash.all.min.js",
+    );
     let s = TestServer::start().await;
     let mut publisher = common::video::publish(&s.url("/cam"), "h264", 90, "");
     let (mut driver, client) = browser().await;
@@ -212,6 +224,30 @@ async fn chromium_plays_the_watch_page_and_ll_hls_near_the_live_edge() {
             .collect();
         eprintln!("LL-HLS: behind the publisher {behind:.2?}, hls.js latency {latency:.2?}");
         assert!(!behind.is_empty(), "hls.js knows the program date-time");
+        let stop = "window.hls.destroy(); document.getElementById('hls').remove(); return true;";
+        assert_eq!(sample(&client, stop).await, true);
+    }
+
+    if let Some(source) = dash {
+        // dash.js on the same page, playing manifest.mpd.
+        let loaded = format!("{source}\n;window.dashjs = dashjs; return typeof dashjs;");
+        assert_eq!(sample(&client, &loaded).await, "object");
+        let start = "const v = document.createElement('video');
+            v.id = 'dash'; v.muted = true; document.body.append(v);
+            const player = dashjs.MediaPlayer().create();
+            window.dash = player; window.dashErrors = [];
+            player.on('error', e => window.dashErrors.push(JSON.stringify(e.error || e)));
+            player.initialize(v, 'cam/manifest.mpd', true);
+            return true;";
+        assert_eq!(sample(&client, start).await, true);
+        let played = watch(&client, DASH_SAMPLE).await;
+        let latency: Vec<f64> = played
+            .iter()
+            .filter_map(|v| v["latency"].as_f64())
+            .collect();
+        eprintln!("DASH: dash.js latency {latency:.2?}");
+        let errors = |v: &Value| v["errors"].as_array().map_or(0, Vec::len);
+        assert!(played.iter().all(|v| errors(v) == 0), "{played:?}");
     }
 
     client.close().await.unwrap();

@@ -118,6 +118,14 @@ fn plain_rows(extras: bool) -> Vec<Row> {
         row("GET", "/missing/ll.m3u8", 404).text("Stream not found\n"),
         row("GET", "/ch/ll.m3u8?_HLS_part=1", 400).text("_HLS_part needs _HLS_msn\n"),
         row("GET", "/ch/x.m4s", 400).text(INVALID_IDX),
+        // DASH: the same, for the manifest and each track's pieces.
+        row("GET", "/missing/manifest.mpd", 404).text("Stream not found\n"),
+        row("GET", "/missing/video-init.mp4", 404).text("Stream not found\n"),
+        row("GET", "/missing/audio-0.m4s", 404).text("Stream not found\n"),
+        row("GET", "/ch/video-x.m4s", 400).text(INVALID_IDX),
+        row("POST", "/ch/manifest.mpd", 400)
+            .body(b"x")
+            .text(INVALID_IDX),
         // HLS: the answers that do not wait (a playlist waits for a segment it can list, and
         // these bytes are no transport stream; what it lists is for tests/hls.rs).
         row("GET", "/ch/0.ts", 200).text("zero"),

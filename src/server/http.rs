@@ -115,8 +115,7 @@ async fn dispatch(State(server): State<Server>, req: Request) -> Response {
     }
 }
 
-/// Decodes and validates the channel name of a request.
-/// A playlist or piece for LL-HLS players.
+/// A playlist, manifest or piece for LL-HLS or DASH players.
 async fn player(
     server: &Server,
     parts: &http::request::Parts,
@@ -128,9 +127,15 @@ async fn player(
         Piece::LowLatency => super::llhls::playlist(server, name, query).await,
         Piece::Init => super::llhls::init(server, name, query).await,
         Piece::Fmp4 { seq, part } => super::llhls::piece(server, name, seq, part).await,
+        Piece::Dash => super::dash::manifest(server, name).await,
+        Piece::TrackInit(track) => super::dash::track_init(server, name, track).await,
+        Piece::TrackMedia { track, time } => {
+            super::dash::track_segment(server, name, track, time).await
+        }
     }
 }
 
+/// Decodes and validates the channel name of a request.
 pub(super) fn channel_name<'a>(server: &Server, raw: &'a str) -> Result<Cow<'a, str>, Error> {
     let name = protocol::decode_name(raw)?;
     protocol::validate_name(&name, server.config().max_name_bytes)?;

@@ -138,7 +138,7 @@ pub(super) async fn piece(
 }
 
 /// Whether what a blocked request waits for is there.
-enum Wait {
+pub(super) enum Wait {
     Ready,
     NotYet,
     /// It will never be (gone, or too far ahead): the answer.
@@ -146,7 +146,10 @@ enum Wait {
 }
 
 /// Waits until `check` says ready, at most three target durations (`503` then).
-async fn wait_for(remux: &Remux, check: impl Fn(&Index) -> Wait) -> Result<(), Response> {
+pub(super) async fn wait_for(
+    remux: &Remux,
+    check: impl Fn(&Index) -> Wait,
+) -> Result<(), Response> {
     let limit = Duration::from_millis(3 * target_duration(&remux.index()) * 1000);
     let deadline = tokio::time::Instant::now() + limit;
     let mut changes = remux.changes();
@@ -241,6 +244,7 @@ fn complete_segment(index: &Index, seq: u64) -> Option<(u64, u64)> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Rendered {
     LowLatency = 0,
+    Dash = 1,
 }
 
 /// The target duration in whole seconds: the longest segment so far (or the one being made),

@@ -13,6 +13,7 @@ mod budget;
 mod changefeed;
 mod channel;
 mod conn;
+mod dash;
 mod event_stream;
 mod events;
 mod facts;

@@ -16,6 +16,7 @@
 use http::Method;
 
 pub(crate) use super::live::Format;
+use crate::media::fmp4::Track;
 use crate::protocol::{Error, SeqParam};
 
 /// The axum path patterns, after the base path, that send a request to the dispatch: every path
@@ -38,15 +39,22 @@ enum Output {
     Player(Piece),
 }
 
-/// What an LL-HLS player fetches.
+/// What an LL-HLS or DASH player fetches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Piece {
     /// `ll.m3u8`.
     LowLatency,
+    /// `manifest.mpd`.
+    Dash,
     /// `init.mp4`.
     Init,
     /// `{seq}.m4s` (a segment) or `{seq}.{part}.m4s`.
     Fmp4 { seq: u64, part: Option<u64> },
+    /// `video-init.mp4` or `audio-init.mp4`: one track's init segment (DASH).
+    TrackInit(Track),
+    /// `video-{time}.m4s` or `audio-{time}.m4s`: one track's segment that starts at `time` on the
+    /// 90 kHz clock (DASH's `$Time$`).
+    TrackMedia { track: Track, time: u64 },
 }
 
 fn output(part: &str) -> Option<Output> {
@@ -55,9 +63,15 @@ fn output(part: &str) -> Option<Output> {
         "live.mp4" => Output::Live(Format::Fmp4),
         "watch" => Output::Watch,
         "ll.m3u8" => Output::Player(Piece::LowLatency),
+        "manifest.mpd" => Output::Player(Piece::Dash),
         "init.mp4" => Output::Player(Piece::Init),
+        "video-init.mp4" => Output::Player(Piece::TrackInit(Track::Video)),
+        "audio-init.mp4" => Output::Player(Piece::TrackInit(Track::Audio)),
         _ => {
             let stem = part.strip_suffix(".m4s")?;
+            if let Some(piece) = track_media(stem) {
+                return Some(Output::Player(piece));
+            }
             let (seq, part) = match stem.split_once('.') {
                 Some((seq, part)) => (seq, Some(number(part)?)),
                 None => (stem, None),
@@ -67,6 +81,20 @@ fn output(part: &str) -> Option<Output> {
                 part,
             })
         }
+    })
+}
+
+/// `video-{time}` or `audio-{time}`.
+fn track_media(stem: &str) -> Option<Piece> {
+    let (track, time) = stem.split_once('-')?;
+    let track = match track {
+        "video" => Track::Video,
+        "audio" => Track::Audio,
+        _ => return None,
+    };
+    Some(Piece::TrackMedia {
+        track,
+        time: number(time)?,
     })
 }
 
@@ -153,7 +181,8 @@ pub(crate) enum Route<'a> {
     Preflight { name: &'a str },
     /// `GET` or `HEAD {base}{name}/watch`: the player page.
     Watch { name: &'a str },
-    /// `GET` or `HEAD {base}{name}/{piece}`: a playlist or piece of media for LL-HLS players.
+    /// `GET` or `HEAD {base}{name}/{piece}`: a playlist, manifest or piece of media for LL-HLS
+    /// or DASH players.
     Player { name: &'a str, piece: Piece },
     /// `GET` or `HEAD {base}_watch`: the channel index page.
     WatchIndex,
@@ -432,6 +461,30 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn dash_pieces_name_a_track_and_a_time() {
+        use Route::*;
+        let player = |path: &str| match route(Method::GET, path) {
+            Player { name: "ch", piece } => Some(piece),
+            _ => None,
+        };
+        assert_eq!(player("/base/ch/manifest.mpd"), Some(Piece::Dash));
+        assert_eq!(
+            player("/base/ch/audio-init.mp4"),
+            Some(Piece::TrackInit(Track::Audio))
+        );
+        assert_eq!(
+            player("/base/ch/video-990000.m4s"),
+            Some(Piece::TrackMedia {
+                track: Track::Video,
+                time: 990000
+            })
+        );
+        for not_ours in ["video-.m4s", "video-x.m4s", "text-1.m4s", "video-1.2.m4s"] {
+            assert_eq!(player(&format!("/base/ch/{not_ours}")), None, "{not_ours}");
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! channel's ring holds; a reader takes a [`Recorded`] copy (a few hundred bytes).
 
 use std::collections::VecDeque;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 /// The output clock: decode times and durations of video (or of audio on an audio-only
 /// channel), in 90 kHz units.
@@ -67,6 +67,8 @@ pub(crate) struct Index {
     /// The part being made: its start and how long it lasts so far.
     open: Option<Part>,
     longest: u64,
+    /// The wall clock of time zero on the output clock, set by the first fragment.
+    anchor: Option<SystemTime>,
 }
 
 impl Index {
@@ -77,6 +79,7 @@ impl Index {
             keep: keep.max(1),
             open: None,
             longest: 0,
+            anchor: None,
         }
     }
 
@@ -144,6 +147,9 @@ impl Index {
         let now = SystemTime::now();
         current.start = Some(time);
         current.made_at = Some(now);
+        let since_zero = Duration::from_micros(time.saturating_mul(1_000_000) / TIMESCALE);
+        self.anchor
+            .get_or_insert(now.checked_sub(since_zero).unwrap_or(now));
         current.discontinuity = match previous {
             Some(previous) => previous.discontinuity + u64::from(!current.follows(&previous)),
             None => 0,
@@ -171,6 +177,12 @@ impl Index {
     /// must not shrink while a player follows).
     pub(crate) fn longest(&self) -> u64 {
         self.longest
+    }
+
+    /// The wall clock of time zero on the output clock (DASH's availability start), once a
+    /// fragment was made.
+    pub(crate) fn anchor(&self) -> Option<SystemTime> {
+        self.anchor
     }
 
     /// The records, oldest first.

@@ -20,6 +20,7 @@
 //! out; stopping ends the output channel and so every viewer's response.
 
 mod index;
+mod tracks;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -31,6 +32,7 @@ use tokio::sync::watch;
 
 pub(crate) use super::llhls::Rendered;
 pub(crate) use index::{Index, PART_TARGET, Recorded, TIMESCALE};
+pub(crate) use tracks::{Found, TRACKS, Timing, TrackOutput, TrackOutputs};
 
 use super::channel::Channel;
 use super::read::Cursor;
@@ -78,8 +80,10 @@ pub(crate) struct Remux {
     /// Until when (milliseconds after `born`) the remux runs with nobody holding it.
     leased_until: AtomicU64,
     born: Instant,
+    /// The output track by track, for DASH (made once asked for).
+    tracks: TrackOutputs,
     /// Playlists and manifests, with the change they were made for.
-    rendered: [Mutex<Option<(u64, Bytes)>>; 1],
+    rendered: [Mutex<Option<(u64, Bytes)>>; 2],
 }
 
 /// How often a remux nobody holds checks its lease.
@@ -102,12 +106,14 @@ impl Remux {
             leased_until: AtomicU64::new(0),
             born: Instant::now(),
             rendered: Default::default(),
+            tracks: TrackOutputs::new(server, channel.name()),
         });
         let task = RemuxTask {
             remux: remux.clone(),
             cursor: Cursor::new(channel.clone(), SeqParam::Relative(2)),
             remuxer: Remuxer::new(),
             outputs: Vec::new(),
+            tracks: tracks::Writing::default(),
             _counted: server.stat(Stat::Remuxes),
         };
         tokio::spawn(task.run(Arc::downgrade(&remux), channel.clone()));
@@ -146,6 +152,11 @@ impl Remux {
         &self.output
     }
 
+    /// The output track by track; `want` makes it (from the next segment on).
+    pub(crate) fn tracks(&self) -> &TrackOutputs {
+        &self.tracks
+    }
+
     /// The records of the segments held (timing, parts), for players that fetch pieces.
     pub(crate) fn index(&self) -> parking_lot::MutexGuard<'_, Index> {
         self.index.lock()
@@ -182,6 +193,8 @@ struct RemuxTask {
     cursor: Cursor,
     remuxer: Remuxer,
     outputs: Vec<Output>,
+    /// The per-track segments being written.
+    tracks: tracks::Writing,
     /// Counts the remux in `/metrics` while it runs.
     _counted: StatGuard,
 }
@@ -207,6 +220,7 @@ impl RemuxTask {
         }
         let remux = &self.remux;
         remux.output.close();
+        remux.tracks.close();
         remux.ready.send_if_modified(|ready| {
             let waiting = matches!(ready, Ready::Waiting);
             if waiting {
@@ -232,6 +246,9 @@ impl RemuxTask {
         seq: u64,
         mut writer: SegmentWriter,
     ) {
+        if self.remux.tracks.wanted() {
+            self.remuxer.split_tracks(true);
+        }
         self.remuxer.start_segment(seq);
         let init = self.remux.init_for(seq).map_or(0, |init| init.generation);
         self.remux.index.lock().begin(seq, init);
@@ -249,6 +266,7 @@ impl RemuxTask {
         if self.deliver(seq, &mut writer) {
             let _ = writer.finish();
         }
+        self.remux.tracks.end(&mut self.tracks);
         self.remux.index.lock().end();
         self.remux.changes.send_modify(|n| *n += 1);
     }
@@ -307,7 +325,28 @@ impl RemuxTask {
                     self.remux.ready.send_replace(Ready::Unsupported(reason));
                 }
                 // Per-track output (for DASH) is not turned on here.
-                Output::TrackInit { .. } | Output::TrackFragment { .. } => {}
+                Output::TrackInit {
+                    track,
+                    bytes,
+                    codec,
+                } => {
+                    self.remux.tracks.set_init(track, bytes, codec);
+                }
+                // A track refused (over the budget) fails its DASH segment only; the muxed output goes on.
+                Output::TrackFragment {
+                    track,
+                    head,
+                    media,
+                    start,
+                    duration,
+                    ..
+                } => {
+                    let timing = (start, duration);
+                    let tracks = &self.remux.tracks;
+                    if tracks.fragment(&mut self.tracks, (track, seq), (head, media), timing) {
+                        self.remux.changes.send_modify(|n| *n += 1);
+                    }
+                }
             }
         }
         true
