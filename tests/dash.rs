@@ -319,3 +319,41 @@ async fn a_time_no_segment_starts_at_is_404_and_one_that_never_comes_503() {
     let _ = d;
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_audio_only_channel_has_one_adaptation_set_and_no_video() {
+    if !have_tools(&["ffmpeg"]) {
+        return;
+    }
+    let s = video::mpegts_server().await;
+    let script = format!(
+        "ffmpeg -v error -re -f lavfi -i sine=frequency=440:sample_rate=48000 -t 12 \
+         -c:a aac -b:a 64k -f mpegts - | '{}' publish '{}' --mpegts --segment-time 1s",
+        env!("CARGO_BIN_EXE_trickle"),
+        s.url("/cam")
+    );
+    let _publisher = tokio::process::Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script])
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let listed = manifest(&s).await;
+    let kinds: Vec<_> = listed.sets.iter().map(|set| set.kind.as_str()).collect();
+    assert_eq!(kinds, ["audio"]);
+    let started = std::time::Instant::now();
+    for path in ["/cam/video-init.mp4", "/cam/video-0.m4s"] {
+        assert_eq!(s.get(path).await.status, 404, "{path}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "at once, not after a wait"
+    );
+    let audio = &listed.sets[0];
+    fetch(&s, &audio.init).await;
+    let first = audio
+        .media
+        .replace("$Time$", &audio.timeline[0].0.to_string());
+    fetch(&s, &first).await;
+    s.stop().await;
+}

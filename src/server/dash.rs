@@ -18,6 +18,7 @@
 //! make.
 
 use std::fmt::Write;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use axum::body::Body;
@@ -61,9 +62,24 @@ pub(super) async fn manifest(server: &Server, raw_name: &str) -> Response {
     media_response(body, "application/dash+xml", "no-cache")
 }
 
+/// The channel's remux, ready to play, for a request about `track`: `404` if the channel does
+/// not carry it (an audio-only channel has no `video-init.mp4`), rather than a wait for nothing.
+async fn remux_with(server: &Server, raw_name: &str, track: Track) -> Result<Arc<Remux>, Response> {
+    let remux = remux_for_players(server, raw_name).await?;
+    let codecs = remux.init_for(u64::MAX).map(|init| init.codecs.clone());
+    let carried = codecs.unwrap_or_default().split(',').any(|codec| {
+        let audio = codec.starts_with("mp4a");
+        audio == (track == Track::Audio)
+    });
+    match carried {
+        true => Ok(remux),
+        false => Err(error(&Error::StreamNotFound)),
+    }
+}
+
 /// `GET /{name}/video-init.mp4` or `audio-init.mp4`: that track's newest init segment.
 pub(super) async fn track_init(server: &Server, raw_name: &str, track: Track) -> Response {
-    let remux = match remux_for_players(server, raw_name).await {
+    let remux = match remux_with(server, raw_name, track).await {
         Ok(remux) => remux,
         Err(response) => return cors(response),
     };
@@ -94,7 +110,7 @@ pub(super) async fn track_segment(
     track: Track,
     time: u64,
 ) -> Response {
-    let remux = match remux_for_players(server, raw_name).await {
+    let remux = match remux_with(server, raw_name, track).await {
         Ok(remux) => remux,
         Err(response) => return cors(response),
     };

@@ -6,6 +6,10 @@
 //! made. A fragment is written as its own header and a slice of the muxed fragment's samples: no
 //! copy. Players name a track's segment by its start time (DASH's `$Time$`): [`TrackOutput::find`]
 //! maps it back to a seq.
+//!
+//! The memory budget counts each track's segments as well as the muxed ones, although their
+//! samples are the same bytes: with DASH players, a remux's output counts about twice what it
+//! holds (kept so: the budget never counts less than is held).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
