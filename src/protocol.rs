@@ -117,6 +117,17 @@ pub fn decode_name(raw: &str) -> Result<std::borrow::Cow<'_, str>, Error> {
         .map_err(|_| Error::InvalidName)
 }
 
+/// Percent-encodes a channel name into one path segment (the inverse of [`decode_name`]): every
+/// byte but letters, digits and `-._~`.
+pub fn encode_name(name: &str) -> String {
+    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(name, SEGMENT).to_string()
+}
+
 /// Everything that can go wrong in the library, with the HTTP status each maps to.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -157,6 +168,10 @@ pub enum Error {
     NonexistentSegment,
     #[error("Timed out waiting for data")]
     Timeout,
+    /// The channel is not here, and where it may be (an origin, the registry) could not be asked
+    /// just now: try again shortly (never a `404`, which clients take as final).
+    #[error("Origin unavailable: {0}")]
+    Unavailable(String),
     /// A hook of the embedding application refused the request (with a 4xx or 5xx status).
     #[error("{message}")]
     Refused { status: StatusCode, message: String },
@@ -180,7 +195,7 @@ impl Error {
             | Error::EntryExists
             | Error::Io(_) => StatusCode::BAD_REQUEST,
             Error::ReservedName => StatusCode::FORBIDDEN,
-            Error::TooManyChannels | Error::BudgetExhausted { .. } => {
+            Error::TooManyChannels | Error::BudgetExhausted { .. } | Error::Unavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Error::SegmentTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -298,6 +313,16 @@ mod tests {
             let parsed = http::HeaderName::from_bytes(name.as_bytes()).expect(name);
             assert_eq!(parsed.as_str(), name);
         }
+    }
+
+    #[test]
+    fn encoded_names_decode_back() {
+        for name in ["cam", "a b/c", "ünï", "x%2F", "_changes"] {
+            let encoded = encode_name(name);
+            assert!(!encoded.contains(['/', ' ']), "{encoded}");
+            assert_eq!(decode_name(&encoded).unwrap(), name);
+        }
+        assert_eq!(encode_name("a-b.c_d~e"), "a-b.c_d~e");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Args;
 
 use super::{parse_duration, parse_size, read_secret};
-use crate::server::{Config, Server, serve, serve_metrics, serve_tls, tls};
+use crate::server::{Config, Credential, Server, serve, serve_metrics, serve_tls, tls};
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
@@ -99,6 +99,31 @@ pub struct ServeArgs {
     /// Like --auth-secret, read from a file (a trailing newline is ignored).
     #[arg(long, env = "TRICKLE_AUTH_SECRET_FILE", conflicts_with = "auth_secret")]
     pub auth_secret_file: Option<PathBuf>,
+    /// Be an edge of this server (`http://origin:2939`, with its base path if it has one): a read
+    /// of a channel not held here is relayed from it, pulled once however many read it here.
+    /// Repeatable: origins are asked in order, the first that has the channel serves it.
+    #[arg(long = "origin", env = "TRICKLE_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]
+    pub origins: Vec<String>,
+    /// Stop relaying a channel once nobody has read it here for this long.
+    #[arg(long, env = "TRICKLE_RELAY_LINGER", default_value = "5s", value_parser = parse_duration)]
+    pub relay_linger: Duration,
+    /// A token (as `trickle token` makes them for the origin's secret) in this file, sent to the
+    /// origins as `Authorization: Bearer …`: this server's own credential (its clients' tokens
+    /// are never passed on).
+    #[arg(long, env = "TRICKLE_RELAY_TOKEN_FILE")]
+    pub relay_token_file: Option<PathBuf>,
+}
+
+/// An origin's base URL: `http` or `https`, a host, no query.
+fn parse_origin(url: &str) -> Result<String, String> {
+    let parsed: reqwest::Url = url.parse().map_err(|e| format!("{url}: {e}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return Err(format!("{url}: expected http://host:port[/base]"));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(format!("{url}: an origin has no query or fragment"));
+    }
+    Ok(url.trim_end_matches('/').to_string())
 }
 
 impl ServeArgs {
@@ -131,7 +156,24 @@ impl ServeArgs {
                 self.auth_secret.as_deref(),
                 self.auth_secret_file.as_deref(),
             )?,
+            origins: self.origins.clone(),
+            relay_linger: self.relay_linger,
+            relay_credential: self.relay_credential()?,
         })
+    }
+
+    /// `Bearer <token>` from --relay-token-file.
+    fn relay_credential(&self) -> anyhow::Result<Option<Credential>> {
+        let Some(path) = &self.relay_token_file else {
+            return Ok(None);
+        };
+        let token = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read --relay-token-file {}", path.display()))?;
+        let token = token.trim_end_matches(['\r', '\n']);
+        if token.is_empty() || token.chars().any(|c| c.is_control()) {
+            anyhow::bail!("--relay-token-file {}: expected one token", path.display());
+        }
+        Ok(Some(Credential(format!("Bearer {token}"))))
     }
 }
 

@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::Mutex;
 
@@ -25,6 +25,10 @@ use super::{Server, Stat, stats};
 /// What a channel's clients are doing (one per channel).
 pub(crate) struct Activity {
     created: SystemTime,
+    born: Instant,
+    /// When a reader last asked for the channel, in milliseconds after `born` (an edge lets a
+    /// relayed channel go once nobody asked for a while).
+    last_read_ms: AtomicU64,
     bytes_in: AtomicU64,
     /// The channel's share of the server's request gauges ([`Stat`]).
     gauges: [AtomicUsize; stats::STATS],
@@ -59,6 +63,8 @@ impl Activity {
     pub(crate) fn new() -> Activity {
         Activity {
             created: SystemTime::now(),
+            born: Instant::now(),
+            last_read_ms: AtomicU64::new(0),
             bytes_in: AtomicU64::new(0),
             gauges: Default::default(),
             skipped: AtomicU64::new(0),
@@ -69,6 +75,28 @@ impl Activity {
 
     pub(crate) fn created(&self) -> SystemTime {
         self.created
+    }
+
+    /// A reader asked for the channel (any GET of it or of an output).
+    pub(crate) fn read_now(&self) {
+        let now = self.born.elapsed().as_millis() as u64;
+        self.last_read_ms.fetch_max(now, Ordering::Relaxed);
+    }
+
+    /// How long since a reader last asked for the channel, or since it was made.
+    #[cfg(feature = "client")]
+    pub(crate) fn unread_for(&self) -> Duration {
+        let last = Duration::from_millis(self.last_read_ms.load(Ordering::Relaxed));
+        self.born.elapsed().saturating_sub(last)
+    }
+
+    /// Requests reading the channel now: GETs waiting or streaming, and live viewers.
+    #[cfg(feature = "client")]
+    pub(crate) fn readers(&self) -> usize {
+        [Stat::WaitingGets, Stat::StreamingGets, Stat::LiveViewers]
+            .iter()
+            .map(|stat| self.gauge(*stat).load(Ordering::Relaxed))
+            .sum()
     }
 
     pub(crate) fn add_bytes_in(&self, n: u64) {

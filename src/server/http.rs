@@ -7,6 +7,7 @@
 //! and the wait timeout.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
@@ -15,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use http::{HeaderName, HeaderValue, StatusCode, header};
 
+use super::channel::Channel;
 use super::route::{self, Piece, Route, Seq};
 use super::{Counter, Server};
 use crate::protocol::{self, Error};
@@ -88,7 +90,7 @@ async fn dispatch(State(server): State<Server>, req: Request) -> Response {
         Route::Live { name, format } => super::live::live(&server, &parts, name, format).await,
         Route::Hls { name, file } => super::hls::serve(&server, &parts, name, file).await,
         Route::Preflight { .. } => super::hls::preflight(),
-        Route::Watch { name } => super::watch::page(&server, name),
+        Route::Watch { name } => super::watch::page(&server, name).await,
         Route::Player { name, piece } => player(&server, &parts, name, piece).await,
         Route::WatchIndex => super::watch::index(),
         Route::Subscribe { name, seq } => {
@@ -135,6 +137,14 @@ async fn player(
     }
 }
 
+/// The channel a read of `raw` is about: held here, or (on an edge) relayed from an origin.
+pub(super) async fn channel_to_read(server: &Server, raw: &str) -> Result<Arc<Channel>, Error> {
+    let name = channel_name(server, raw)?;
+    let channel = server.channel_to_read(&name).await?;
+    channel.activity().read_now();
+    Ok(channel)
+}
+
 /// Decodes and validates the channel name of a request.
 pub(super) fn channel_name<'a>(server: &Server, raw: &'a str) -> Result<Cow<'a, str>, Error> {
     let name = protocol::decode_name(raw)?;
@@ -159,7 +169,12 @@ pub(super) fn text(status: StatusCode, message: &str) -> Response {
 }
 
 pub(super) fn error(err: &Error) -> Response {
-    text(err.status(), &err.to_string())
+    let mut response = text(err.status(), &err.to_string());
+    if let Error::Unavailable(_) = err {
+        let retry = HeaderValue::from_static("1");
+        response.headers_mut().insert(header::RETRY_AFTER, retry);
+    }
+    response
 }
 
 pub(super) fn set(response: &mut Response, name: &'static str, value: impl ToString) {

@@ -34,7 +34,7 @@ use http_body_util::StreamBody;
 
 use super::activity::Watching;
 use super::channel::Channel;
-use super::http::{channel_name, end_of_stream, error, text};
+use super::http::{channel_to_read, end_of_stream, error, text};
 use super::output::{cors, fmp4_mime, refuse_unless_mpegts};
 use super::read::Cursor;
 use super::remux::{Ready, Remux};
@@ -67,12 +67,9 @@ pub(super) async fn live(
     raw_name: &str,
     format: Format,
 ) -> Response {
-    let name = match channel_name(server, raw_name) {
-        Ok(name) => name,
+    let channel = match channel_to_read(server, raw_name).await {
+        Ok(channel) => channel,
         Err(err) => return error(&err),
-    };
-    let Some(channel) = server.channel(&name) else {
-        return error(&Error::StreamNotFound);
     };
     let start = match start(parts.uri.query()) {
         Ok(start) => start,

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 
 use super::Server;
-use super::http::{channel_name, error, text};
+use super::http::{channel_to_read, error, text};
 use super::live::playable;
 use super::output::{cors, fmp4_mime, media_response};
 use super::remux::{Index, PART_TARGET, Recorded, Remux, TIMESCALE};
@@ -37,10 +37,9 @@ pub(super) async fn remux_for_players(
     server: &Server,
     raw_name: &str,
 ) -> Result<Arc<Remux>, Response> {
-    let name = channel_name(server, raw_name).map_err(|err| error(&err))?;
-    let channel = server
-        .channel(&name)
-        .ok_or_else(|| error(&Error::StreamNotFound))?;
+    let channel = channel_to_read(server, raw_name)
+        .await
+        .map_err(|err| error(&err))?;
     let remux = playable(server, &channel).await?;
     remux.lease(PLAYER_LEASE);
     Ok(remux)

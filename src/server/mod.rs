@@ -28,6 +28,8 @@ mod metrics;
 mod output;
 mod publish;
 pub(crate) mod read;
+#[cfg(feature = "client")]
+mod relay;
 mod remux;
 mod route;
 // The segment buffer is the server's own business; the `internals` feature opens it to the
@@ -110,6 +112,24 @@ pub struct Config {
     /// Segments an HLS playlist lists (`GET /{name}/index.m3u8`), at most `ring - 2`: the
     /// segment being written and the next one, preconnected, take two slots of the ring.
     pub hls_window: usize,
+    /// Servers to relay channels from (`--origin`), asked in order: a read of a channel not held
+    /// here is served from the first that has it. Empty: none (the default).
+    pub origins: Vec<String>,
+    /// How long a relayed channel is pulled with nobody reading it here.
+    pub relay_linger: Duration,
+    /// The `Authorization` value this server sends to its origins (its own credential; clients'
+    /// tokens are never passed on).
+    pub relay_credential: Option<Credential>,
+}
+
+/// A credential sent upstream as it is (`Bearer …`); never printed.
+#[derive(Clone)]
+pub struct Credential(pub String);
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Credential(…)")
+    }
 }
 
 impl Default for Config {
@@ -132,6 +152,9 @@ impl Default for Config {
             live_max_lag: 1,
             max_viewers: 10_000,
             hls_window: 6,
+            origins: Vec::new(),
+            relay_linger: Duration::from_secs(5),
+            relay_credential: None,
         }
     }
 }
@@ -178,6 +201,9 @@ struct Inner {
     /// Segment bytes held, against [`Config::memory_budget`].
     budget: Arc<budget::Budget>,
     verifier: Option<crate::auth::Verifier>,
+    /// The channels relayed from origins (an edge).
+    #[cfg(feature = "client")]
+    relays: relay::Relays,
 }
 
 /// Builds a [`Server`] with optional hooks and routes of the embedder's own.
@@ -238,9 +264,17 @@ impl Builder {
             .map(crate::auth::Verifier::new);
         let budget = budget::Budget::new(self.config.memory_budget);
         let (events, feed) = events::Events::new(self.config.changefeed);
+        #[cfg(feature = "client")]
+        let relays = relay::Relays::new(
+            &self.config.origins,
+            self.config.relay_linger,
+            self.config.relay_credential.as_ref().map(|c| c.0.as_str()),
+        );
         let server = Server {
             inner: Arc::new(Inner {
                 events,
+                #[cfg(feature = "client")]
+                relays,
                 config: self.config,
                 base,
                 channels: RwLock::new(HashMap::new()),
@@ -349,6 +383,32 @@ impl Server {
 
     pub fn channel(&self, name: &str) -> Option<Arc<Channel>> {
         self.inner.channels.read().get(name).cloned()
+    }
+
+    /// The channel a reader asks for: held here, or on an edge relayed from an origin (which
+    /// may take a moment: the first reader starts the relay, the others wait for it).
+    pub(crate) async fn channel_to_read(&self, name: &str) -> Result<Arc<Channel>, Error> {
+        if let Some(channel) = self.channel(name) {
+            return Ok(channel);
+        }
+        #[cfg(feature = "client")]
+        if self.inner.relays.is_edge() && !protocol::is_reserved(name) {
+            return self.inner.relays.channel(self, name).await;
+        }
+        Err(Error::StreamNotFound)
+    }
+
+    /// Whether `name` is relayed here from an origin (publishing it here is refused).
+    pub(crate) fn is_relayed(&self, name: &str) -> bool {
+        #[cfg(feature = "client")]
+        return self.inner.relays.relays(name);
+        #[cfg(not(feature = "client"))]
+        return name.is_empty() && false;
+    }
+
+    #[cfg(feature = "client")]
+    pub(crate) fn relays(&self) -> &relay::Relays {
+        &self.inner.relays
     }
 
     /// Number of channels (the `_changes` channel included).

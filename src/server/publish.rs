@@ -36,6 +36,12 @@ pub(super) async fn publish(
     if protocol::is_reserved(&name) {
         return closing(error(&Error::ReservedName));
     }
+    // A relayed channel is the origin's copy: a segment published here would not be the origin's.
+    if server.is_relayed(&name) {
+        let message = "Channel is relayed from an origin: publish it there".into();
+        let status = StatusCode::CONFLICT;
+        return closing(error(&Error::Refused { status, message }));
+    }
     // Refused before any byte is read: nothing is created, nothing waits for a body that could
     // never be taken whole.
     if body.size_hint().lower() > server.config().max_segment_bytes {

@@ -17,7 +17,7 @@ use http_body_util::StreamBody;
 
 use super::channel::{Channel, ReadLookup};
 use super::conn::PeerWatch;
-use super::http::{channel_name, closing, error, not_held, set, text};
+use super::http::{channel_to_read, closing, error, not_held, set, text};
 use super::read::Cursor;
 use super::route::Seq;
 use super::segment::{SegmentReader, Start};
@@ -69,12 +69,9 @@ impl IntoResponse for Subscribed {
 
 /// [`subscribe`] for a channel and seq (the only parts of the request it reads).
 pub(super) async fn subscribe_path(server: &Server, raw_name: &str, seq: Seq) -> Subscribed {
-    let name = match channel_name(server, raw_name) {
-        Ok(name) => name,
+    let channel = match channel_to_read(server, raw_name).await {
+        Ok(channel) => channel,
         Err(err) => return error(&err).into(),
-    };
-    let Some(channel) = server.channel(&name) else {
-        return error(&Error::StreamNotFound).into();
     };
     if seq == Seq::Next {
         return next_write(&channel).into();

@@ -30,7 +30,7 @@ use parking_lot::Mutex;
 use self::timeline::{Held, Timeline, View, version_tag};
 use super::channel::Channel;
 use super::conn::PeerWatch;
-use super::http::{channel_name, closing, error, text};
+use super::http::{channel_to_read, closing, error, text};
 use super::output::{cors, refuse_unless_mpegts};
 use super::route::{HlsFile, Seq};
 use super::segment::{Segment, Status};
@@ -63,7 +63,7 @@ pub(super) async fn serve(
     raw_name: &str,
     file: HlsFile,
 ) -> Response {
-    let response = match find_channel(server, raw_name) {
+    let response = match channel_to_read(server, raw_name).await {
         Err(err) => error(&err),
         Ok(channel) => match refuse_unless_mpegts(&channel, NOT_MPEGTS) {
             Some(refused) => refused,
@@ -101,12 +101,6 @@ pub(super) fn preflight() -> Response {
         HeaderValue::from_static("86400"),
     );
     response
-}
-
-/// The channel of a request: [`Error::StreamNotFound`] if missing.
-fn find_channel(server: &Server, raw_name: &str) -> Result<Arc<Channel>, Error> {
-    let name = channel_name(server, raw_name)?;
-    server.channel(&name).ok_or(Error::StreamNotFound)
 }
 
 /// `GET /{name}/index.m3u8`.

@@ -9,18 +9,15 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, header};
 
 use super::Server;
-use super::http::{channel_name, error};
-use crate::protocol::Error;
+use super::http::{channel_to_read, error};
 
 /// The player page, with its script in place (built once).
 static PLAYER_PAGE: LazyLock<String> =
     LazyLock::new(|| include_str!("watch.html").replace("{{player}}", include_str!("player.js")));
 
 /// `GET /{name}/watch`: the player page (`404` for a missing channel, as every output).
-pub(super) fn page(server: &Server, raw_name: &str) -> Response {
-    let found = channel_name(server, raw_name)
-        .and_then(|name| server.channel(&name).ok_or(Error::StreamNotFound));
-    match found {
+pub(super) async fn page(server: &Server, raw_name: &str) -> Response {
+    match channel_to_read(server, raw_name).await {
         Ok(_) => html(PLAYER_PAGE.as_str()),
         Err(err) => error(&err),
     }
