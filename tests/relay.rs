@@ -259,3 +259,46 @@ async fn a_chain_of_edges_relays_byte_for_byte_and_a_crowd_starts_one_pull() {
     first_edge.stop().await;
     origin.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn next_and_current_mean_at_an_edge_what_they_mean_at_the_origin() {
+    let origin = TestServer::start().await;
+    let edge = edge_of(&origin, Duration::from_secs(5)).await;
+    // Before anything is published, `-1` waits for the first segment.
+    assert_eq!(origin.post("/idle", b"").await.status, 200);
+    let early = tokio::spawn({
+        let addr = edge.addr;
+        async move {
+            let mut raw = Raw::connect(addr).await;
+            raw.send_request("GET", "/idle/-1", &[], None).await;
+            let head = raw.head().await;
+            (
+                head.header("lp-trickle-seq").map(str::to_string),
+                raw.body_to_end(&head).await,
+            )
+        }
+    });
+    one_reader(&origin, "idle").await;
+    let first = publish_slowly(&origin, "idle", 0, 10_000).await;
+    let (seq, body) = early.await.unwrap();
+    assert_eq!((seq.as_deref(), body.ok()), (Some("0"), Some(first)));
+
+    // While a segment is being written upstream, `-2` is that one and `-1` the one after.
+    let mut publisher = origin.connect().await;
+    publisher.start_post("/busy/0").await;
+    publisher.chunk(&pattern(1_000, 0)).await;
+    let current = edge.get("/busy/next").await;
+    assert_eq!(current.text(), "1");
+    let mut next = edge.connect().await;
+    next.send_request("GET", "/busy/-1", &[], None).await;
+    let mut current = edge.connect().await;
+    current.send_request("GET", "/busy/-2", &[], None).await;
+    let head = current.head().await;
+    assert_eq!(head.header("lp-trickle-seq"), Some("0"));
+    publisher.end_body().await;
+    publisher.head().await;
+    publish_slowly(&origin, "busy", 1, 1_000).await;
+    assert_eq!(next.head().await.header("lp-trickle-seq"), Some("1"));
+    edge.stop().await;
+    origin.stop().await;
+}

@@ -284,6 +284,19 @@ impl Channel {
         self.revise();
     }
 
+    /// Puts the write head of a channel nothing was written to at `seq`, so that its readers'
+    /// `-1` waits for `seq` (a relayed channel whose origin is at `seq`). False, and nothing
+    /// changed, once anything is in the ring.
+    pub(crate) fn begin_at(&self, seq: u64) -> bool {
+        let mut state = self.state.lock();
+        let empty = state.next_write == 0 && state.ring.iter().all(Option::is_none);
+        if empty {
+            state.next_write = seq;
+            state.run_start = seq;
+        }
+        empty
+    }
+
     /// The version of `seq` the ring holds, whatever its state (no placeholder is made).
     pub(crate) fn segment(&self, seq: u64) -> Option<Arc<Segment>> {
         self.held(&self.state.lock(), seq)

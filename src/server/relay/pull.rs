@@ -14,7 +14,7 @@ use super::{Failure, Relays, State};
 use crate::client::{
     ClientError, ConnectOptions, Segment, SubscribeStart, Subscriber, SubscriberOptions,
 };
-use crate::protocol::{Error, SeqParam, encode_name};
+use crate::protocol::{SeqParam, encode_name};
 use crate::server::Server;
 use crate::server::channel::Channel;
 use crate::server::write::{Claim, Writing};
@@ -29,29 +29,40 @@ const RECONNECT: Duration = Duration::from_secs(1);
 pub(super) async fn start(server: Server, name: String, state: Arc<watch::Sender<State>>) {
     let relays = server.relays();
     let outcome = match find(relays, &name).await {
-        Ok(url) => first_segment(&server, &name, url).await,
+        Ok((url, head)) => first_segment(&server, &name, url, head).await,
         Err(failure) => Err(failure),
     };
-    match outcome {
-        Ok((channel, pull)) => {
-            state.send_replace(State::Pulling(channel.clone()));
-            tracing::info!(channel = %name, origin = %pull.url, "relaying");
-            pull.run().await;
-            tracing::info!(channel = %name, "relay stopped");
-            server.delete_channel_if(&name, |c| std::ptr::eq(c, &*channel));
-        }
+    let (mut pull, first) = match outcome {
+        Ok(started) => started,
         Err(error) => {
             let at = Instant::now();
             state.send_replace(State::Failed { error, at });
-            // Kept for a moment (the negative cache) then forgotten by the next reader.
+            // Kept for a moment (the negative cache), then replaced by the next reader's start.
             return;
         }
+    };
+    let channel = pull.channel.clone();
+    let (segment, under_way) = first;
+    if under_way {
+        pull.relay(segment);
+        state.send_replace(State::Pulling(channel.clone()));
+    } else {
+        // The readers waiting for the start look their seq up as soon as they wake (and then
+        // let go of `state`): once they all did (a second at most), their `-1` waits for this
+        // segment, as it would at the origin.
+        state.send_replace(State::Pulling(channel.clone()));
+        let _ = tokio::time::timeout(Duration::from_secs(1), state.closed()).await;
+        pull.relay(segment);
     }
+    tracing::info!(channel = %name, origin = %pull.url, "relaying");
+    pull.run().await;
+    tracing::info!(channel = %name, "relay stopped");
+    server.delete_channel_if(&name, |c| std::ptr::eq(c, &*channel));
     relays.forget(&name, &state);
 }
 
-/// The URL of `name` at the first origin that has it.
-async fn find(relays: &Relays, name: &str) -> Result<String, Failure> {
+/// The URL of `name` at the first origin that has it, and its write head there.
+async fn find(relays: &Relays, name: &str) -> Result<(String, u64), Failure> {
     let Some(http) = &relays.http else {
         return Err(Failure::Unavailable("no HTTP client".into()));
     };
@@ -59,7 +70,10 @@ async fn find(relays: &Relays, name: &str) -> Result<String, Failure> {
     for origin in &relays.origins {
         let url = format!("{origin}{}", encode_name(name));
         match http.get(format!("{url}/next")).send().await {
-            Ok(answer) if answer.status().is_success() => return Ok(url),
+            Ok(answer) if answer.status().is_success() => {
+                let head = answer.text().await.ok().and_then(|t| t.trim().parse().ok());
+                return Ok((url, head.unwrap_or(0)));
+            }
             Ok(answer) if answer.status() == http::StatusCode::NOT_FOUND => {}
             Ok(answer) => unavailable = Some(format!("{origin} answered {}", answer.status())),
             Err(err) => unavailable = Some(format!("{origin}: {err}")),
@@ -79,13 +93,17 @@ pub(super) struct Pull {
 }
 
 /// Subscribes at `url` from the segment being written, waits (up to the wait timeout) for its
-/// first byte, then makes the local copy and starts that segment in it: readers are told of the
-/// channel only once it holds what the origin's readers would find.
+/// first byte, then makes the local copy and starts that segment in it: readers are let in once
+/// the copy is where the origin is. A segment already under way upstream when the origin was
+/// asked (`head` is past it) is started first, so that a reader's `-1` waits for the one after
+/// it; one that began later (the channel was idle), after the readers are in, so that their `-1`
+/// (waiting there) gets it, as it would at the origin.
 async fn first_segment(
     server: &Server,
     name: &str,
     url: String,
-) -> Result<(Arc<Channel>, Pull), Failure> {
+    head: u64,
+) -> Result<(Pull, (Segment, bool)), Failure> {
     let mut upstream = subscribe(server, &url, SubscribeStart::Current)?;
     let wait = server.config().wait_timeout;
     let segment = match tokio::time::timeout(wait, upstream.next_segment()).await {
@@ -102,18 +120,18 @@ async fn first_segment(
     if !made {
         return Err(Failure::Unavailable("the channel is published here".into()));
     }
+    let under_way = segment.seq < head;
+    if !under_way {
+        channel.begin_at(segment.seq);
+    }
     let pull = Pull {
         server: server.clone(),
         last: segment.seq,
-        channel: channel.clone(),
+        channel,
         url,
         upstream,
     };
-    // Started before readers are let in: the write head is already past it.
-    if let Ok(writing) = pull.start_segment(segment.seq) {
-        tokio::spawn(copy(writing, segment));
-    }
-    Ok((channel, pull))
+    Ok((pull, (segment, under_way)))
 }
 
 /// A subscriber of `url` from `start`, through the relays' HTTP client.
@@ -151,14 +169,7 @@ impl Pull {
                 }
             };
             match next {
-                Ok(Some(segment)) => {
-                    self.last = segment.seq;
-                    // Copied while the next segment is awaited: a relay never holds up its
-                    // readers behind one slow segment's end.
-                    if let Ok(writing) = self.start_segment(segment.seq) {
-                        tokio::spawn(copy(writing, segment));
-                    }
-                }
+                Ok(Some(segment)) => self.relay(segment),
                 Ok(None) | Err(ClientError::StreamNotFound) => return,
                 Err(err) => {
                     tracing::warn!(url = %self.url, %err, "origin failed; asking again");
@@ -173,16 +184,17 @@ impl Pull {
         }
     }
 
-    /// Starts the local seq `seq` for the upstream's segment (its first byte, or its empty end,
-    /// is there: the upstream answers once it is).
-    fn start_segment(&self, seq: u64) -> Result<Writing, Error> {
-        Claim::new(
-            &self.server,
-            self.channel.clone(),
-            SeqParam::Index(seq),
-            false,
-        )?
-        .start()
+    /// Starts the upstream's `segment` here under its seq (its first byte, or its empty end, is
+    /// there: the upstream answers once it is) and copies it while the next one is awaited: a
+    /// relay never holds up its readers behind one slow segment's end.
+    fn relay(&mut self, segment: Segment) {
+        self.last = segment.seq;
+        let seq = SeqParam::Index(segment.seq);
+        let claim = Claim::new(&self.server, self.channel.clone(), seq, false);
+        match claim.and_then(Claim::start) {
+            Ok(writing) => drop(tokio::spawn(copy(writing, segment))),
+            Err(err) => tracing::debug!(%err, seq = segment.seq, "not relayed"),
+        }
     }
 }
 
