@@ -185,7 +185,7 @@ impl Player {
 
     /// `polling`: reads the playlist every half target duration and fetches each new segment.
     async fn polling(&mut self) -> Result<(), Failed> {
-        let (mut last, mut shift) = (None, Duration::ZERO);
+        let mut last = None;
         while !self.done {
             let polled = Instant::now();
             if self.playlist("index.m3u8").await.is_err() {
@@ -201,19 +201,21 @@ impl Player {
                 .collect();
             let half = Duration::from_millis(self.target * 500);
             match last {
-                // The first playlist: start after its newest segment. Players that began together
-                // would poll together; real ones poll at any moment of the interval.
+                // The first playlist (the server answers it once a segment is listed): start after
+                // its newest segment. Players that began together would poll together; real ones
+                // poll at any moment of the interval, so each polls next `phase` into it.
                 None => {
                     last = listed.last().map(|s| s.0);
                     if last.is_some() {
                         self.began();
-                        shift = half.mul_f64(self.phase);
+                        tokio::time::sleep(half.mul_f64(self.phase)).await;
+                        continue;
                     }
                 }
                 Some(_) => self.fetch_new(listed, &mut last).await?,
             }
             self.failures = 0;
-            tokio::time::sleep_until(polled + half + std::mem::take(&mut shift)).await;
+            tokio::time::sleep_until(polled + half).await;
         }
         Ok(())
     }
