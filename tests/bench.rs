@@ -3,14 +3,16 @@
 //! the server's CPU and memory from `--server-pid`), `--rate` paces the publisher, and damage on the
 //! wire (a proxy that flips one byte) is reported as an error with a failing exit status. These
 //! check that the load generator is right, not how fast anything is (BENCHMARKS.md does that);
-//! `--profile live` likewise: viewers that keep up get every segment, slow ones skip, damage fails.
+//! `--profile live` likewise: viewers that keep up get every segment, slow ones skip, damage fails;
+//! and `--profile hls`: LL-HLS and polling players on a real ffmpeg-made MPEG-TS file get every
+//! part or segment, with the delivery latencies reported.
 
 mod common;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{PATIENCE, spawn_serve, token, trickle};
+use common::{PATIENCE, have_tools, spawn_serve, token, trickle, video};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -435,4 +437,127 @@ async fn help_names_the_live_profile_and_its_flags() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("are for --profile live"), "{stderr}");
+}
+
+/// `--profile hls` with 20 players in `mode` on a 3-second file of one-second GOPs (so the run
+/// goes through the loop of the file), 5 measured segments, against a real server.
+async fn hls_bench(mode: &str) -> (std::process::ExitStatus, Value, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.ts");
+    video::ts_file(&input, 3).await;
+    let (server, addr) = spawn_serve(&["--listen", "127.0.0.1:0"], &[]).await;
+    let pid = server.id().unwrap().to_string();
+    bench(&[
+        &format!("http://{addr}"),
+        "--profile",
+        "hls",
+        "--hls-mode",
+        mode,
+        "--input",
+        input.to_str().unwrap(),
+        "--subs",
+        "20",
+        "--segments",
+        "5",
+        "--server-pid",
+        &pid,
+    ])
+    .await
+}
+
+/// What every `hls` run must report: no error, every player had every measured piece, and
+/// latencies for each of them, in order and within reason.
+fn assert_hls_report(report: &Value, pieces: &str) {
+    assert_eq!(report["settings"]["profile"], "hls");
+    assert_eq!(report["players"], 20);
+    assert_eq!(report["pieces"], pieces);
+    let errors = &report["errors"];
+    assert_eq!(errors["total"], 0, "{report:#}");
+    assert_eq!(errors["status"], serde_json::json!({}));
+    let received = report["pieces_received"].as_u64().unwrap();
+    assert_eq!(report["pieces_expected"], received, "{report:#}");
+    assert_eq!(report["players_short"], 0);
+    assert_eq!(report["players_behind"], 0);
+    let delivery = &report["delivery"];
+    assert_eq!(delivery["count"], received);
+    let ms = |k: &str| delivery[k].as_f64().unwrap();
+    assert!(ms("p50_ms") > 0.0, "{report:#}");
+    assert!(ms("p50_ms") <= ms("p90_ms") && ms("p90_ms") <= ms("p99_ms"));
+    assert!(
+        ms("p99_ms") <= ms("max_ms") && ms("max_ms") < 30_000.0,
+        "{report:#}"
+    );
+    assert!(report["requests"].as_u64().unwrap() >= received);
+    assert!(report["requests_per_second"].as_f64().unwrap() > 0.0);
+    assert!(report["published_bytes"].as_u64().unwrap() > 0);
+    assert!(report["delivered_bytes"].as_u64().unwrap() > 0);
+    let server = &report["server"];
+    assert!(server["cpu_seconds"].as_f64().unwrap() > 0.0, "{report:#}");
+    assert!(server["rss_peak_bytes"].as_u64().unwrap() > 1 << 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hls_low_latency_players_get_every_part() {
+    if !have_tools(&["ffmpeg"]) {
+        return;
+    }
+    let (status, report, stderr) = hls_bench("ll").await;
+    assert!(status.success(), "{report:#}\n{stderr}");
+    assert_hls_report(&report, "parts");
+    assert_eq!(report["settings"]["hls_mode"], "ll");
+    // One-second segments in parts of at most 0.25 s plus a frame: at least four parts each
+    // (the last of a pass of the file may be shorter), 5 segments, 20 players.
+    let received = report["pieces_received"].as_u64().unwrap();
+    assert!(received >= 20 * 5 * 3, "{report:#}");
+    assert_eq!(received % 20, 0, "{report:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hls_polling_players_get_every_segment() {
+    if !have_tools(&["ffmpeg"]) {
+        return;
+    }
+    let (status, report, stderr) = hls_bench("polling").await;
+    assert!(status.success(), "{report:#}\n{stderr}");
+    assert_hls_report(&report, "segments");
+    assert_eq!(report["settings"]["hls_mode"], "polling");
+    assert_eq!(report["pieces_received"], 20 * 5);
+    // The players poll every half target duration (0.5 s) at moments spread over it, so some
+    // get a segment nearly half a second after it was written: a lower bound, which load only
+    // raises.
+    let max = report["delivery"]["max_ms"].as_f64().unwrap();
+    assert!(max >= 250.0, "{report:#}");
+}
+
+#[tokio::test]
+async fn hls_needs_an_mpegts_input_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_ts = dir.path().join("not.ts");
+    std::fs::write(&not_ts, vec![b'x'; 10_000]).unwrap();
+    let cases = [
+        (None, "needs --input FILE.ts"),
+        (Some(dir.path().join("missing.ts")), "cannot open --input"),
+        (Some(not_ts), "is not MPEG-TS"),
+    ];
+    for (input, expected) in cases {
+        let mut command = trickle();
+        command.args(["bench", "http://127.0.0.1:9", "--profile", "hls"]);
+        if let Some(input) = &input {
+            command.arg("--input").arg(input);
+        }
+        let output = command.output().await.unwrap();
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{expected:?} not in {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    }
+    // Its flags are the hls profile's only.
+    let output = trickle()
+        .args(["bench", "http://127.0.0.1:9", "--hls-mode", "polling"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("are for --profile hls"), "{stderr}");
 }

@@ -163,11 +163,32 @@ pub async fn run(args: PublishArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What a publish loop tells whoever follows it: `trickle publish`'s [`Progress`], or the bench's
+/// `hls` profile, which times segments by it.
+pub(super) trait Follow {
+    /// `n` more bytes of the current segment are being handed to the connection.
+    fn bytes(&mut self, n: u64);
+    /// Every byte of segment `seq` is written; the server's answer comes next.
+    fn written(&mut self, _seq: Option<u64>) {}
+    /// The server took segment `seq` whole.
+    fn segment(&mut self, seq: u64);
+}
+
+impl Follow for Progress {
+    fn bytes(&mut self, n: u64) {
+        Progress::bytes(self, n);
+    }
+
+    fn segment(&mut self, seq: u64) {
+        Progress::segment(self, seq);
+    }
+}
+
 /// Publishes every segment of `source`.
-async fn publish_all(
+pub(super) async fn publish_all(
     publisher: &mut Publisher,
     source: &mut Source,
-    progress: &mut Progress,
+    follow: &mut impl Follow,
 ) -> Result<(), PublishError> {
     loop {
         // A segment is opened only once its first byte exists.
@@ -179,12 +200,12 @@ async fn publish_all(
             }
         };
         let mut segment = publisher.next_segment();
-        progress.bytes(first.len() as u64);
+        follow.bytes(first.len() as u64);
         segment.write(first).await?;
         loop {
             match source.next().await {
                 Ok(Some(Piece::Data(data))) => {
-                    progress.bytes(data.len() as u64);
+                    follow.bytes(data.len() as u64);
                     segment.write(data).await?;
                 }
                 Ok(Some(Piece::Cut)) | Ok(None) => break,
@@ -195,13 +216,14 @@ async fn publish_all(
                 }
             }
         }
+        follow.written(segment.seq());
         let seq = segment.finish().await?;
-        progress.segment(seq);
+        follow.segment(seq);
     }
 }
 
 #[derive(Debug)]
-enum PublishError {
+pub(super) enum PublishError {
     Input(std::io::Error),
     Client(ClientError),
 }
@@ -213,7 +235,7 @@ impl From<ClientError> for PublishError {
 }
 
 /// A one-line explanation of why publishing stopped.
-fn describe(err: PublishError, url: &str) -> anyhow::Error {
+pub(super) fn describe(err: PublishError, url: &str) -> anyhow::Error {
     match err {
         PublishError::Input(err) => anyhow::anyhow!("reading the input failed: {err}"),
         PublishError::Client(ClientError::StreamNotFound) => anyhow::anyhow!(

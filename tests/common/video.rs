@@ -24,20 +24,42 @@ pub async fn mpegts_server() -> TestServer {
     s
 }
 
+/// The test pattern and the tone that [`publish`] and [`ts_file`] encode (25 frames a second).
+const SOURCES: &str = "-f lavfi -i testsrc2=size=320x240:rate=25 \
+    -f lavfi -i sine=frequency=440:sample_rate=48000";
+/// H.264 with one-second GOPs.
+const H264: &str = "-c:v libx264 -preset ultrafast -g 25 -keyint_min 25 -sc_threshold 0";
+
+/// `secs` seconds of the test pattern and tone (H.264 with one-second GOPs, AAC) written as fast
+/// as ffmpeg can to the MPEG-TS file `path`.
+pub async fn ts_file(path: &Path, secs: u64) {
+    let script = format!(
+        "ffmpeg -v error -y {SOURCES} -t {secs} {H264} -pix_fmt yuv420p -c:a aac -b:a 64k \
+         -f mpegts '{}'",
+        path.display()
+    );
+    let status = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script])
+        .kill_on_drop(true)
+        .status()
+        .await
+        .expect("bash runs");
+    assert!(status.success(), "ffmpeg made no {}", path.display());
+}
+
 /// A real-time encode (`-re`) of `secs` seconds of a test pattern and a tone (H.264 or HEVC
 /// with one-second GOPs, AAC) piped into `trickle publish URL --mpegts` with `extra` flags
 /// (`--delete-on-exit` ends the viewers' responses when it is done).
 pub fn publish(url: &str, video: &str, secs: u64, extra: &str) -> Child {
     let codec = match video {
-        "h264" => "-c:v libx264 -preset ultrafast -g 25 -keyint_min 25 -sc_threshold 0",
+        "h264" => H264,
         "hevc" => {
             "-c:v libx265 -preset ultrafast -x265-params keyint=25:min-keyint=25:scenecut=0:open-gop=0:log-level=error"
         }
         _ => unreachable!("h264 or hevc"),
     };
     let script = format!(
-        "ffmpeg -v error -re -f lavfi -i testsrc2=size=320x240:rate=25 \
-         -f lavfi -i sine=frequency=440:sample_rate=48000 -t {secs} {codec} -pix_fmt yuv420p \
+        "ffmpeg -v error -re {SOURCES} -t {secs} {codec} -pix_fmt yuv420p \
          -c:a aac -b:a 64k -f mpegts - | '{}' publish '{url}' --mpegts {extra}",
         env!("CARGO_BIN_EXE_trickle")
     );

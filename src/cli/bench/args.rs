@@ -23,6 +23,22 @@ pub enum Profile {
     /// segments, 1 s each, in 1300-byte writes), 20 segments; 10% of them read slowly
     /// (--slow-fraction, --slow-rate) and should skip segments, the others must not.
     Live,
+    /// HLS players: 1,000 per channel on an MPEG-TS file (--input) published in real time in a
+    /// loop, 10 segments; Low-Latency HLS players waiting on each next part (--hls-mode ll), or
+    /// players polling index.m3u8 (--hls-mode polling). Each player holds one connection:
+    /// 10,000 need about 10,100 open files in both the bench and the server (`ulimit -n 65536`).
+    Hls,
+}
+
+/// What the players of `--profile hls` do.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HlsMode {
+    /// Low-Latency HLS: blocking reloads of ll.m3u8 for the next part, then the part.
+    #[default]
+    Ll,
+    /// Plain HLS: index.m3u8 every half target duration, then each new .ts segment.
+    Polling,
 }
 
 struct Defaults {
@@ -77,6 +93,15 @@ impl Profile {
                 rate: 625_000,
                 max_lag: 0,
             },
+            // The input file decides the segments and the rate: these sizes are not used.
+            Some(Profile::Hls) => Defaults {
+                subs: 1000,
+                segments: 10,
+                segment_bytes: 1,
+                write: 1,
+                rate: 0,
+                max_lag: 0,
+            },
         }
     }
 }
@@ -117,6 +142,13 @@ pub struct BenchArgs {
     /// `--profile live`: bytes per second a slow viewer reads [default: a third of --rate].
     #[arg(long, env = "TRICKLE_SLOW_RATE", value_parser = parse_size)]
     pub slow_rate: Option<u64>,
+    /// `--profile hls`: the MPEG-TS file (H.264/AAC) each channel publishes, in real time and in
+    /// a loop, cut at its keyframes.
+    #[arg(long, env = "TRICKLE_INPUT")]
+    pub input: Option<std::path::PathBuf>,
+    /// `--profile hls`: what the players do [default: ll].
+    #[arg(long, env = "TRICKLE_HLS_MODE", value_enum)]
+    pub hls_mode: Option<HlsMode>,
     /// Also report this process's CPU seconds and peak RSS (the server's PID; Linux /proc).
     #[arg(long, env = "TRICKLE_SERVER_PID")]
     pub server_pid: Option<u32>,
@@ -144,6 +176,12 @@ pub(super) struct Settings {
     /// `--profile live`: bytes per second a slow viewer reads.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) slow_rate: Option<u64>,
+    /// `--profile hls`: what the players do.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) hls_mode: Option<HlsMode>,
+    /// `--profile hls`: the file published.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) input: Option<std::path::PathBuf>,
 }
 
 impl Settings {
@@ -179,6 +217,8 @@ impl BenchArgs {
             max_lag: Some(self.max_lag.unwrap_or(d.max_lag)).filter(|&k| k > 0),
             slow_fraction: None,
             slow_rate: None,
+            hls_mode: None,
+            input: None,
         };
         if settings.segment_bytes == 0 || settings.write == 0 {
             bail!("--segment-bytes and --write must be greater than zero");
@@ -188,7 +228,31 @@ impl BenchArgs {
         } else if self.slow_fraction.is_some() || self.slow_rate.is_some() {
             bail!("--slow-fraction and --slow-rate are for --profile live");
         }
+        if self.profile == Some(Profile::Hls) {
+            self.hls_settings(&mut settings)?;
+        } else if self.input.is_some() || self.hls_mode.is_some() {
+            bail!("--input and --hls-mode are for --profile hls");
+        }
         Ok(settings)
+    }
+
+    /// The `hls` profile's own settings: the input file sets the segments and their pace.
+    fn hls_settings(&self, settings: &mut Settings) -> anyhow::Result<()> {
+        let sized = [self.segment_bytes, self.write, self.rate, self.max_lag];
+        if sized.iter().any(Option::is_some) {
+            bail!(
+                "--segment-bytes, --write, --rate and --max-lag are not for --profile hls: the \
+                 input file sets the segments and their pace"
+            );
+        }
+        let Some(input) = &self.input else {
+            bail!("--profile hls needs --input FILE.ts (an H.264/AAC MPEG-TS file to publish)");
+        };
+        (settings.segment_bytes, settings.write) = (0, 0);
+        settings.max_lag = None;
+        settings.hls_mode = Some(self.hls_mode.unwrap_or_default());
+        settings.input = Some(input.clone());
+        Ok(())
     }
 
     /// The `live` profile's own settings, and what it cannot do.

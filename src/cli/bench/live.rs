@@ -131,7 +131,8 @@ pub(super) async fn run(bench: Bench, settings: Settings, json: bool) -> anyhow:
             bench.layout,
             &settings,
         ));
-        let publisher = new_publisher(&channel.url, &bench.connect).await?;
+        let publisher =
+            new_publisher(&channel.url, &bench.connect, "application/octet-stream").await?;
         let target = bench.target(&channel.url).await?.context("not http://")?;
         spawn_viewers(&channel, &shared, &target, &settings, &mut viewers);
         let (sender, receiver) = oneshot::channel();

@@ -11,12 +11,18 @@
 //! runs exactly as fast as the slowest subscriber (that is the `max` profile). With `--server-pid`
 //! the server's CPU time and peak memory come from `/proc` ([`process`]). The `live` profile
 //! ([`live`]) has viewers of `GET /{name}/live` instead, some of them slow, on the same publisher,
-//! payload and HTTP/1.1 client.
+//! payload and HTTP/1.1 client. The `hls` profile ([`hls`]) has HLS players instead, on channels
+//! fed a real MPEG-TS file.
 
 mod args;
+mod hls;
+mod hls_player;
+mod hls_publisher;
+mod hls_report;
 mod live;
 mod live_report;
 mod payload;
+mod playlist;
 mod process;
 mod publisher;
 mod report;
@@ -51,8 +57,10 @@ const GRACE: Duration = Duration::from_secs(10);
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let settings = args.settings()?;
     let bench = Bench::start(&args, &settings).await?;
-    if settings.profile == Some(Profile::Live) {
-        return live::run(bench, settings, args.json).await;
+    match settings.profile {
+        Some(Profile::Live) => return live::run(bench, settings, args.json).await,
+        Some(Profile::Hls) => return hls::run(bench, settings, args.json).await,
+        _ => {}
     }
     run_segments(bench, settings, args.json).await
 }
@@ -74,7 +82,13 @@ struct Bench {
 impl Bench {
     async fn start(args: &BenchArgs, settings: &Settings) -> anyhow::Result<Bench> {
         let (base, reqwest_url) = parse_base(&args.url)?;
-        let needed_files = u64::from(settings.channels) * (u64::from(settings.subs) + 1) * 2 + 64;
+        let (channels, subs) = (u64::from(settings.channels), u64::from(settings.subs));
+        // A subscriber holds a connection and often a second one (the next GET, preconnected); an
+        // HLS player one only.
+        let needed_files = match settings.profile {
+            Some(Profile::Hls) => channels * (subs + 2) + 64,
+            _ => channels * (subs + 1) * 2 + 64,
+        };
         super::raise_open_files_limit(needed_files)?;
         let mut connect = args.client.connect_options()?;
         connect.http = Some(new_http_client(&connect).context("cannot build the HTTP client")?);
@@ -210,16 +224,20 @@ async fn create_channel(
         all_done: Notify::new(),
         last_done: CancellationToken::new(),
     });
-    let publisher = new_publisher(&run.url, &bench.connect).await?;
+    let publisher = new_publisher(&run.url, &bench.connect, "application/octet-stream").await?;
     Ok((run, publisher))
 }
 
-/// The publisher of channel `url`, which it creates on the server.
-async fn new_publisher(url: &str, connect: &ConnectOptions) -> anyhow::Result<Publisher> {
+/// The publisher of channel `url`, which it creates on the server for `content_type`.
+async fn new_publisher(
+    url: &str,
+    connect: &ConnectOptions,
+    content_type: &str,
+) -> anyhow::Result<Publisher> {
     let publisher = Publisher::new(
         url,
         PublisherOptions {
-            content_type: "application/octet-stream".into(),
+            content_type: content_type.into(),
             start: PublishStart::Seq(0),
             connect: connect.clone(),
             ..Default::default()

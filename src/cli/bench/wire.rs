@@ -4,7 +4,8 @@
 //! over HTTP/1.1 keep-alive connections: no task, timer or allocation per request, one read buffer
 //! per subscriber, and the body handed to the checker straight from that buffer. The `live`
 //! profile's viewers use it too: one `GET /{name}/live` ([`WireSubscriber::watch`]) whose body is
-//! read the same way.
+//! read the same way; and so do the `hls` profile's players, any GET under the channel
+//! ([`WireSubscriber::get`]) on one kept-alive connection each.
 //!
 //! Why not [`crate::client::Subscriber`]: with 10,000 subscribers the library client (a task, a
 //! request object and pool bookkeeping per GET in reqwest and hyper, and glibc's allocator
@@ -247,6 +248,40 @@ impl WireSubscriber {
                 bail!("GET {}/live: HTTP {status}: {message}", self.target.path)
             }
         }
+    }
+
+    /// `GET {channel}/{path}` (an HLS player's playlist or media request, relative to the
+    /// channel) on the kept-alive connection: the response's status once its head arrived. Read
+    /// the body with [`WireSubscriber::chunk`] (what is left of it is skipped by the next
+    /// request).
+    pub async fn get(&mut self, path: &str) -> anyhow::Result<u16> {
+        self.skip_body().await?;
+        let mut resent = false;
+        loop {
+            self.request.clear();
+            self.request.extend_from_slice(b"GET ");
+            self.request.extend_from_slice(self.target.path.as_bytes());
+            self.request.push(b'/');
+            self.request.extend_from_slice(path.as_bytes());
+            self.send_request().await?;
+            let Sent { stream, reused } = self.pending.take().expect("a GET was sent");
+            match self.receive(stream).await {
+                Ok(head) => return Ok(head.status),
+                // As in `next_segment`: a kept-alive connection closed before the GET was seen.
+                Err(_) if reused && self.filled == 0 && !resent => resent = true,
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    /// Forgets the connection and any response in progress (after a request timed out: what it
+    /// may still answer must not be taken for the next response).
+    pub fn reset(&mut self) {
+        self.pending = None;
+        self.idle = None;
+        self.body = None;
+        self.pos = 0;
+        self.filled = 0;
     }
 
     /// The next segment's seq once its response head arrived, `None` at the end of the stream.
