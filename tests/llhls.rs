@@ -216,3 +216,31 @@ async fn far_ahead_is_400_and_a_part_that_does_not_come_is_503() {
     );
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_target_duration_is_right_from_the_first_playlist() {
+    if !have_tools(&["ffmpeg"]) {
+        return;
+    }
+    // Two-second segments, one of them complete before the first player comes: the remux that
+    // starts then begins with a segment under way, but its target duration is the channel's.
+    let s = video::mpegts_server().await;
+    let _publisher = video::publish(&s.url("/cam"), "h264-2s", 12, "");
+    common::eventually("a complete segment", || {
+        s.server.channel("cam").is_some_and(|c| {
+            (0..4).any(|seq| c.segment_facts(seq).and_then(|f| f.duration).is_some())
+        })
+    })
+    .await;
+    let mut reloads = Reloads::default();
+    let (first, _) = playlist(&s, "/cam/ll.m3u8").await;
+    assert_eq!(
+        first.target, 2,
+        "the target duration of two-second segments"
+    );
+    reloads.check(&first);
+    let (seq, _) = hinted(&first);
+    let (later, _) = playlist(&s, &format!("/cam/ll.m3u8?_HLS_msn={}", seq + 1)).await;
+    reloads.check(&later);
+    s.stop().await;
+}

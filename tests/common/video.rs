@@ -48,15 +48,18 @@ pub async fn ts_file(path: &Path, secs: u64) {
 }
 
 /// A real-time encode (`-re`) of `secs` seconds of a test pattern and a tone (H.264 or HEVC
-/// with one-second GOPs, AAC) piped into `trickle publish URL --mpegts` with `extra` flags
-/// (`--delete-on-exit` ends the viewers' responses when it is done).
+/// with one-second GOPs, or `h264-2s` with two-second ones; AAC) piped into `trickle publish
+/// URL --mpegts` with `extra` flags (`--delete-on-exit` ends the viewers' responses when it is
+/// done).
 pub fn publish(url: &str, video: &str, secs: u64, extra: &str) -> Child {
     let codec = match video {
         "h264" => H264,
+        // Two-second GOPs: segments longer than a second.
+        "h264-2s" => "-c:v libx264 -preset ultrafast -g 50 -keyint_min 50 -sc_threshold 0",
         "hevc" => {
             "-c:v libx265 -preset ultrafast -x265-params keyint=25:min-keyint=25:scenecut=0:open-gop=0:log-level=error"
         }
-        _ => unreachable!("h264 or hevc"),
+        _ => unreachable!("h264, h264-2s or hevc"),
     };
     let script = format!(
         "ffmpeg -v error -re {SOURCES} -t {secs} {codec} -pix_fmt yuv420p \

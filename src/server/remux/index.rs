@@ -173,6 +173,13 @@ impl Index {
         current.parts.push(part);
     }
 
+    /// Counts `ticks` as the longest segment so far if it is longer: the channel's own segments,
+    /// measured before the remux started, so that a target duration made from [`Index::longest`]
+    /// is right from the first playlist (it must never change).
+    pub(crate) fn seed_longest(&mut self, ticks: u64) {
+        self.longest = self.longest.max(ticks);
+    }
+
     /// The longest complete segment so far, in [`TIMESCALE`] units (LL-HLS's target duration
     /// must not shrink while a player follows).
     pub(crate) fn longest(&self) -> u64 {

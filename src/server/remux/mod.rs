@@ -97,11 +97,13 @@ impl Remux {
             return running.clone();
         }
         let ring = server.config().ring;
+        let mut index = Index::new(ring);
+        index.seed_longest(longest_held(channel));
         let remux = Arc::new(Remux {
             output: server.new_channel(channel.name(), FMP4),
             inits: Mutex::new(Vec::new()),
             ready: watch::channel(Ready::Waiting).0,
-            index: Mutex::new(Index::new(ring)),
+            index: Mutex::new(index),
             changes: watch::channel(0).0,
             leased_until: AtomicU64::new(0),
             born: Instant::now(),
@@ -371,6 +373,14 @@ async fn unused(remux: Weak<Remux>, channel: Arc<Channel>) {
             return;
         }
     }
+}
+
+/// The longest complete segment `channel` holds by its measured duration, in [`TIMESCALE`] units.
+fn longest_held(channel: &Channel) -> u64 {
+    let versions = channel.ring_view().versions;
+    let durations = versions.iter().filter_map(|v| v.facts().duration);
+    let longest = durations.max().unwrap_or_default();
+    (longest.as_micros() as u64).saturating_mul(TIMESCALE) / 1_000_000
 }
 
 /// Where a channel keeps its running remux (none until a viewer or player asks).
