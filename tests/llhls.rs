@@ -216,3 +216,88 @@ async fn far_ahead_is_400_and_a_part_that_does_not_come_is_503() {
     );
     s.stop().await;
 }
+
+/// A server with the MPEG-TS channel `cam` and its remux started: the first playlist request
+/// waits for the first segment, `first` (complete).
+async fn remuxed_channel(first: &[u8]) -> TestServer {
+    let s = video::mpegts_server().await;
+    let mut player = s.connect().await;
+    player
+        .send_request("GET", "/cam/ll.m3u8", &[], Some(b""))
+        .await;
+    assert_eq!(s.post("/cam/0", first).await.status, 200);
+    assert_eq!(player.head().await.status, 200);
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocking_reload_values_that_are_no_numbers_or_out_of_reach_are_400_with_one_line() {
+    if !have_tools(&["ffmpeg"]) {
+        return;
+    }
+    let segments = video::cut_segments(&video::clip(4, "320x240", true, 0));
+    let s = remuxed_channel(&segments[0]).await;
+    for (seq, segment) in segments.iter().enumerate().take(3).skip(1) {
+        assert_eq!(s.post(&format!("/cam/{seq}"), segment).await.status, 200);
+    }
+    // Seq 3 is being written: half of it is there, its first part complete.
+    let mut publisher = s.connect().await;
+    publisher.start_post("/cam/3").await;
+    let half = segments[3].len() / 188 / 2 * 188;
+    publisher.chunk(&segments[3][..half]).await;
+    let (list, _) = playlist(&s, "/cam/ll.m3u8?_HLS_msn=3&_HLS_part=0").await;
+    let listed = list.open_parts.len();
+    assert!(listed >= 1, "{list:?}");
+    // What is listed is answered at once, whatever the part asked of a complete segment.
+    for query in [
+        "_HLS_msn=2",
+        "_HLS_msn=1&_HLS_part=3",
+        "_HLS_msn=0&_HLS_part=0",
+    ] {
+        playlist(&s, &format!("/cam/ll.m3u8?{query}")).await;
+    }
+    // Three seconds of parts past those listed is the most a player may ask ahead (RFC 8216bis
+    // 6.2.5.2): nine parts of at most a third of a second. Beyond it, and beyond two segments
+    // ahead, the answer is 400 at once, as for values that are no numbers.
+    let max = u64::MAX;
+    let ahead = listed + 9;
+    for query in [
+        "_HLS_msn=x".to_string(),
+        "_HLS_msn=-1".into(),
+        "_HLS_msn=".into(),
+        "_HLS_msn=1.5".into(),
+        "_HLS_msn=0x3".into(),
+        "_HLS_msn=99999999999999999999".into(),
+        format!("_HLS_msn={max}"),
+        format!("_HLS_msn={max}&_HLS_part=0"),
+        "_HLS_msn=6".into(),
+        "_HLS_part=0".into(),
+        "_HLS_part=x".into(),
+        "_HLS_msn=3&_HLS_part=".into(),
+        "_HLS_msn=3&_HLS_part=-1".into(),
+        "_HLS_msn=3&_HLS_part=99999999999999999999".into(),
+        format!("_HLS_msn=3&_HLS_part={ahead}"),
+        format!("_HLS_msn=3&_HLS_part={max}"),
+        "_HLS_msn=4&_HLS_part=9".into(),
+        format!("_HLS_msn=4&_HLS_part={max}"),
+        format!("_HLS_msn=5&_HLS_part={max}"),
+        "_HLS_msn=2&_HLS_part=13".into(),
+        format!("_HLS_msn=0&_HLS_part={max}"),
+    ] {
+        let bad = s.get(&format!("/cam/ll.m3u8?{query}")).await;
+        let line = bad.text();
+        assert_eq!(bad.status, 400, "{query}: {line}");
+        assert!(
+            line.ends_with('\n') && line.len() > 1 && line.matches('\n').count() == 1,
+            "{query}: one line, {line:?}"
+        );
+        assert_eq!(bad.header("access-control-allow-origin"), Some("*"));
+    }
+    publisher.chunk(&segments[3][half..]).await;
+    publisher.end_body().await;
+    assert_eq!(publisher.head().await.status, 200);
+    // The server goes on: seq 3 is listed whole.
+    let (list, _) = playlist(&s, "/cam/ll.m3u8?_HLS_msn=3").await;
+    assert!(list.segment(3).is_some(), "{list:?}");
+    s.stop().await;
+}

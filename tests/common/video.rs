@@ -96,3 +96,40 @@ pub fn cut_segments(ts: &[u8]) -> Vec<Vec<u8>> {
     }
     segments
 }
+
+/// `secs` seconds of a test pattern of `size` (`320x240`) at 25 fps, H.264 with a keyframe every
+/// second and, with `audio`, an AAC tone, as one MPEG-TS stream (ffmpeg's, which starts at 1.4 s)
+/// whose timestamps are moved on by `offset` seconds.
+pub fn clip(secs: u32, size: &str, audio: bool, offset: u32) -> Vec<u8> {
+    let mut ffmpeg = std::process::Command::new("ffmpeg");
+    ffmpeg
+        .args(["-v", "error", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc2=size={size}:rate=25"));
+    if audio {
+        ffmpeg.args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"]);
+    }
+    ffmpeg
+        .args([
+            "-t",
+            &secs.to_string(),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+        ])
+        .args(["-g", "25", "-keyint_min", "25", "-sc_threshold", "0"])
+        .args(["-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k"])
+        .args([
+            "-output_ts_offset",
+            &offset.to_string(),
+            "-f",
+            "mpegts",
+            "-",
+        ]);
+    let out = ffmpeg
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("ffmpeg runs");
+    assert!(out.status.success(), "ffmpeg encodes the clip");
+    out.stdout
+}
