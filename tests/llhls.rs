@@ -2,13 +2,16 @@
 //! by `trickle publish --mpegts` from a real-time ffmpeg encode: every playlist read by a strict
 //! parser and checked against the specification's numbers across reloads, blocking reloads and
 //! the preload hint answered together when the part completes, segment bytes equal to their
-//! parts', ffmpeg decoding the stream without an error, and the answers to bad requests.
+//! parts', ffmpeg decoding the stream without an error, and the answers to bad requests (bad or
+//! unreachable `_HLS_msn`/`_HLS_part` on a channel fed with raw POSTs of encoded segments). And
+//! the remux stopping once its players' lease ran out, as `trickle serve`'s `/metrics` shows.
 //!
 //! ffmpeg comes from `scripts/test.sh`. Without it these tests fail when `CI=true` and are
 //! skipped (with a message) elsewhere.
 
 mod common;
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::hls::{Playlist, Reloads, parse};
@@ -217,16 +220,25 @@ async fn far_ahead_is_400_and_a_part_that_does_not_come_is_503() {
     s.stop().await;
 }
 
-/// A server with the MPEG-TS channel `cam` and its remux started: the first playlist request
-/// waits for the first segment, `first` (complete).
+/// Starts the remux of the MPEG-TS channel `cam` of the server at `addr` with a player's first
+/// playlist request, made while seq `seq` (`first`) is being written: the remux starts with the
+/// segment being written, and the answer comes once its tracks are known. Then the segment ends.
+async fn start_remux(addr: SocketAddr, seq: u64, first: &[u8]) {
+    let mut publisher = Raw::connect(addr).await;
+    publisher.start_post(&format!("/cam/{seq}")).await;
+    let half = first.len() / 188 / 2 * 188;
+    publisher.chunk(&first[..half]).await;
+    let player = request_at(addr, "GET", "/cam/ll.m3u8", &[], b"").await;
+    assert_eq!(player.status, 200, "{}", player.text());
+    publisher.chunk(&first[half..]).await;
+    publisher.end_body().await;
+    assert_eq!(publisher.head().await.status, 200);
+}
+
+/// A server with the MPEG-TS channel `cam` and its remux started, seq 0 (`first`) complete.
 async fn remuxed_channel(first: &[u8]) -> TestServer {
     let s = video::mpegts_server().await;
-    let mut player = s.connect().await;
-    player
-        .send_request("GET", "/cam/ll.m3u8", &[], Some(b""))
-        .await;
-    assert_eq!(s.post("/cam/0", first).await.status, 200);
-    assert_eq!(player.head().await.status, 200);
+    start_remux(s.addr, 0, first).await;
     s
 }
 
@@ -300,4 +312,59 @@ async fn blocking_reload_values_that_are_no_numbers_or_out_of_reach_are_400_with
     let (list, _) = playlist(&s, "/cam/ll.m3u8?_HLS_msn=3").await;
     assert!(list.segment(3).is_some(), "{list:?}");
     s.stop().await;
+}
+
+/// `trickle_live_remuxes` in `/metrics` at `metrics`: the remuxes running.
+async fn remuxes(metrics: SocketAddr) -> u64 {
+    let scrape = request_at(metrics, "GET", "/metrics", &[], b"").await;
+    assert_eq!(scrape.status, 200);
+    let text = scrape.text();
+    let gauge = text
+        .lines()
+        .find_map(|line| line.strip_prefix("trickle_live_remuxes "));
+    gauge.expect("the gauge").parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_remux_runs_for_its_players_lease_after_their_last_request_then_stops() {
+    if !have_tools(&["ffmpeg"]) {
+        return;
+    }
+    let segments = video::cut_segments(&video::clip(5, "320x240", true, 0));
+    let args = ["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"];
+    let (_serve, addr, log) = spawn_serve_with_log(&args, &[]).await;
+    let (addr, metrics) = (addr.parse().unwrap(), metrics_addr(&log));
+    let mpegts = [("Expect-Content", "video/mp2t")];
+    let created = request_at(addr, "POST", "/cam", &mpegts, b"").await;
+    assert_eq!(created.status, 200);
+    assert_eq!(remuxes(metrics).await, 0, "nobody asked yet");
+    start_remux(addr, 0, &segments[0]).await;
+    assert_eq!(remuxes(metrics).await, 1);
+    for (seq, segment) in segments.iter().enumerate().take(4).skip(1) {
+        let posted = request_at(addr, "POST", &format!("/cam/{seq}"), &[], segment).await;
+        assert_eq!(posted.status, 200);
+    }
+    // The player keeps fetching for a while (each fetch, a piece as well as a playlist, renews
+    // the lease), then stops.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let last = Instant::now();
+    let piece = request_at(addr, "GET", "/cam/3.m4s", &[], b"").await;
+    assert_eq!(piece.status, 200);
+    // The channel goes on, nobody plays it: the remux runs for the lease (15 s after the last
+    // request, checked every second), then stops. Not a speed check: only that it stops, and
+    // not before the lease of the last request ran out.
+    let deadline = last + Duration::from_secs(15 + 1) + PATIENCE;
+    while remuxes(metrics).await > 0 {
+        assert!(Instant::now() < deadline, "the remux stops");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let lasted = last.elapsed();
+    assert!(lasted >= Duration::from_secs(15), "{lasted:?}");
+    // The next player starts a new remux, with the segment being written.
+    start_remux(addr, 4, &segments[4]).await;
+    assert_eq!(remuxes(metrics).await, 1);
+    let answer = request_at(addr, "GET", "/cam/ll.m3u8?_HLS_msn=4", &[], b"").await;
+    assert_eq!(answer.status, 200);
+    let list = parse(&answer.text());
+    assert_eq!(list.segments.iter().map(|s| s.seq).collect::<Vec<_>>(), [4]);
 }
