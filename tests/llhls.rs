@@ -220,25 +220,10 @@ async fn far_ahead_is_400_and_a_part_that_does_not_come_is_503() {
     s.stop().await;
 }
 
-/// Starts the remux of the MPEG-TS channel `cam` of the server at `addr` with a player's first
-/// playlist request, made while seq `seq` (`first`) is being written: the remux starts with the
-/// segment being written, and the answer comes once its tracks are known. Then the segment ends.
-async fn start_remux(addr: SocketAddr, seq: u64, first: &[u8]) {
-    let mut publisher = Raw::connect(addr).await;
-    publisher.start_post(&format!("/cam/{seq}")).await;
-    let half = first.len() / 188 / 2 * 188;
-    publisher.chunk(&first[..half]).await;
-    let player = request_at(addr, "GET", "/cam/ll.m3u8", &[], b"").await;
-    assert_eq!(player.status, 200, "{}", player.text());
-    publisher.chunk(&first[half..]).await;
-    publisher.end_body().await;
-    assert_eq!(publisher.head().await.status, 200);
-}
-
 /// A server with the MPEG-TS channel `cam` and its remux started, seq 0 (`first`) complete.
 async fn remuxed_channel(first: &[u8]) -> TestServer {
     let s = video::mpegts_server().await;
-    start_remux(s.addr, 0, first).await;
+    video::start_remux(s.addr, "cam", 0, first).await;
     s
 }
 
@@ -338,7 +323,7 @@ async fn the_remux_runs_for_its_players_lease_after_their_last_request_then_stop
     let created = request_at(addr, "POST", "/cam", &mpegts, b"").await;
     assert_eq!(created.status, 200);
     assert_eq!(remuxes(metrics).await, 0, "nobody asked yet");
-    start_remux(addr, 0, &segments[0]).await;
+    video::start_remux(addr, "cam", 0, &segments[0]).await;
     assert_eq!(remuxes(metrics).await, 1);
     for (seq, segment) in segments.iter().enumerate().take(4).skip(1) {
         let posted = request_at(addr, "POST", &format!("/cam/{seq}"), &[], segment).await;
@@ -361,7 +346,7 @@ async fn the_remux_runs_for_its_players_lease_after_their_last_request_then_stop
     let lasted = last.elapsed();
     assert!(lasted >= Duration::from_secs(15), "{lasted:?}");
     // The next player starts a new remux, with the segment being written.
-    start_remux(addr, 4, &segments[4]).await;
+    video::start_remux(addr, "cam", 4, &segments[4]).await;
     assert_eq!(remuxes(metrics).await, 1);
     let answer = request_at(addr, "GET", "/cam/ll.m3u8?_HLS_msn=4", &[], b"").await;
     assert_eq!(answer.status, 200);

@@ -1,13 +1,14 @@
 //! Real video for the tests: a real-time ffmpeg encode piped into `trickle publish --mpegts`, and
 //! ffmpeg/ffprobe reading back what a viewer or player got.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
-use super::TestServer;
+use super::{Raw, TestServer, request_at};
 
 /// A server whose waits outlast a slow encoder's start (60 s), with the channel `cam` made for
 /// MPEG-TS (`video/mp2t`), ready for [`publish`].
@@ -132,4 +133,21 @@ pub fn clip(secs: u32, size: &str, audio: bool, offset: u32) -> Vec<u8> {
         .expect("ffmpeg runs");
     assert!(out.status.success(), "ffmpeg encodes the clip");
     out.stdout
+}
+
+/// Starts the remux of the MPEG-TS channel `channel` of the server at `addr` with a player's
+/// first LL-HLS playlist request, made while seq `seq` (`first`) is being written: the remux
+/// starts with the segment being written, and the answer comes once its tracks are known. Then
+/// the segment ends.
+pub async fn start_remux(addr: SocketAddr, channel: &str, seq: u64, first: &[u8]) {
+    let mut publisher = Raw::connect(addr).await;
+    publisher.start_post(&format!("/{channel}/{seq}")).await;
+    let half = first.len() / 188 / 2 * 188;
+    publisher.chunk(&first[..half]).await;
+    let playlist = format!("/{channel}/ll.m3u8");
+    let player = request_at(addr, "GET", &playlist, &[], b"").await;
+    assert_eq!(player.status, 200, "{}", player.text());
+    publisher.chunk(&first[half..]).await;
+    publisher.end_body().await;
+    assert_eq!(publisher.head().await.status, 200);
 }
