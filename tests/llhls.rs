@@ -299,8 +299,10 @@ async fn blocking_reload_values_that_are_no_numbers_or_out_of_reach_are_400_with
     s.stop().await;
 }
 
-/// `trickle_live_remuxes` in `/metrics` at `metrics`: the remuxes running.
-async fn remuxes(metrics: SocketAddr) -> u64 {
+/// `trickle_live_remuxes` in `/metrics` at `metrics` of `serve`: the remuxes running.
+async fn remuxes(serve: &mut tokio::process::Child, metrics: SocketAddr) -> u64 {
+    let exited = serve.try_wait().unwrap();
+    assert!(exited.is_none(), "trickle serve exited: {exited:?}");
     let scrape = request_at(metrics, "GET", "/metrics", &[], b"").await;
     assert_eq!(scrape.status, 200);
     let text = scrape.text();
@@ -317,14 +319,14 @@ async fn the_remux_runs_for_its_players_lease_after_their_last_request_then_stop
     }
     let segments = video::cut_segments(&video::clip(5, "320x240", true, 0));
     let args = ["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"];
-    let (_serve, addr, log) = spawn_serve_with_log(&args, &[]).await;
+    let (mut serve, addr, log) = spawn_serve_with_log(&args, &[]).await;
     let (addr, metrics) = (addr.parse().unwrap(), metrics_addr(&log));
     let mpegts = [("Expect-Content", "video/mp2t")];
     let created = request_at(addr, "POST", "/cam", &mpegts, b"").await;
     assert_eq!(created.status, 200);
-    assert_eq!(remuxes(metrics).await, 0, "nobody asked yet");
+    assert_eq!(remuxes(&mut serve, metrics).await, 0, "nobody asked yet");
     video::start_remux(addr, "cam", 0, &segments[0]).await;
-    assert_eq!(remuxes(metrics).await, 1);
+    assert_eq!(remuxes(&mut serve, metrics).await, 1);
     for (seq, segment) in segments.iter().enumerate().take(4).skip(1) {
         let posted = request_at(addr, "POST", &format!("/cam/{seq}"), &[], segment).await;
         assert_eq!(posted.status, 200);
@@ -339,7 +341,7 @@ async fn the_remux_runs_for_its_players_lease_after_their_last_request_then_stop
     // request, checked every second), then stops. Not a speed check: only that it stops, and
     // not before the lease of the last request ran out.
     let deadline = last + Duration::from_secs(15 + 1) + PATIENCE;
-    while remuxes(metrics).await > 0 {
+    while remuxes(&mut serve, metrics).await > 0 {
         assert!(Instant::now() < deadline, "the remux stops");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -347,7 +349,7 @@ async fn the_remux_runs_for_its_players_lease_after_their_last_request_then_stop
     assert!(lasted >= Duration::from_secs(15), "{lasted:?}");
     // The next player starts a new remux, with the segment being written.
     video::start_remux(addr, "cam", 4, &segments[4]).await;
-    assert_eq!(remuxes(metrics).await, 1);
+    assert_eq!(remuxes(&mut serve, metrics).await, 1);
     let answer = request_at(addr, "GET", "/cam/ll.m3u8?_HLS_msn=4", &[], b"").await;
     assert_eq!(answer.status, 200);
     let list = parse(&answer.text());

@@ -144,6 +144,16 @@ pub async fn start_remux(addr: SocketAddr, channel: &str, seq: u64, first: &[u8]
     publisher.start_post(&format!("/{channel}/{seq}")).await;
     let half = first.len() / 188 / 2 * 188;
     publisher.chunk(&first[..half]).await;
+    // The segment is being written once the write head is past it.
+    let deadline = tokio::time::Instant::now() + super::PATIENCE;
+    loop {
+        let next = request_at(addr, "GET", &format!("/{channel}/next"), &[], b"").await;
+        if next.text().parse::<u64>().is_ok_and(|next| next > seq) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "seq {seq} starts");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     let playlist = format!("/{channel}/ll.m3u8");
     let player = request_at(addr, "GET", &playlist, &[], b"").await;
     assert_eq!(player.status, 200, "{}", player.text());
