@@ -165,17 +165,30 @@ async fn end_post(mut publisher: Raw, segment: &[u8]) {
 }
 
 /// A `live.mp4` viewer of `cam` from the segment being written (`seq`, `segment`, published as
-/// the viewer asks): its answer's head has come, its codecs known.
-async fn viewer_from(s: &TestServer, seq: usize, segment: &[u8]) -> (Raw, Head) {
+/// the viewer asks), once the remux is at it: the answer names other codecs than `before` (those
+/// of the segments before, if any). Its head has come.
+async fn viewer_from(
+    s: &TestServer,
+    seq: usize,
+    segment: &[u8],
+    before: Option<&str>,
+) -> (Raw, Head) {
     let publisher = start_post(s, seq, segment).await;
-    let mut viewer = s.connect().await;
-    viewer
-        .send_request("GET", "/cam/live.mp4?from=current", &[], Some(b""))
-        .await;
-    let head = viewer.head().await;
-    assert_eq!(head.status, 200);
-    end_post(publisher, segment).await;
-    (viewer, head)
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let mut viewer = s.connect().await;
+        viewer
+            .send_request("GET", "/cam/live.mp4?from=current", &[], Some(b""))
+            .await;
+        let head = viewer.head().await;
+        assert_eq!(head.status, 200);
+        if head.header("content-type") != before {
+            end_post(publisher, segment).await;
+            return (viewer, head);
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the remux at {seq}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// ffprobe's `width x height` of the video stream of `path`.
@@ -207,50 +220,53 @@ async fn a_response_ends_when_the_codecs_change_and_the_next_one_has_the_new_one
     assert_eq!(segments.len(), 9);
     let s = video::mpegts_server().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut mimes = Vec::new();
-    let mut seq = 0;
-    for (stage, expected_size) in ["320x240", "640x480", "640x480"].into_iter().enumerate() {
+    let mut mimes: Vec<String> = Vec::new();
+    let mut previous = None;
+    for (stage, first) in [0, 3, 6].into_iter().enumerate() {
         // A viewer from the stage's first segment: its codecs are the stage's.
-        let (mut viewer, head) = viewer_from(&s, seq, segments[seq]).await;
+        let before = mimes.last().map(String::as_str);
+        let (mut viewer, head) = viewer_from(&s, first, segments[first], before).await;
         let mime = head.header("content-type").unwrap().to_string();
         let audio = mime.ends_with(",mp4a.40.2\"");
         assert!(mime.starts_with("video/mp4; codecs=\"avc1."), "{mime}");
         assert_eq!(audio, stage < 2, "{mime}");
         mimes.push(mime);
+        // That segment ended the previous stage's response, cleanly.
+        if let Some(previous) = previous.take() {
+            ended(&dir, stage - 1, previous).await;
+        }
         let reader = tokio::spawn(async move { viewer.body_to_end(&head).await });
         // The rest of the stage: the response goes on.
-        for (next, segment) in segments.iter().enumerate().skip(seq + 1).take(2) {
-            let posted = s.post(&format!("/cam/{next}"), segment).await;
+        for (seq, segment) in segments.iter().enumerate().skip(first + 1).take(2) {
+            let posted = s.post(&format!("/cam/{seq}"), segment).await;
             assert_eq!(posted.status, 200);
         }
-        seq += 3;
         tokio::time::sleep(QUIET).await;
         assert!(!reader.is_finished(), "stage {stage}: the response goes on");
-        // The next stage's first segment (or the channel's end): the response ends, cleanly.
-        if stage < 2 {
-            let publisher = start_post(&s, seq, segments[seq]).await;
-            let body = reader.await.unwrap().expect("a clean end");
-            end_post(publisher, segments[seq]).await;
-            check(&dir, stage, &body, expected_size).await;
-        } else {
-            assert_eq!(s.delete("/cam").await.status, 200);
-            let body = reader.await.unwrap().expect("a clean end");
-            check(&dir, stage, &body, expected_size).await;
-        }
+        previous = Some(reader);
     }
+    // The channel's end ends the last one.
+    assert_eq!(s.delete("/cam").await.status, 200);
+    ended(&dir, 2, previous.unwrap()).await;
     eprintln!("{mimes:?}");
     assert!(mimes[0] != mimes[1] && mimes[1] != mimes[2], "{mimes:?}");
     s.stop().await;
 }
 
-/// The body of stage `stage`'s viewer: it decodes without an error, every frame of the size of
-/// the stage, at least a segment's.
-async fn check(dir: &tempfile::TempDir, stage: usize, body: &[u8], expected_size: &str) {
+/// The response of stage `stage`'s viewer (read by `reader`) ends cleanly; its body decodes
+/// without an error, every frame of the size of the stage, at least a segment's.
+async fn ended(
+    dir: &tempfile::TempDir,
+    stage: usize,
+    reader: tokio::task::JoinHandle<Result<Vec<u8>, BodyError>>,
+) {
+    let body = reader.await.unwrap().expect("a clean end");
     let path = dir.path().join(format!("{stage}.mp4"));
-    std::fs::write(&path, body).unwrap();
+    std::fs::write(&path, &body).unwrap();
     let (errors, frames) = decode(&path).await;
     eprintln!("stage {stage}: {} bytes, {frames} frames", body.len());
     assert_eq!(errors, "", "stage {stage} decodes without errors");
+    let expected_size = ["320x240", "640x480", "640x480"][stage];
     assert_eq!(size(&path).await, expected_size, "stage {stage}");
     assert!(
         (25..=75).contains(&frames),
