@@ -1,7 +1,8 @@
 //! The channel API over real sockets: `GET /_channels` and `GET /_channels/{name}` as JSON with
 //! the figures of publishers, subscribers and live viewers, and `GET /_events` as Server-Sent
 //! Events (the first list, then channels added and removed, publishers started and stopped,
-//! viewer counts); with `--auth-secret` both need an admin token.
+//! viewer counts; a watcher that fell behind the events is sent the list as it is now, then only
+//! what comes after it); with `--auth-secret` both need an admin token.
 
 mod common;
 
@@ -132,11 +133,15 @@ async fn the_api_answers_bad_requests_with_one_clear_line() {
     s.stop().await;
 }
 
-/// Server-Sent Events read from a raw HTTP/1.1 response.
+/// Server-Sent Events read from a raw HTTP/1.1 response, or from an HTTP/2 one (reqwest).
 struct EventReader {
-    raw: Raw,
-    head: Head,
+    source: Source,
     pending: String,
+}
+
+enum Source {
+    Http1(Raw, Head),
+    Http2(reqwest::Response),
 }
 
 impl EventReader {
@@ -147,10 +152,36 @@ impl EventReader {
         assert_eq!(head.status, 200);
         assert_eq!(head.header("content-type"), Some("text/event-stream"));
         EventReader {
-            raw,
-            head,
+            source: Source::Http1(raw, head),
             pending: String::new(),
         }
+    }
+
+    /// `GET /_events` over h2c, granting the stream a receive window of `window` bytes: once
+    /// that many are sent, the server sends no more until the events are read.
+    async fn open_h2(s: &TestServer, window: u32) -> EventReader {
+        let client = h2::h2c_client(Some(window));
+        let response = client.get(s.url("/_events")).send().await.unwrap();
+        assert_eq!(response.version(), reqwest::Version::HTTP_2);
+        assert_eq!(response.status(), 200);
+        let mime = response.headers().get("content-type");
+        assert_eq!(mime.unwrap(), "text/event-stream");
+        EventReader {
+            source: Source::Http2(response),
+            pending: String::new(),
+        }
+    }
+
+    /// The next bytes of the stream, which goes on.
+    async fn chunk(&mut self) -> Vec<u8> {
+        let chunk = match &mut self.source {
+            Source::Http1(raw, head) => raw.body_chunk(head).await.unwrap(),
+            Source::Http2(response) => {
+                let chunk = tokio::time::timeout(PATIENCE, response.chunk()).await;
+                chunk.expect("data in time").unwrap().map(|c| c.to_vec())
+            }
+        };
+        chunk.expect("the stream goes on")
     }
 
     /// The next event's name and data (comments skipped).
@@ -171,8 +202,7 @@ impl EventReader {
                 }
                 continue;
             }
-            let chunk = self.raw.body_chunk(&self.head).await.unwrap();
-            let chunk = chunk.expect("the stream goes on");
+            let chunk = self.chunk().await;
             self.pending.push_str(std::str::from_utf8(&chunk).unwrap());
         }
     }
@@ -283,8 +313,68 @@ async fn events_follow_channels_publishers_and_viewers() {
     // The stream ends when the server stops.
     let server = s.server.clone();
     server.shutdown();
-    let rest = events.raw.body_to_end(&events.head).await;
+    let Source::Http1(raw, head) = &mut events.source else {
+        unreachable!("over HTTP/1.1")
+    };
+    let rest = raw.body_to_end(head).await;
     assert!(rest.is_ok(), "a clean end: {rest:?}");
+    s.stop().await;
+}
+
+/// The names of a `channels` event's list, or of `GET /_channels`.
+fn names(list: &Value) -> Vec<&str> {
+    let list = list.as_array().expect("a list");
+    list.iter().map(|c| c["name"].as_str().unwrap()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_that_fell_behind_the_events_is_sent_the_current_list() {
+    let s = TestServer::start().await;
+    assert_eq!(s.post("/gone", b"").await.status, 200);
+    // A watcher that stops reading (over HTTP/2, where its receive window says so): once the
+    // window is full, the server stops writing to it, and its events go by without it.
+    let mut watcher = EventReader::open_h2(&s, 4096).await;
+    // Many more events than the server holds for a watcher (a few thousand): channels made and
+    // deleted, on one connection. Then some that change the list for good.
+    const BRIEF: usize = 3000;
+    let mut api = s.connect().await;
+    for i in 0..BRIEF {
+        for method in ["POST", "DELETE"] {
+            api.send_request(method, &format!("/brief-{i}"), &[], Some(b""))
+                .await;
+            let head = api.head().await;
+            assert_eq!(head.status, 200);
+            api.body_to_end(&head).await.unwrap();
+        }
+    }
+    assert_eq!(s.delete("/gone").await.status, 200);
+    for name in ["/kept-a", "/kept-b"] {
+        assert_eq!(s.post(name, b"").await.status, 200);
+    }
+    let current = json(&s.get("/_channels").await);
+    assert_eq!(names(&current), ["kept-a", "kept-b"]);
+    // It reads again: what was on its way, then the list as it is now (which replaces everything
+    // it knew), then what happens next.
+    let (first, list) = watcher.next().await;
+    assert_eq!((first.as_str(), names(&list)), ("channels", vec!["gone"]));
+    let mut before = 0;
+    let list = loop {
+        match watcher.next().await {
+            (name, list) if name == "channels" => break list,
+            _ => before += 1,
+        }
+    };
+    assert!(
+        before < 2 * BRIEF,
+        "it missed events: {before} came before the list"
+    );
+    assert_eq!(names(&list), names(&current));
+    assert_eq!(s.post("/after", b"").await.status, 200);
+    let (name, added) = watcher.next().await;
+    assert_eq!(
+        (name.as_str(), &added["name"]),
+        ("channel_added", &"after".into())
+    );
     s.stop().await;
 }
 

@@ -1,7 +1,9 @@
 //! `GET /{name}/live.mp4` over real sockets: an MPEG-TS channel fed by `trickle publish --mpegts`
 //! from a real-time ffmpeg encode, remuxed once for all its viewers, read back by ffmpeg and
-//! ffprobe without a decoding error, also by a viewer that fell behind and skipped segments; and
-//! the answers to what cannot be remuxed. The player pages are served beside it.
+//! ffprobe without a decoding error, also by a viewer that fell behind and skipped segments; a
+//! response that ends cleanly when the stream's codecs change (a new resolution and level, the
+//! audio gone) and the next one that names the new codecs; and the answers to what cannot be
+//! remuxed. The player pages are served beside it.
 //!
 //! ffmpeg and ffprobe come from `scripts/test.sh` (`apt-get install ffmpeg`). Without them the
 //! video tests fail when `CI=true` and are skipped (with a message) elsewhere.
@@ -146,4 +148,128 @@ async fn hevc_is_remuxed_too() {
     assert_eq!(errors, "", "decodes without errors");
     assert!(frames >= 75, "{frames} frames");
     s.stop().await;
+}
+
+/// Posts the first half of `segment` as seq `seq` of `cam`; the rest goes with [`end_post`].
+async fn start_post(s: &TestServer, seq: usize, segment: &[u8]) -> Raw {
+    let mut publisher = s.connect().await;
+    publisher.start_post(&format!("/cam/{seq}")).await;
+    publisher.chunk(&segment[..segment.len() / 2]).await;
+    publisher
+}
+
+async fn end_post(mut publisher: Raw, segment: &[u8]) {
+    publisher.chunk(&segment[segment.len() / 2..]).await;
+    publisher.end_body().await;
+    assert_eq!(publisher.head().await.status, 200);
+}
+
+/// A `live.mp4` viewer of `cam` from the segment being written (`seq`, `segment`, published as
+/// the viewer asks), once the remux is at it: the answer names other codecs than `before` (those
+/// of the segments before, if any). Its head has come.
+async fn viewer_from(
+    s: &TestServer,
+    seq: usize,
+    segment: &[u8],
+    before: Option<&str>,
+) -> (Raw, Head) {
+    let publisher = start_post(s, seq, segment).await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let mut viewer = s.connect().await;
+        viewer
+            .send_request("GET", "/cam/live.mp4?from=current", &[], Some(b""))
+            .await;
+        let head = viewer.head().await;
+        assert_eq!(head.status, 200);
+        if head.header("content-type") != before {
+            end_post(publisher, segment).await;
+            return (viewer, head);
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the remux at {seq}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// ffprobe's `width x height` of the video stream of `path`.
+async fn size(path: &Path) -> String {
+    let probe = tokio::process::Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0"])
+        .args(["-show_entries", "stream=width,height", "-of", "csv=p=0:s=x"])
+        .arg(path)
+        .output()
+        .await
+        .unwrap();
+    String::from_utf8_lossy(&probe.stdout).trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_ends_when_the_codecs_change_and_the_next_one_has_the_new_ones() {
+    if !have_tools(&["ffmpeg", "ffprobe"]) {
+        return;
+    }
+    // Three seconds at 320x240 with AAC, then three at 640x480 (another H.264 level), then three
+    // without the audio: timestamps go on, the codecs change twice.
+    let stages = [
+        video::clip(3, "320x240", true, 0),
+        video::clip(3, "640x480", true, 3),
+        video::clip(3, "640x480", false, 6),
+    ];
+    let stages: Vec<Vec<Vec<u8>>> = stages.iter().map(|ts| video::cut_segments(ts)).collect();
+    let segments: Vec<&Vec<u8>> = stages.iter().flatten().collect();
+    assert_eq!(segments.len(), 9);
+    let s = video::mpegts_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut mimes: Vec<String> = Vec::new();
+    let mut previous = None;
+    for (stage, first) in [0, 3, 6].into_iter().enumerate() {
+        // A viewer from the stage's first segment: its codecs are the stage's.
+        let before = mimes.last().map(String::as_str);
+        let (mut viewer, head) = viewer_from(&s, first, segments[first], before).await;
+        let mime = head.header("content-type").unwrap().to_string();
+        let audio = mime.ends_with(",mp4a.40.2\"");
+        assert!(mime.starts_with("video/mp4; codecs=\"avc1."), "{mime}");
+        assert_eq!(audio, stage < 2, "{mime}");
+        mimes.push(mime);
+        // That segment ended the previous stage's response, cleanly.
+        if let Some(previous) = previous.take() {
+            ended(&dir, stage - 1, previous).await;
+        }
+        let reader = tokio::spawn(async move { viewer.body_to_end(&head).await });
+        // The rest of the stage: the response goes on.
+        for (seq, segment) in segments.iter().enumerate().skip(first + 1).take(2) {
+            let posted = s.post(&format!("/cam/{seq}"), segment).await;
+            assert_eq!(posted.status, 200);
+        }
+        tokio::time::sleep(QUIET).await;
+        assert!(!reader.is_finished(), "stage {stage}: the response goes on");
+        previous = Some(reader);
+    }
+    // The channel's end ends the last one.
+    assert_eq!(s.delete("/cam").await.status, 200);
+    ended(&dir, 2, previous.unwrap()).await;
+    eprintln!("{mimes:?}");
+    assert!(mimes[0] != mimes[1] && mimes[1] != mimes[2], "{mimes:?}");
+    s.stop().await;
+}
+
+/// The response of stage `stage`'s viewer (read by `reader`) ends cleanly; its body decodes
+/// without an error, every frame of the size of the stage, at least a segment's.
+async fn ended(
+    dir: &tempfile::TempDir,
+    stage: usize,
+    reader: tokio::task::JoinHandle<Result<Vec<u8>, BodyError>>,
+) {
+    let body = reader.await.unwrap().expect("a clean end");
+    let path = dir.path().join(format!("{stage}.mp4"));
+    std::fs::write(&path, &body).unwrap();
+    let (errors, frames) = decode(&path).await;
+    eprintln!("stage {stage}: {} bytes, {frames} frames", body.len());
+    assert_eq!(errors, "", "stage {stage} decodes without errors");
+    let expected_size = ["320x240", "640x480", "640x480"][stage];
+    assert_eq!(size(&path).await, expected_size, "stage {stage}");
+    assert!(
+        (25..=75).contains(&frames),
+        "stage {stage}: {frames} frames"
+    );
 }

@@ -2,13 +2,16 @@
 //! by `trickle publish --mpegts` from a real-time ffmpeg encode: every playlist read by a strict
 //! parser and checked against the specification's numbers across reloads, blocking reloads and
 //! the preload hint answered together when the part completes, segment bytes equal to their
-//! parts', ffmpeg decoding the stream without an error, and the answers to bad requests.
+//! parts', ffmpeg decoding the stream without an error, and the answers to bad requests (bad or
+//! unreachable `_HLS_msn`/`_HLS_part` on a channel fed with raw POSTs of encoded segments). And
+//! the remux stopping once its players' lease ran out, as `trickle serve`'s `/metrics` shows.
 //!
 //! ffmpeg comes from `scripts/test.sh`. Without it these tests fail when `CI=true` and are
 //! skipped (with a message) elsewhere.
 
 mod common;
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::hls::{Playlist, Reloads, parse};
@@ -243,4 +246,140 @@ async fn the_target_duration_is_right_from_the_first_playlist() {
     let (later, _) = playlist(&s, &format!("/cam/ll.m3u8?_HLS_msn={}", seq + 1)).await;
     reloads.check(&later);
     s.stop().await;
+}
+
+/// A server with the MPEG-TS channel `cam` and its remux started, seq 0 (`first`) complete.
+async fn remuxed_channel(first: &[u8]) -> TestServer {
+    let s = video::mpegts_server().await;
+    video::start_remux(s.addr, "cam", 0, first).await;
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocking_reload_values_that_are_no_numbers_or_out_of_reach_are_400_with_one_line() {
+    if !have_tools(&["ffmpeg"]) {
+        return;
+    }
+    let segments = video::cut_segments(&video::clip(4, "320x240", true, 0));
+    let s = remuxed_channel(&segments[0]).await;
+    for (seq, segment) in segments.iter().enumerate().take(3).skip(1) {
+        assert_eq!(s.post(&format!("/cam/{seq}"), segment).await.status, 200);
+    }
+    // Seq 3 is being written: half of it is there, its first part complete.
+    let mut publisher = s.connect().await;
+    publisher.start_post("/cam/3").await;
+    let half = segments[3].len() / 188 / 2 * 188;
+    publisher.chunk(&segments[3][..half]).await;
+    let (list, _) = playlist(&s, "/cam/ll.m3u8?_HLS_msn=3&_HLS_part=0").await;
+    let listed = list.open_parts.len();
+    assert!(listed >= 1, "{list:?}");
+    // What is listed is answered at once, whatever the part asked of a complete segment.
+    for query in [
+        "_HLS_msn=2",
+        "_HLS_msn=1&_HLS_part=3",
+        "_HLS_msn=0&_HLS_part=0",
+    ] {
+        playlist(&s, &format!("/cam/ll.m3u8?{query}")).await;
+    }
+    // Three seconds of parts past those listed is the most a player may ask ahead (RFC 8216bis
+    // 6.2.5.2): nine parts of at most a third of a second. Beyond it, and beyond two segments
+    // ahead, the answer is 400 at once, as for values that are no numbers.
+    let max = u64::MAX;
+    let ahead = listed + 9;
+    for query in [
+        "_HLS_msn=x".to_string(),
+        "_HLS_msn=-1".into(),
+        "_HLS_msn=".into(),
+        "_HLS_msn=1.5".into(),
+        "_HLS_msn=0x3".into(),
+        "_HLS_msn=99999999999999999999".into(),
+        format!("_HLS_msn={max}"),
+        format!("_HLS_msn={max}&_HLS_part=0"),
+        "_HLS_msn=6".into(),
+        "_HLS_part=0".into(),
+        "_HLS_part=x".into(),
+        "_HLS_msn=3&_HLS_part=".into(),
+        "_HLS_msn=3&_HLS_part=-1".into(),
+        "_HLS_msn=3&_HLS_part=99999999999999999999".into(),
+        format!("_HLS_msn=3&_HLS_part={ahead}"),
+        format!("_HLS_msn=3&_HLS_part={max}"),
+        "_HLS_msn=4&_HLS_part=9".into(),
+        format!("_HLS_msn=4&_HLS_part={max}"),
+        format!("_HLS_msn=5&_HLS_part={max}"),
+        "_HLS_msn=2&_HLS_part=13".into(),
+        format!("_HLS_msn=0&_HLS_part={max}"),
+    ] {
+        let bad = s.get(&format!("/cam/ll.m3u8?{query}")).await;
+        let line = bad.text();
+        assert_eq!(bad.status, 400, "{query}: {line}");
+        assert!(
+            line.ends_with('\n') && line.len() > 1 && line.matches('\n').count() == 1,
+            "{query}: one line, {line:?}"
+        );
+        assert_eq!(bad.header("access-control-allow-origin"), Some("*"));
+    }
+    publisher.chunk(&segments[3][half..]).await;
+    publisher.end_body().await;
+    assert_eq!(publisher.head().await.status, 200);
+    // The server goes on: seq 3 is listed whole.
+    let (list, _) = playlist(&s, "/cam/ll.m3u8?_HLS_msn=3").await;
+    assert!(list.segment(3).is_some(), "{list:?}");
+    s.stop().await;
+}
+
+/// `trickle_live_remuxes` in `/metrics` at `metrics` of `serve`: the remuxes running.
+async fn remuxes(serve: &mut tokio::process::Child, metrics: SocketAddr) -> u64 {
+    let exited = serve.try_wait().unwrap();
+    assert!(exited.is_none(), "trickle serve exited: {exited:?}");
+    let scrape = request_at(metrics, "GET", "/metrics", &[], b"").await;
+    assert_eq!(scrape.status, 200);
+    let text = scrape.text();
+    let gauge = text
+        .lines()
+        .find_map(|line| line.strip_prefix("trickle_live_remuxes "));
+    gauge.expect("the gauge").parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_remux_runs_for_its_players_lease_after_their_last_request_then_stops() {
+    if !have_tools(&["ffmpeg"]) {
+        return;
+    }
+    let segments = video::cut_segments(&video::clip(5, "320x240", true, 0));
+    let args = ["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"];
+    let (mut serve, addr, log) = spawn_serve_with_log(&args, &[]).await;
+    let (addr, metrics) = (addr.parse().unwrap(), metrics_addr(&log));
+    let mpegts = [("Expect-Content", "video/mp2t")];
+    let created = request_at(addr, "POST", "/cam", &mpegts, b"").await;
+    assert_eq!(created.status, 200);
+    assert_eq!(remuxes(&mut serve, metrics).await, 0, "nobody asked yet");
+    video::start_remux(addr, "cam", 0, &segments[0]).await;
+    assert_eq!(remuxes(&mut serve, metrics).await, 1);
+    for (seq, segment) in segments.iter().enumerate().take(4).skip(1) {
+        let posted = request_at(addr, "POST", &format!("/cam/{seq}"), &[], segment).await;
+        assert_eq!(posted.status, 200);
+    }
+    // The player keeps fetching for a while (each fetch, a piece as well as a playlist, renews
+    // the lease), then stops.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let last = Instant::now();
+    let piece = request_at(addr, "GET", "/cam/3.m4s", &[], b"").await;
+    assert_eq!(piece.status, 200);
+    // The channel goes on, nobody plays it: the remux runs for the lease (15 s after the last
+    // request, checked every second), then stops. Not a speed check: only that it stops, and
+    // not before the lease of the last request ran out.
+    let deadline = last + Duration::from_secs(15 + 1) + PATIENCE;
+    while remuxes(&mut serve, metrics).await > 0 {
+        assert!(Instant::now() < deadline, "the remux stops");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let lasted = last.elapsed();
+    assert!(lasted >= Duration::from_secs(15), "{lasted:?}");
+    // The next player starts a new remux, with the segment being written.
+    video::start_remux(addr, "cam", 4, &segments[4]).await;
+    assert_eq!(remuxes(&mut serve, metrics).await, 1);
+    let answer = request_at(addr, "GET", "/cam/ll.m3u8?_HLS_msn=4", &[], b"").await;
+    assert_eq!(answer.status, 200);
+    let list = parse(&answer.text());
+    assert_eq!(list.segments.iter().map(|s| s.seq).collect::<Vec<_>>(), [4]);
 }

@@ -220,3 +220,91 @@ async fn pytrickle_works_with_a_token_in_its_url() {
     let refused = s.post("/ch/0", b"x").await;
     assert_eq!(refused.status, 401);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pytrickle_and_our_client_read_through_an_edge_unmodified() {
+    use trickle::client::{Publisher, PublisherOptions, Subscriber, SubscriberOptions};
+    let python = python();
+    let origin = roomy_server().await;
+    let edge = TestServer::with_config(trickle::Config {
+        ring: 32,
+        origins: vec![origin.url("")],
+        ..trickle::Config::default()
+    })
+    .await;
+    origin.post("/via-edge", b"").await;
+    let dir = tempfile::tempdir().unwrap();
+    let count = 6u64;
+    // Both subscribe at the edge from the live edge (`-1`) before anything is published.
+    let pytrickle = tokio::spawn(
+        tokio::process::Command::new(&python)
+            .arg(cross_script())
+            .args(["subscribe", &edge.url("/via-edge")])
+            .arg(dir.path())
+            .arg(count.to_string())
+            .kill_on_drop(true)
+            .output(),
+    );
+    let ours = tokio::spawn({
+        let url = edge.url("/via-edge");
+        async move {
+            let mut subscriber = Subscriber::new(&url, SubscriberOptions::default()).unwrap();
+            let mut got = Vec::new();
+            for _ in 0..count {
+                let segment = subscriber.next_segment().await.unwrap().expect("a segment");
+                got.push((segment.seq, segment.read_to_end().await.unwrap()));
+            }
+            got
+        }
+    });
+    // The edge's one GET upstream waits, and both readers wait at the edge.
+    common::eventually("the edge waits upstream", || {
+        origin.server.channel_info("via-edge").unwrap().subscribers == 1
+    })
+    .await;
+    common::eventually("both wait at the edge", || {
+        edge.server.stats().waiting_gets == 2
+    })
+    .await;
+    let mut publisher =
+        Publisher::new(&origin.url("/via-edge"), PublisherOptions::default()).unwrap();
+    let mut sent = Vec::new();
+    for seq in 0..count {
+        let data = common::pattern([1usize, 1 << 20, 4096, 77_777][seq as usize % 4], seq);
+        let mut segment = publisher.next_segment();
+        for piece in data.chunks(20_000) {
+            segment
+                .write(bytes::Bytes::copy_from_slice(piece))
+                .await
+                .unwrap();
+        }
+        assert_eq!(segment.finish().await.unwrap(), seq);
+        sent.push(data);
+    }
+    let wait = std::time::Duration::from_secs(120);
+    let got = tokio::time::timeout(wait, ours)
+        .await
+        .expect("ours finishes")
+        .unwrap();
+    for (seq, data) in got {
+        assert!(
+            data == sent[seq as usize],
+            "ours, seq {seq}: {} bytes",
+            data.len()
+        );
+    }
+    let out = tokio::time::timeout(wait, pytrickle)
+        .await
+        .expect("pytrickle finishes")
+        .unwrap()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pytrickle subscriber failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (seq, data) in sent.iter().enumerate() {
+        let got = std::fs::read(dir.path().join(format!("{seq}.bin"))).unwrap();
+        assert!(&got == data, "pytrickle, seq {seq}: {} bytes", got.len());
+    }
+}

@@ -302,3 +302,48 @@ async fn next_and_current_mean_at_an_edge_what_they_mean_at_the_origin() {
     edge.stop().await;
     origin.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_checks_its_own_subscribers_and_shows_its_own_credential_upstream() {
+    let secret = || Some(trickle::auth::Secret::new(TEST_SECRET).unwrap());
+    let origin = TestServer::with_config(Config {
+        auth_secret: secret(),
+        ..Config::default()
+    })
+    .await;
+    let edge_with = |credential: Option<String>| {
+        TestServer::with_config(Config {
+            auth_secret: secret(),
+            origins: vec![origin.url("")],
+            relay_credential: credential.map(trickle::server::Credential),
+            ..Config::default()
+        })
+    };
+    let edge = edge_with(Some(format!("Bearer {}", token(&[], &["*"], false)))).await;
+    let publisher = token(&["*"], &[], false);
+    let sent = publish_slowly(&origin, &format!("{publisher}/ch"), 0, 5_000).await;
+
+    // No token, or one for another channel: refused at the edge, nothing asked upstream.
+    assert_eq!(edge.get("/ch/0").await.status, 401);
+    let other = token(&[], &["other"], false);
+    assert_eq!(edge.get(&format!("/{other}/ch/0")).await.status, 403);
+    tokio::time::sleep(QUIET).await;
+    assert!(edge.server.channel("ch").is_none());
+    assert_eq!(origin.server.channel_info("ch").unwrap().subscribers, 0);
+
+    let reader = token(&[], &["ch"], false);
+    assert_eq!(
+        read(&edge, &format!("/{reader}/ch/0")).await,
+        (200, Some(sent))
+    );
+
+    // An edge without a credential of its own is refused upstream, whatever its reader holds:
+    // the reader's token is not passed on.
+    let bare = edge_with(None).await;
+    let refused = bare.get(&format!("/{reader}/ch/0")).await;
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert!(refused.text().contains("401"), "{}", refused.text());
+    bare.stop().await;
+    edge.stop().await;
+    origin.stop().await;
+}

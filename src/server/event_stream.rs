@@ -8,9 +8,10 @@
 //! the first list, so nothing falls between the two. Viewer counts are sent at most every
 //! [`VIEWERS_EVERY`] per channel, the latest count only: a thousand viewers arriving at once are
 //! one event, not a thousand. A stream that falls behind the server's events (it missed some) is
-//! sent a fresh `channels` list instead, which replaces everything the page knew. A comment every
-//! [`KEEPALIVE`] keeps proxies from closing a quiet stream. The stream ends when the server shuts
-//! down.
+//! sent a fresh `channels` list instead, which replaces everything the page knew, and only the
+//! events that come after it (those not sent yet are older than the list, and dropped). A comment
+//! every [`KEEPALIVE`] keeps proxies from closing a quiet stream. The stream ends when the server
+//! shuts down.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -102,6 +103,10 @@ impl Listener {
                     }
                 }
                 Err(RecvError::Lagged(_)) => {
+                    // The events still queued for this stream are older than the list sent next:
+                    // sent after it, they would undo what it says (a channel removed since shows
+                    // up again). It listens from now on instead, as a new stream does.
+                    self.receiver = self.receiver.resubscribe();
                     self.list_due = true;
                     self.viewers.clear();
                     self.viewers_due = None;

@@ -7,8 +7,8 @@
 //!
 //! The rules kept (RFC 8216bis): a part is listed and served only once complete; a request for
 //! the part the playlist hints (`EXT-X-PRELOAD-HINT`) waits for it; `_HLS_msn`/`_HLS_part` block
-//! until that part (or segment) is listed, `400` when it is more than two segments ahead, `503`
-//! after three target durations.
+//! until that part (or segment) is listed, `400` when it is more than two segments (or its part
+//! more than three seconds of parts) ahead, `503` after three target durations.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -197,6 +197,15 @@ impl Blocking {
 
     /// Whether the playlist lists the segment (or its part) asked for.
     fn listed(self, index: &Index) -> Wait {
+        // Counted from the segment's parts listed so far (none for one not begun): a part that
+        // far ahead cannot come within the wait, however long the segment before it runs.
+        let parts = index.get(self.msn).map_or(0, |s| s.parts.len() as u64);
+        if self
+            .part
+            .is_some_and(|part| part >= parts.saturating_add(ADVANCE_PARTS))
+        {
+            return Wait::Never(text(StatusCode::BAD_REQUEST, PART_TOO_FAR));
+        }
         let Some(newest) = index.segments().last() else {
             return Wait::NotYet;
         };
@@ -217,6 +226,10 @@ impl Blocking {
 
 const BAD_BLOCKING: &str = "Invalid _HLS_msn or _HLS_part: expected a number";
 const TOO_FAR: &str = "_HLS_msn is more than two segments ahead of the playlist";
+/// How many parts past those listed a blocking reload may ask for (RFC 8216bis 6.2.5.2, the
+/// Advance Part Limit: three seconds of parts); beyond it, `400` at once.
+const ADVANCE_PARTS: u64 = 3 * TIMESCALE / PART_TARGET;
+const PART_TOO_FAR: &str = "_HLS_part is more than three seconds of parts ahead of the playlist";
 
 /// Whether part `part` of segment `seq` is there, coming (the next to be made), or never.
 fn part_state(index: &Index, seq: u64, part: u64) -> Wait {

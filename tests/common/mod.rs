@@ -70,19 +70,7 @@ impl TestServer {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Response {
-        let mut raw = self.connect().await;
-        raw.send_request(method, path, headers, Some(body)).await;
-        let head = raw.head().await;
-        let body = if method == "HEAD" {
-            Ok(Vec::new())
-        } else {
-            raw.body_to_end(&head).await
-        };
-        Response {
-            status: head.status,
-            headers: head.headers,
-            body: body.expect("a complete body"),
-        }
+        request_at(self.addr, method, path, headers, body).await
     }
 
     pub async fn get(&self, path: &str) -> Response {
@@ -112,6 +100,30 @@ impl TestServer {
             .expect("serve returns after shutdown")
             .unwrap()
             .unwrap();
+    }
+}
+
+/// One complete request to the server at `addr` (one started by [`spawn_serve`], say), on a
+/// connection of its own, with a `Content-Length` body (or none).
+pub async fn request_at(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
+    let mut raw = Raw::connect(addr).await;
+    raw.send_request(method, path, headers, Some(body)).await;
+    let head = raw.head().await;
+    let body = if method == "HEAD" {
+        Ok(Vec::new())
+    } else {
+        raw.body_to_end(&head).await
+    };
+    Response {
+        status: head.status,
+        headers: head.headers,
+        body: body.expect("a complete body"),
     }
 }
 

@@ -1,13 +1,14 @@
 //! Real video for the tests: a real-time ffmpeg encode piped into `trickle publish --mpegts`, and
 //! ffmpeg/ffprobe reading back what a viewer or player got.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
-use super::TestServer;
+use super::{Raw, TestServer, request_at};
 
 /// A server whose waits outlast a slow encoder's start (60 s), with the channel `cam` made for
 /// MPEG-TS (`video/mp2t`), ready for [`publish`].
@@ -120,4 +121,68 @@ pub fn cut_segments(ts: &[u8]) -> Vec<Vec<u8>> {
         }
     }
     segments
+}
+
+/// `secs` seconds of a test pattern of `size` (`320x240`) at 25 fps, H.264 with a keyframe every
+/// second and, with `audio`, an AAC tone, as one MPEG-TS stream (ffmpeg's, which starts at 1.4 s)
+/// whose timestamps are moved on by `offset` seconds.
+pub fn clip(secs: u32, size: &str, audio: bool, offset: u32) -> Vec<u8> {
+    let mut ffmpeg = std::process::Command::new("ffmpeg");
+    ffmpeg
+        .args(["-v", "error", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc2=size={size}:rate=25"));
+    if audio {
+        ffmpeg.args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"]);
+    }
+    ffmpeg
+        .args([
+            "-t",
+            &secs.to_string(),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+        ])
+        .args(["-g", "25", "-keyint_min", "25", "-sc_threshold", "0"])
+        .args(["-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k"])
+        .args([
+            "-output_ts_offset",
+            &offset.to_string(),
+            "-f",
+            "mpegts",
+            "-",
+        ]);
+    let out = ffmpeg
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("ffmpeg runs");
+    assert!(out.status.success(), "ffmpeg encodes the clip");
+    out.stdout
+}
+
+/// Starts the remux of the MPEG-TS channel `channel` of the server at `addr` with a player's
+/// first LL-HLS playlist request, made while seq `seq` (`first`) is being written: the remux
+/// starts with the segment being written, and the answer comes once its tracks are known. Then
+/// the segment ends.
+pub async fn start_remux(addr: SocketAddr, channel: &str, seq: u64, first: &[u8]) {
+    let mut publisher = Raw::connect(addr).await;
+    publisher.start_post(&format!("/{channel}/{seq}")).await;
+    let half = first.len() / 188 / 2 * 188;
+    publisher.chunk(&first[..half]).await;
+    // The segment is being written once the write head is past it.
+    let deadline = tokio::time::Instant::now() + super::PATIENCE;
+    loop {
+        let next = request_at(addr, "GET", &format!("/{channel}/next"), &[], b"").await;
+        if next.text().parse::<u64>().is_ok_and(|next| next > seq) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "seq {seq} starts");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let playlist = format!("/{channel}/ll.m3u8");
+    let player = request_at(addr, "GET", &playlist, &[], b"").await;
+    assert_eq!(player.status, 200, "{}", player.text());
+    publisher.chunk(&first[half..]).await;
+    publisher.end_body().await;
+    assert_eq!(publisher.head().await.status, 200);
 }

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
-use super::Server;
 use super::channel::Channel;
+use super::{Server, Stat};
 use crate::client::{ConnectOptions, new_http_client};
 use crate::protocol::Error;
 
@@ -122,7 +122,10 @@ impl Relays {
                 relayed[name].subscribe()
             }
         };
+        // A reader waiting for the start is a GET waiting for a segment, and counted as one.
+        let waiting = server.stat(Stat::WaitingGets);
         let settled = state.wait_for(|s| !matches!(s, State::Starting)).await;
+        drop(waiting);
         let outcome = settled.map(|s| s.clone()).unwrap_or(State::Failed {
             error: Failure::Unavailable("the relay stopped".into()),
             at: Instant::now(),
