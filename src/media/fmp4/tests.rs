@@ -334,6 +334,19 @@ fn timestamps_wrap_around_smoothly_and_jumps_are_bridged() {
     assert_continuous(&spliced);
     assert_eq!((stats.rebases, stats.dropped_frames), (1, 0));
 
+    // A gap of two seconds in the middle of a segment is a jump too, not one frame of 2 s (an
+    // LL-HLS part holding it would be far longer than its target).
+    let o = Options {
+        jump: Some((15, 2 * 90_000)),
+        ..options()
+    };
+    let (out, stats) = feed_all(&segments(2, &o));
+    let bridged = fragments(&out);
+    assert_eq!(bridged.len() as u64, 2 * FRAMES_PER_SEGMENT);
+    assert_continuous(&bridged);
+    assert!(bridged.iter().all(|f| f.3 == FRAME_TICKS), "{bridged:?}");
+    assert_eq!(stats.rebases, 1);
+
     // The publisher restarts an hour later in the middle of a segment.
     let mut jumped = segments(1, &options());
     jumped.extend(segments(

@@ -15,8 +15,10 @@ use crate::media::mpegts::pes::wrapped_step;
 /// earlier than it (audio muxed ahead of video, B-frames shown before their decode time) without
 /// going below zero.
 const BASE: i64 = 10 * 90_000;
-/// A forward step of the leading track's decode time beyond this is a jump, not time passing.
-pub(super) const MAX_STEP: i64 = 5 * 90_000;
+/// A forward step of the leading track's decode time beyond this is a jump, not time passing: no
+/// video is slower than a frame a second, and a longer step taken as one long frame would make
+/// an LL-HLS part far longer than its target (a 2 s gap made a 2.2 s part against 0.333 s).
+pub(super) const MAX_STEP: i64 = 90_000;
 /// 33-bit timestamps.
 pub(super) const MASK: u64 = (1 << 33) - 1;
 
