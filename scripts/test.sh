@@ -18,13 +18,14 @@ if ! command -v cargo >/dev/null; then
     exit 1
 fi
 
-step "System packages: curl (README walk-through), ffmpeg and ffprobe (video end to end), chromium and chromedriver (the player page), npm (test-only players)"
+step "System packages: curl (README walk-through), ffmpeg and ffprobe (video end to end), chromium and chromedriver (the player page), npm (test-only players), redis-server and redis-cli (clusters)"
 missing=()
 command -v curl >/dev/null || missing+=(curl)
 { command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null; } || missing+=(ffmpeg)
 command -v chromium >/dev/null || missing+=(chromium)
 command -v chromedriver >/dev/null || missing+=(chromium-driver)
 command -v npm >/dev/null || missing+=(npm)
+{ command -v redis-server >/dev/null && command -v redis-cli >/dev/null; } || missing+=(redis-server)
 if ((${#missing[@]})); then
     if ! command -v apt-get >/dev/null; then
         echo "scripts/test.sh: please install: ${missing[*]}" >&2

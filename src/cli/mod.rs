@@ -46,7 +46,7 @@ impl Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the Trickle server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Publish stdin or a file to a channel, cut into segments.
     Publish(PublishArgs),
     /// Follow a channel: segments to stdout back to back, or one file each.
@@ -158,7 +158,7 @@ pub fn read_secret(
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(args) => serve::run(args).await,
+        Command::Serve(args) => serve::run(*args).await,
         Command::Publish(args) => publish::run(args).await,
         Command::Subscribe(args) => subscribe::run(args).await,
         Command::Bench(args) => bench::run(args).await,

@@ -112,6 +112,21 @@ pub struct ServeArgs {
     /// are never passed on).
     #[arg(long, env = "TRICKLE_RELAY_TOKEN_FILE")]
     pub relay_token_file: Option<PathBuf>,
+    /// Join a cluster whose origins are kept in this Redis (`redis://host:6379`): channels
+    /// published here are registered with this node's --advertise URL, and a read of a channel
+    /// not held here is relayed from the node that registered it. Needs --advertise.
+    #[arg(long, env = "TRICKLE_REGISTRY", requires = "advertise")]
+    pub registry: Option<String>,
+    /// This node's URL as the other nodes of the cluster reach it (`http://10.0.0.5:2939`).
+    #[arg(long, env = "TRICKLE_ADVERTISE", value_parser = parse_origin)]
+    pub advertise: Option<String>,
+    /// This node's name in the registry [default: the --advertise URL's host and port].
+    #[arg(long, env = "TRICKLE_NODE_ID")]
+    pub node_id: Option<String>,
+    /// How long a channel's registration lives without a refresh (refreshed every third of it):
+    /// about how long the cluster takes to forget an origin that died.
+    #[arg(long, env = "TRICKLE_REGISTRY_TTL", default_value = "10s", value_parser = parse_duration)]
+    pub registry_ttl: Duration,
 }
 
 /// An origin's base URL: `http` or `https`, a host, no query.
@@ -159,7 +174,36 @@ impl ServeArgs {
             origins: self.origins.clone(),
             relay_linger: self.relay_linger,
             relay_credential: self.relay_credential()?,
+            registry: self.registry()?,
+            advertise: self.advertise.clone(),
+            node_id: self.node_id(),
+            registry_ttl: self.registry_ttl,
         })
+    }
+
+    /// --registry, checked: a Redis URL, a TTL of at least three seconds.
+    fn registry(&self) -> anyhow::Result<Option<String>> {
+        let Some(url) = &self.registry else {
+            return Ok(None);
+        };
+        redis::Client::open(url.as_str()).with_context(|| format!("--registry {url}"))?;
+        if self.registry_ttl < Duration::from_secs(3) {
+            anyhow::bail!("--registry-ttl must be at least 3s (it is refreshed every third)");
+        }
+        Ok(Some(url.clone()))
+    }
+
+    /// --node-id, or the --advertise URL's host and port; one word (no spaces).
+    fn node_id(&self) -> Option<String> {
+        let id = self.node_id.clone().or_else(|| {
+            let url: reqwest::Url = self.advertise.as_deref()?.parse().ok()?;
+            Some(format!(
+                "{}:{}",
+                url.host_str()?,
+                url.port_or_known_default()?
+            ))
+        })?;
+        Some(id.split_whitespace().collect::<Vec<_>>().join("_"))
     }
 
     /// `Bearer <token>` from --relay-token-file.

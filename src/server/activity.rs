@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use parking_lot::Mutex;
 
@@ -85,8 +85,8 @@ impl Activity {
 
     /// How long since a reader last asked for the channel, or since it was made.
     #[cfg(feature = "client")]
-    pub(crate) fn unread_for(&self) -> Duration {
-        let last = Duration::from_millis(self.last_read_ms.load(Ordering::Relaxed));
+    pub(crate) fn unread_for(&self) -> std::time::Duration {
+        let last = std::time::Duration::from_millis(self.last_read_ms.load(Ordering::Relaxed));
         self.born.elapsed().saturating_sub(last)
     }
 

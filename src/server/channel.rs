@@ -287,6 +287,7 @@ impl Channel {
     /// Puts the write head of a channel nothing was written to at `seq`, so that its readers'
     /// `-1` waits for `seq` (a relayed channel whose origin is at `seq`). False, and nothing
     /// changed, once anything is in the ring.
+    #[cfg(feature = "client")]
     pub(crate) fn begin_at(&self, seq: u64) -> bool {
         let mut state = self.state.lock();
         let empty = state.next_write == 0 && state.ring.iter().all(Option::is_none);

@@ -226,6 +226,9 @@ async fn create_channel(server: &Server, parts: &http::request::Parts, raw_name:
     if !server.config().autocreate {
         return closing(error(&Error::StreamNotFound));
     }
+    if let Err(err) = server.claim_origin(&name).await {
+        return closing(error(&err));
+    }
     let mime = header_str(&parts.headers, protocol::EXPECT_CONTENT);
     match server.get_or_create(&name, mime) {
         Ok(_) => Response::new(Body::empty()),

@@ -120,6 +120,15 @@ pub struct Config {
     /// The `Authorization` value this server sends to its origins (its own credential; clients'
     /// tokens are never passed on).
     pub relay_credential: Option<Credential>,
+    /// Redis, where a cluster's nodes register the channels published to them and look up those
+    /// they do not hold (`redis://host:port`). None: not in a cluster.
+    pub registry: Option<String>,
+    /// This node's URL as the other nodes reach it (`--advertise`), registered with its channels.
+    pub advertise: Option<String>,
+    /// This node's name in the registry (`--node-id`).
+    pub node_id: Option<String>,
+    /// How long a registration lives unless refreshed (every third of it).
+    pub registry_ttl: Duration,
 }
 
 /// A credential sent upstream as it is (`Bearer …`); never printed.
@@ -155,6 +164,10 @@ impl Default for Config {
             origins: Vec::new(),
             relay_linger: Duration::from_secs(5),
             relay_credential: None,
+            registry: None,
+            advertise: None,
+            node_id: None,
+            registry_ttl: Duration::from_secs(10),
         }
     }
 }
@@ -265,11 +278,7 @@ impl Builder {
         let budget = budget::Budget::new(self.config.memory_budget);
         let (events, feed) = events::Events::new(self.config.changefeed);
         #[cfg(feature = "client")]
-        let relays = relay::Relays::new(
-            &self.config.origins,
-            self.config.relay_linger,
-            self.config.relay_credential.as_ref().map(|c| c.0.as_str()),
-        );
+        let relays = relay::Relays::new(&self.config);
         let server = Server {
             inner: Arc::new(Inner {
                 events,
@@ -292,6 +301,8 @@ impl Builder {
         };
         if tokio::runtime::Handle::try_current().is_ok() {
             tokio::spawn(sweep(Arc::downgrade(&server.inner)));
+            #[cfg(feature = "cluster")]
+            tokio::spawn(relay::registry::upkeep(server.clone()));
             if let Some(feed) = feed {
                 // Made here, not by `get_or_create`: its own creation is its first event, which
                 // its writer writes before it listens.
@@ -396,6 +407,23 @@ impl Server {
             return self.inner.relays.channel(self, name).await;
         }
         Err(Error::StreamNotFound)
+    }
+
+    /// In a cluster, registers this node as the origin of `name`, about to be published here:
+    /// `409` naming the owner if another node is. Without a cluster, or with the registry
+    /// unreachable (publishing goes on), nothing to refuse.
+    pub(crate) async fn claim_origin(&self, name: &str) -> Result<(), Error> {
+        #[cfg(feature = "cluster")]
+        if let Some(registry) = self.inner.relays.registry()
+            && !protocol::is_reserved(name)
+            && let Err(taken) = registry.claim(name).await
+        {
+            let message = format!("Channel is published at {}", taken.owner);
+            let status = ::http::StatusCode::CONFLICT;
+            return Err(Error::Refused { status, message });
+        }
+        let _ = name;
+        Ok(())
     }
 
     /// Whether `name` is relayed here from an origin (publishing it here is refused).

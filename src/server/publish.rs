@@ -42,6 +42,10 @@ pub(super) async fn publish(
         let status = StatusCode::CONFLICT;
         return closing(error(&Error::Refused { status, message }));
     }
+    // In a cluster, a channel another node originates is published there.
+    if let Err(err) = server.claim_origin(&name).await {
+        return closing(error(&err));
+    }
     // Refused before any byte is read: nothing is created, nothing waits for a body that could
     // never be taken whole.
     if body.size_hint().lower() > server.config().max_segment_bytes {

@@ -7,6 +7,7 @@
 pub mod h2;
 pub mod hls;
 pub mod live;
+pub mod redis;
 pub mod tls;
 pub mod video;
 
@@ -41,6 +42,11 @@ impl TestServer {
 
     pub async fn with_server(server: Server) -> TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        TestServer::on(listener, server)
+    }
+
+    /// `server` on `listener` (bound first, when the config must name its own address).
+    pub fn on(listener: tokio::net::TcpListener, server: Server) -> TestServer {
         let addr = listener.local_addr().unwrap();
         let task = tokio::spawn(trickle::serve(
             listener,

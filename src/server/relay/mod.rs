@@ -12,6 +12,8 @@
 //! crowd of readers does not each knock on a dead origin.
 
 mod pull;
+#[cfg(feature = "cluster")]
+pub(crate) mod registry;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,7 +23,7 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use super::channel::Channel;
-use super::{Server, Stat};
+use super::{Config, Server, Stat};
 use crate::client::{ConnectOptions, new_http_client};
 use crate::protocol::Error;
 
@@ -64,14 +66,18 @@ pub(crate) struct Relays {
     origins: Vec<String>,
     linger: Duration,
     http: Option<reqwest::Client>,
+    /// Where a cluster's origins are found (`--registry`).
+    #[cfg(feature = "cluster")]
+    registry: Option<registry::Registry>,
     relayed: Mutex<HashMap<String, Arc<watch::Sender<State>>>>,
 }
 
 impl Relays {
-    /// With `origins` (base URLs) and `token` (the `Authorization` value sent upstream).
-    pub(crate) fn new(origins: &[String], linger: Duration, token: Option<&str>) -> Relays {
+    /// As `config` says: its origins, linger, credential and registry.
+    pub(crate) fn new(config: &Config) -> Relays {
         let mut connect = ConnectOptions::default();
-        if let Some(value) = token.and_then(|t| http::HeaderValue::from_str(t).ok()) {
+        let credential = config.relay_credential.as_ref();
+        if let Some(value) = credential.and_then(|c| http::HeaderValue::from_str(&c.0).ok()) {
             connect.headers.insert(http::header::AUTHORIZATION, value);
         }
         // Without a client (it cannot be built: no TLS roots) every start is `503`, said once.
@@ -79,17 +85,31 @@ impl Relays {
             .inspect_err(|err| tracing::error!(%err, "no HTTP client for the origins"))
             .ok();
         Relays {
-            origins: origins
+            origins: config
+                .origins
                 .iter()
                 .map(|o| format!("{}/", o.trim_end_matches('/')))
                 .collect(),
-            linger,
+            linger: config.relay_linger,
             http,
+            #[cfg(feature = "cluster")]
+            registry: registry::from_config(config),
             relayed: Mutex::new(HashMap::new()),
         }
     }
 
+    /// The cluster's registry, if this node is in one.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn registry(&self) -> Option<&registry::Registry> {
+        self.registry.as_ref()
+    }
+
+    /// Whether channels not held here are looked for elsewhere.
     pub(crate) fn is_edge(&self) -> bool {
+        #[cfg(feature = "cluster")]
+        if self.registry.is_some() {
+            return true;
+        }
         !self.origins.is_empty()
     }
 

@@ -2,8 +2,10 @@
 //! (the GET for the next seq opened as soon as a segment starts, `470` jumped over, long waits
 //! re-issued), and republishing each segment here under the same seq as its bytes arrive. An
 //! upstream segment that breaks off fails the local one (its readers see the abnormal end); the
-//! end of the upstream stream ends the local channel. An origin that stops answering is asked
-//! again from the seq after the last one relayed, every second, while somebody reads here.
+//! end of the upstream stream ends the local channel. After an origin fails, the channel is
+//! looked for again every second while somebody reads it here: the same origin resumes from the
+//! seq after the last one relayed, another (a cluster's publisher moved) from its segment being
+//! written.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -61,13 +63,25 @@ pub(super) async fn start(server: Server, name: String, state: Arc<watch::Sender
     relays.forget(&name, &state);
 }
 
-/// The URL of `name` at the first origin that has it, and its write head there.
+/// The URL of `name` at the first origin that has it, and its write head there: the node the
+/// cluster's registry names first, then the configured origins in order.
 async fn find(relays: &Relays, name: &str) -> Result<(String, u64), Failure> {
     let Some(http) = &relays.http else {
         return Err(Failure::Unavailable("no HTTP client".into()));
     };
     let mut unavailable = None;
-    for origin in &relays.origins {
+    #[allow(unused_mut)]
+    let mut origins = relays.origins.clone();
+    #[cfg(feature = "cluster")]
+    if let Some(registry) = relays.registry() {
+        use super::registry::Origin;
+        match registry.lookup(name).await {
+            Ok(Origin::At(url)) => origins.insert(0, format!("{url}/")),
+            Ok(Origin::Nobody) => {}
+            Err(err) => unavailable = Some(err.to_string()),
+        }
+    }
+    for origin in &origins {
         let url = format!("{origin}{}", encode_name(name));
         match http.get(format!("{url}/next")).send().await {
             Ok(answer) if answer.status().is_success() => {
@@ -157,31 +171,63 @@ impl Pull {
             let next = tokio::select! {
                 next = self.upstream.next_segment() => next,
                 _ = self.channel.closed() => return,
-                _ = check.tick() => {
-                    let activity = self.channel.activity();
-                    if activity.readers() == 0
-                        && activity.unread_for() >= linger
-                        && self.channel.remux_slot().lock().is_none()
-                    {
-                        return;
-                    }
-                    continue;
-                }
+                _ = check.tick() => match self.unread(linger) {
+                    true => return,
+                    false => continue,
+                },
             };
             match next {
                 Ok(Some(segment)) => self.relay(segment),
                 Ok(None) | Err(ClientError::StreamNotFound) => return,
                 Err(err) => {
-                    tracing::warn!(url = %self.url, %err, "origin failed; asking again");
-                    tokio::time::sleep(RECONNECT).await;
-                    let resume = SubscribeStart::Seq(self.last + 1);
-                    match subscribe(&self.server, &self.url, resume) {
-                        Ok(upstream) => self.upstream = upstream,
-                        Err(_) => return,
+                    tracing::warn!(url = %self.url, %err, "origin failed; looking again");
+                    if !self.reconnect().await {
+                        return;
                     }
                 }
             }
         }
+    }
+
+    /// After the origin failed: finds the channel again every second (the same origin back, or
+    /// in a cluster another node its publisher moved to), while somebody reads it here. Resumes
+    /// at the same origin from the seq after the last one relayed, at another from its segment
+    /// being written. False once nobody reads it or it is gone everywhere.
+    async fn reconnect(&mut self) -> bool {
+        let relays = self.server.relays();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(RECONNECT) => {}
+                _ = self.channel.closed() => return false,
+            }
+            if self.unread(relays.linger) {
+                return false;
+            }
+            let url = match find(relays, self.channel.name()).await {
+                Ok((url, _)) => url,
+                Err(failure) => {
+                    tracing::debug!(?failure, "still no origin");
+                    continue;
+                }
+            };
+            let start = match url == self.url {
+                true => SubscribeStart::Seq(self.last + 1),
+                false => SubscribeStart::Current,
+            };
+            if let Ok(upstream) = subscribe(&self.server, &url, start) {
+                tracing::info!(%url, "relaying again");
+                (self.url, self.upstream) = (url, upstream);
+                return true;
+            }
+        }
+    }
+
+    /// Whether nobody has read the channel here for `linger`.
+    fn unread(&self, linger: Duration) -> bool {
+        let activity = self.channel.activity();
+        activity.readers() == 0
+            && activity.unread_for() >= linger
+            && self.channel.remux_slot().lock().is_none()
     }
 
     /// Starts the upstream's `segment` here under its seq (its first byte, or its empty end, is
