@@ -18,6 +18,10 @@ pub const SIZE: &str = "lp-trickle-size";
 pub const RESET: &str = "lp-trickle-reset";
 /// MIME type for a channel created by `POST /{name}`.
 pub const EXPECT_CONTENT: &str = "expect-content";
+/// Ours, not the reference's: the relays a request went through, by the instance ids of their
+/// servers, comma-separated (an edge asking its origin adds itself to what its reader's request
+/// carried). A server that finds itself there, or too many, answers `508`: a loop.
+pub const VIA: &str = "lp-trickle-via";
 /// Status code for "the channel exists but that seq is not held".
 pub const STATUS_NOT_HELD: u16 = 470;
 /// Largest seq magnitude accepted (2^53 − 1, so seqs survive a round trip through JSON numbers).

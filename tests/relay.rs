@@ -347,3 +347,35 @@ async fn an_edge_checks_its_own_subscribers_and_shows_its_own_credential_upstrea
     edge.stop().await;
     origin.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edges_whose_origins_lead_back_to_themselves_answer_508() {
+    // Two edges, each the other's origin.
+    let listeners = [(); 2].map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+    let urls: Vec<String> = listeners
+        .iter()
+        .map(|l| format!("http://{}", l.local_addr().unwrap()))
+        .collect();
+    let [first, second] = listeners.map(|l| {
+        l.set_nonblocking(true).unwrap();
+        tokio::net::TcpListener::from_std(l).unwrap()
+    });
+    let edge = |listener, origin: &str| {
+        let server = trickle::Server::new(Config {
+            origins: vec![origin.to_string()],
+            ..Config::default()
+        });
+        TestServer::on(listener, server)
+    };
+    let (a, b) = (edge(first, &urls[1]), edge(second, &urls[0]));
+    let looped = a.get("/nowhere/0").await;
+    assert_eq!(looped.status, 508, "{}", looped.text());
+    assert!(
+        looped.text().starts_with("Relay loop: "),
+        "{}",
+        looped.text()
+    );
+    assert!(a.server.channel("nowhere").is_none() && b.server.channel("nowhere").is_none());
+    b.stop().await;
+    a.stop().await;
+}

@@ -83,6 +83,17 @@ pub(super) async fn head_without_body(req: Request, next: axum::middleware::Next
 
 /// Answers a request by its [`Route`], parsed here once from the method and path.
 async fn dispatch(State(server): State<Server>, req: Request) -> Response {
+    #[cfg(feature = "client")]
+    if let Some(via) = req.headers().get(protocol::VIA) {
+        // A relay's request: a relay it starts knows which came before (loops end).
+        let via: std::sync::Arc<str> = String::from_utf8_lossy(via.as_bytes()).into();
+        return super::relay::VIA.scope(via, route(server, req)).await;
+    }
+    route(server, req).await
+}
+
+/// [`dispatch`], within the relays the request went through, if any.
+async fn route(server: Server, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     match Route::parse(&parts.method, parts.uri.path(), server.base_path()) {
         Route::CreateChannel { name } => create_channel(&server, &parts, name).await,

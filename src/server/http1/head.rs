@@ -82,7 +82,12 @@ pub(super) fn parse_slice(buf: &[u8], server: &Server) -> Option<(Head, usize)> 
             close |= has_token(h.value, b"close");
         }
     }
-    let direct = (method == Method::GET && plain_path(target))
+    // A relay's request is routed, where the relays it went through are read.
+    let relayed = head
+        .headers
+        .iter()
+        .any(|h| h.name.eq_ignore_ascii_case(crate::protocol::VIA));
+    let direct = (method == Method::GET && !relayed && plain_path(target))
         .then(|| plain_subscribe(server, target))
         .flatten();
     let parsed = if let Some((name, seq)) = direct {

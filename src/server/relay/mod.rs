@@ -25,10 +25,18 @@ use tokio::sync::watch;
 use super::channel::Channel;
 use super::{Config, Server, Stat};
 use crate::client::{ConnectOptions, new_http_client};
-use crate::protocol::Error;
+use crate::protocol::{self, Error};
 
 /// How long a failed start is remembered: readers arriving meanwhile get its answer.
 const NEGATIVE: Duration = Duration::from_secs(1);
+/// Relays a request may have gone through before this one relays it again: more is taken for a
+/// loop too (the ids of servers restarted in a loop differ).
+const MAX_HOPS: usize = 4;
+
+tokio::task_local! {
+    /// The relays the request being served went through (`Lp-Trickle-Via`), if it came from one.
+    pub(crate) static VIA: Arc<str>;
+}
 
 /// Where the relaying of one channel stands.
 #[derive(Clone)]
@@ -49,6 +57,8 @@ enum Failure {
     NotFound,
     Unavailable(String),
     Timeout,
+    /// The origins lead back here (`508` upstream, or this server already on the way).
+    Loop,
 }
 
 impl From<Failure> for Error {
@@ -57,6 +67,7 @@ impl From<Failure> for Error {
             Failure::NotFound => Error::StreamNotFound,
             Failure::Unavailable(why) => Error::Unavailable(why),
             Failure::Timeout => Error::Timeout,
+            Failure::Loop => loop_detected(),
         }
     }
 }
@@ -65,7 +76,11 @@ impl From<Failure> for Error {
 pub(crate) struct Relays {
     origins: Vec<String>,
     linger: Duration,
-    http: Option<reqwest::Client>,
+    /// How requests upstream are made (the credential), and a client per `Lp-Trickle-Via` sent.
+    connect: ConnectOptions,
+    clients: Mutex<HashMap<String, reqwest::Client>>,
+    /// This server's instance id in `Lp-Trickle-Via`: random, so that no two are alike.
+    me: String,
     /// Where a cluster's origins are found (`--registry`).
     #[cfg(feature = "cluster")]
     registry: Option<registry::Registry>,
@@ -80,10 +95,6 @@ impl Relays {
         if let Some(value) = credential.and_then(|c| http::HeaderValue::from_str(&c.0).ok()) {
             connect.headers.insert(http::header::AUTHORIZATION, value);
         }
-        // Without a client (it cannot be built: no TLS roots) every start is `503`, said once.
-        let http = new_http_client(&connect)
-            .inspect_err(|err| tracing::error!(%err, "no HTTP client for the origins"))
-            .ok();
         Relays {
             origins: config
                 .origins
@@ -91,11 +102,31 @@ impl Relays {
                 .map(|o| format!("{}/", o.trim_end_matches('/')))
                 .collect(),
             linger: config.relay_linger,
-            http,
+            connect,
+            clients: Mutex::new(HashMap::new()),
+            me: instance_id(),
             #[cfg(feature = "cluster")]
             registry: registry::from_config(config),
             relayed: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The HTTP client for requests upstream that send `via` (one per value, kept: building one
+    /// loads the TLS roots; a few, as there are few paths). An error if it cannot be built.
+    fn client(&self, via: &str) -> Result<reqwest::Client, String> {
+        if let Some(client) = self.clients.lock().get(via) {
+            return Ok(client.clone());
+        }
+        let mut connect = self.connect.clone();
+        let value = http::HeaderValue::from_str(via).map_err(|err| err.to_string())?;
+        connect.headers.insert(protocol::VIA, value);
+        let client = new_http_client(&connect).map_err(|err| err.to_string())?;
+        let mut clients = self.clients.lock();
+        if clients.len() >= 16 {
+            clients.clear();
+        }
+        clients.insert(via.to_string(), client.clone());
+        Ok(client)
     }
 
     /// The cluster's registry, if this node is in one.
@@ -124,6 +155,13 @@ impl Relays {
     /// The local copy of `name`, relayed from an origin: starts the pull if none is running (or
     /// waits for the one starting).
     pub(crate) async fn channel(&self, server: &Server, name: &str) -> Result<Arc<Channel>, Error> {
+        // Who asked, through which relays: this server among them is a loop.
+        let via = VIA.try_with(Arc::clone).unwrap_or_else(|_| "".into());
+        let relays: Vec<&str> = via.split(',').filter(|id| !id.is_empty()).collect();
+        if relays.contains(&self.me.as_str()) || relays.len() >= MAX_HOPS {
+            return Err(loop_detected());
+        }
+        let onward = [relays.as_slice(), &[self.me.as_str()]].concat().join(",");
         let mut state = {
             let mut relayed = self.relayed.lock();
             let stale = relayed
@@ -136,7 +174,8 @@ impl Relays {
                 let sender = Arc::new(watch::channel(State::Starting).0);
                 let receiver = sender.subscribe();
                 relayed.insert(name.to_string(), sender.clone());
-                tokio::spawn(pull::start(server.clone(), name.to_string(), sender));
+                let pull = pull::start(server.clone(), name.to_string(), sender, onward);
+                tokio::spawn(pull);
                 receiver
             } else {
                 relayed[name].subscribe()
@@ -165,6 +204,22 @@ impl Relays {
             relayed.remove(name);
         }
     }
+}
+
+/// A random id for this server in `Lp-Trickle-Via` (hex; from the process's hash keys and the
+/// clock, which differ from server to server).
+fn instance_id() -> String {
+    use std::hash::BuildHasher;
+    let now = std::time::SystemTime::now();
+    let seed = std::collections::hash_map::RandomState::new().hash_one(now);
+    format!("{seed:016x}")
+}
+
+/// `508`: the relays asked lead back to themselves.
+fn loop_detected() -> Error {
+    let message = format!("Relay loop: the origins lead back here (over {MAX_HOPS} relays)");
+    let status = http::StatusCode::LOOP_DETECTED;
+    Error::Refused { status, message }
 }
 
 impl std::fmt::Debug for Relays {

@@ -28,10 +28,16 @@ const RECONNECT: Duration = Duration::from_secs(1);
 
 /// Finds an origin with `name`, makes the local copy with the first segment, tells the waiting
 /// readers, and pulls until the channel ends upstream or nobody reads it here.
-pub(super) async fn start(server: Server, name: String, state: Arc<watch::Sender<State>>) {
+/// `via`: what its requests upstream send as `Lp-Trickle-Via`.
+pub(super) async fn start(
+    server: Server,
+    name: String,
+    state: Arc<watch::Sender<State>>,
+    via: String,
+) {
     let relays = server.relays();
-    let outcome = match find(relays, &name).await {
-        Ok((url, head)) => first_segment(&server, &name, url, head).await,
+    let outcome = match find(relays, &name, &via).await {
+        Ok((url, head)) => first_segment(&server, &name, url, (head, via)).await,
         Err(failure) => Err(failure),
     };
     let (mut pull, first) = match outcome {
@@ -65,10 +71,8 @@ pub(super) async fn start(server: Server, name: String, state: Arc<watch::Sender
 
 /// The URL of `name` at the first origin that has it, and its write head there: the node the
 /// cluster's registry names first, then the configured origins in order.
-async fn find(relays: &Relays, name: &str) -> Result<(String, u64), Failure> {
-    let Some(http) = &relays.http else {
-        return Err(Failure::Unavailable("no HTTP client".into()));
-    };
+async fn find(relays: &Relays, name: &str, via: &str) -> Result<(String, u64), Failure> {
+    let http = relays.client(via).map_err(Failure::Unavailable)?;
     let mut unavailable = None;
     #[allow(unused_mut)]
     let mut origins = relays.origins.clone();
@@ -89,6 +93,9 @@ async fn find(relays: &Relays, name: &str) -> Result<(String, u64), Failure> {
                 return Ok((url, head.unwrap_or(0)));
             }
             Ok(answer) if answer.status() == http::StatusCode::NOT_FOUND => {}
+            Ok(answer) if answer.status() == http::StatusCode::LOOP_DETECTED => {
+                return Err(Failure::Loop);
+            }
             Ok(answer) => unavailable = Some(format!("{origin} answered {}", answer.status())),
             Err(err) => unavailable = Some(format!("{origin}: {err}")),
         }
@@ -104,6 +111,8 @@ pub(super) struct Pull {
     upstream: Subscriber,
     /// The last seq relayed (where a new subscription resumes).
     last: u64,
+    /// What its requests upstream send as `Lp-Trickle-Via`.
+    via: String,
 }
 
 /// Subscribes at `url` from the segment being written, waits (up to the wait timeout) for its
@@ -116,9 +125,9 @@ async fn first_segment(
     server: &Server,
     name: &str,
     url: String,
-    head: u64,
+    (head, via): (u64, String),
 ) -> Result<(Pull, (Segment, bool)), Failure> {
-    let mut upstream = subscribe(server, &url, SubscribeStart::Current)?;
+    let mut upstream = subscribe(server, &url, SubscribeStart::Current, &via)?;
     let wait = server.config().wait_timeout;
     let segment = match tokio::time::timeout(wait, upstream.next_segment()).await {
         Err(_) => return Err(Failure::Timeout),
@@ -144,16 +153,23 @@ async fn first_segment(
         channel,
         url,
         upstream,
+        via,
     };
     Ok((pull, (segment, under_way)))
 }
 
-/// A subscriber of `url` from `start`, through the relays' HTTP client.
-fn subscribe(server: &Server, url: &str, start: SubscribeStart) -> Result<Subscriber, Failure> {
+/// A subscriber of `url` from `start`, through the relays' HTTP client for `via`.
+fn subscribe(
+    server: &Server,
+    url: &str,
+    start: SubscribeStart,
+    via: &str,
+) -> Result<Subscriber, Failure> {
+    let http = server.relays().client(via).map_err(Failure::Unavailable)?;
     let options = SubscriberOptions {
         start,
         connect: ConnectOptions {
-            http: server.relays().http.clone(),
+            http: Some(http),
             ..ConnectOptions::default()
         },
         ..SubscriberOptions::default()
@@ -203,7 +219,7 @@ impl Pull {
             if self.unread(relays.linger) {
                 return false;
             }
-            let url = match find(relays, self.channel.name()).await {
+            let url = match find(relays, self.channel.name(), &self.via).await {
                 Ok((url, _)) => url,
                 Err(failure) => {
                     tracing::debug!(?failure, "still no origin");
@@ -214,7 +230,7 @@ impl Pull {
                 true => SubscribeStart::Seq(self.last + 1),
                 false => SubscribeStart::Current,
             };
-            if let Ok(upstream) = subscribe(&self.server, &url, start) {
+            if let Ok(upstream) = subscribe(&self.server, &url, start, &self.via) {
                 tracing::info!(%url, "relaying again");
                 (self.url, self.upstream) = (url, upstream);
                 return true;
