@@ -144,3 +144,147 @@ async fn with_redis_down_local_work_goes_on_and_lookups_are_503_until_it_is_back
     b.stop().await;
     a.stop().await;
 }
+
+/// Publishes `channel` at `node` (an address) from seq 0 on: segments of five 2,000-byte writes
+/// 100 ms apart, until `stop`; a segment refused (`409`: still registered elsewhere) or broken
+/// off is tried again 100 ms later. Sends the seq of each segment accepted whole.
+async fn keep_publishing(
+    node: std::net::SocketAddr,
+    channel: &str,
+    accepted: tokio::sync::mpsc::UnboundedSender<u64>,
+) {
+    let mut seq = 0u64;
+    loop {
+        let mut raw = Raw::connect(node).await;
+        raw.start_post(&format!("/{channel}/{seq}")).await;
+        for piece in 0..5u64 {
+            if raw
+                .try_chunk(&pattern(2_000, seq * 10 + piece))
+                .await
+                .is_err()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let _ = raw.try_chunk(b"").await;
+        match raw.head_within(Duration::from_secs(2)).await {
+            Some(head) if head.status == 200 => {
+                let _ = accepted.send(seq);
+                seq += 1;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_an_origin_dies_its_readers_see_it_and_resume_where_the_publisher_goes() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    // The origin is a process, to be killed; the reader's node and the new origin are not.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let a_url = format!("http://127.0.0.1:{port}");
+    let ttl = format!("{}s", TTL.as_secs());
+    let (mut a, a_addr) = spawn_serve(
+        &[
+            "--listen",
+            &a_url[7..],
+            "--registry",
+            &redis.url(),
+            "--advertise",
+            &a_url,
+            "--node-id",
+            "a",
+            "--registry-ttl",
+            &ttl,
+        ],
+        &[],
+    )
+    .await;
+    let (b, c) = (node(&redis, "b").await, node(&redis, "c").await);
+    let (sent, mut accepted) = tokio::sync::mpsc::unbounded_channel();
+    let publisher = tokio::spawn({
+        let addr = a_addr.parse().unwrap();
+        async move { keep_publishing(addr, "ch", sent).await }
+    });
+    accepted.recv().await.unwrap();
+
+    // A reader at b, following the channel with our client.
+    let url = b.url("/ch");
+    let (events, mut seen) = tokio::sync::mpsc::unbounded_channel();
+    let reader = tokio::spawn(async move {
+        use trickle::client::{Subscriber, SubscriberOptions};
+        let mut subscriber = Subscriber::new(&url, SubscriberOptions::default()).unwrap();
+        loop {
+            let Ok(Some(mut segment)) = subscriber.next_segment().await else {
+                return;
+            };
+            let whole = loop {
+                match segment.chunk().await {
+                    Ok(Some(_)) => {}
+                    Ok(None) => break true,
+                    Err(_) => break false,
+                }
+            };
+            let _ = events.send((segment.seq, whole, tokio::time::Instant::now()));
+        }
+    });
+    let (_, whole, _) = seen.recv().await.unwrap();
+    assert!(whole, "segments come whole through b");
+
+    // The origin dies mid-segment.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    a.kill().await.unwrap();
+    let died = tokio::time::Instant::now();
+    publisher.abort();
+    let broken = loop {
+        let (seq, whole, at) = seen.recv().await.unwrap();
+        if !whole {
+            break (seq, at);
+        }
+    };
+    let noticed = broken.1 - died;
+    assert!(
+        noticed < Duration::from_secs(2),
+        "the abnormal end came after {noticed:?}"
+    );
+
+    // Its registration lapses within the TTL; the publisher starts over at c once it has.
+    let (sent, mut accepted) = tokio::sync::mpsc::unbounded_channel();
+    let moved = tokio::spawn(keep_publishing(c.addr, "ch", sent));
+    let first_at_c = accepted.recv().await.unwrap();
+    let accepted_at = tokio::time::Instant::now();
+    assert_eq!(first_at_c, 0);
+    let lapsed = accepted_at - died;
+    assert!(
+        lapsed <= TTL + Duration::from_secs(1),
+        "registered at c after {lapsed:?}"
+    );
+    assert_eq!(registered(&redis, "ch").await, format!("c {}", c.url("")));
+
+    // The reader at b goes on with c's segments: within a refresh interval and a second.
+    let resumed = loop {
+        let (seq, whole, at) = seen.recv().await.unwrap();
+        if whole && at > accepted_at && seq <= 2 {
+            break at;
+        }
+    };
+    let gap = resumed - accepted_at;
+    let limit = TTL / 3 + Duration::from_secs(1) + Duration::from_millis(600);
+    assert!(gap <= limit, "resumed {gap:?} after the publisher was back");
+    eprintln!(
+        "origin died: abnormal end at b after {noticed:?}; registration free after {lapsed:?}; \
+         b resumed {gap:?} after the publisher was accepted at c ({:?} in all)",
+        resumed - died
+    );
+    moved.abort();
+    reader.abort();
+    c.stop().await;
+    b.stop().await;
+}

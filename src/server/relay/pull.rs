@@ -168,6 +168,10 @@ fn subscribe(
     let http = server.relays().client(via).map_err(Failure::Unavailable)?;
     let options = SubscriberOptions {
         start,
+        // A failing origin is given up on within a second: then it is looked for again (in a
+        // cluster, the publisher may have moved to another node).
+        retries: 2,
+        retry_delay: Duration::from_millis(250),
         connect: ConnectOptions {
             http: Some(http),
             ..ConnectOptions::default()
@@ -184,13 +188,20 @@ impl Pull {
         let linger = self.server.relays().linger;
         let mut check = tokio::time::interval(LINGER_CHECK);
         loop {
-            let next = tokio::select! {
-                next = self.upstream.next_segment() => next,
-                _ = self.channel.closed() => return,
-                _ = check.tick() => match self.unread(linger) {
-                    true => return,
-                    false => continue,
-                },
+            // One wait for the next segment across the checks: a new one each time would start
+            // its count of failed tries over, and a dead origin would be asked forever.
+            let next = {
+                let next = self.upstream.next_segment();
+                tokio::pin!(next);
+                loop {
+                    tokio::select! {
+                        next = &mut next => break next,
+                        _ = self.channel.closed() => return,
+                        _ = check.tick() => if unread(&self.channel, linger) {
+                            return;
+                        },
+                    }
+                }
             };
             match next {
                 Ok(Some(segment)) => self.relay(segment),
@@ -216,7 +227,7 @@ impl Pull {
                 _ = tokio::time::sleep(RECONNECT) => {}
                 _ = self.channel.closed() => return false,
             }
-            if self.unread(relays.linger) {
+            if unread(&self.channel, relays.linger) {
                 return false;
             }
             let url = match find(relays, self.channel.name(), &self.via).await {
@@ -238,14 +249,6 @@ impl Pull {
         }
     }
 
-    /// Whether nobody has read the channel here for `linger`.
-    fn unread(&self, linger: Duration) -> bool {
-        let activity = self.channel.activity();
-        activity.readers() == 0
-            && activity.unread_for() >= linger
-            && self.channel.remux_slot().lock().is_none()
-    }
-
     /// Starts the upstream's `segment` here under its seq (its first byte, or its empty end, is
     /// there: the upstream answers once it is) and copies it while the next one is awaited: a
     /// relay never holds up its readers behind one slow segment's end.
@@ -258,6 +261,14 @@ impl Pull {
             Err(err) => tracing::debug!(%err, seq = segment.seq, "not relayed"),
         }
     }
+}
+
+/// Whether nobody has read `channel` here for `linger`.
+fn unread(channel: &Channel, linger: Duration) -> bool {
+    let activity = channel.activity();
+    activity.readers() == 0
+        && activity.unread_for() >= linger
+        && channel.remux_slot().lock().is_none()
 }
 
 /// Writes the upstream `segment` into its local copy as its bytes arrive: it ends as it ends
