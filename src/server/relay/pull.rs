@@ -113,6 +113,11 @@ pub(super) struct Pull {
     last: u64,
     /// What its requests upstream send as `Lp-Trickle-Via`.
     via: String,
+    /// The segment being copied, if any (aborted, and so failed, when the origin is lost).
+    copying: Option<tokio::task::JoinHandle<()>>,
+    /// The next segment comes from another origin than the last one: its seqs start over
+    /// (written as a publisher that restarted, `Lp-Trickle-Reset`, so readers follow).
+    restart: bool,
 }
 
 /// Subscribes at `url` from the segment being written, waits (up to the wait timeout) for its
@@ -154,6 +159,8 @@ async fn first_segment(
         url,
         upstream,
         via,
+        copying: None,
+        restart: false,
     };
     Ok((pull, (segment, under_way)))
 }
@@ -187,6 +194,7 @@ impl Pull {
     async fn run(mut self) {
         let linger = self.server.relays().linger;
         let mut check = tokio::time::interval(LINGER_CHECK);
+        let mut checked = Instant::now();
         loop {
             // One wait for the next segment across the checks: a new one each time would start
             // its count of failed tries over, and a dead origin would be asked forever.
@@ -197,8 +205,13 @@ impl Pull {
                     tokio::select! {
                         next = &mut next => break next,
                         _ = self.channel.closed() => return,
-                        _ = check.tick() => if unread(&self.channel, linger) {
-                            return;
+                        _ = check.tick() => {
+                            if unread(&self.channel, linger) {
+                                return;
+                            }
+                            if left(&self.server, &self.channel, &self.url, &mut checked).await {
+                                break Err(ClientError::Io(std::io::Error::other("origin left")));
+                            }
                         },
                     }
                 }
@@ -208,6 +221,10 @@ impl Pull {
                 Ok(None) | Err(ClientError::StreamNotFound) => return,
                 Err(err) => {
                     tracing::warn!(url = %self.url, %err, "origin failed; looking again");
+                    // What it was sending is lost with it.
+                    if let Some(copying) = self.copying.take() {
+                        copying.abort();
+                    }
                     if !self.reconnect().await {
                         return;
                     }
@@ -243,6 +260,7 @@ impl Pull {
             };
             if let Ok(upstream) = subscribe(&self.server, &url, start, &self.via) {
                 tracing::info!(%url, "relaying again");
+                self.restart = url != self.url;
                 (self.url, self.upstream) = (url, upstream);
                 return true;
             }
@@ -255,12 +273,43 @@ impl Pull {
     fn relay(&mut self, segment: Segment) {
         self.last = segment.seq;
         let seq = SeqParam::Index(segment.seq);
-        let claim = Claim::new(&self.server, self.channel.clone(), seq, false);
+        let restart = std::mem::take(&mut self.restart);
+        let claim = Claim::new(&self.server, self.channel.clone(), seq, restart);
         match claim.and_then(Claim::start) {
-            Ok(writing) => drop(tokio::spawn(copy(writing, segment))),
+            Ok(writing) => {
+                let stall = self.server.config().wait_timeout;
+                self.copying = Some(tokio::spawn(copy(writing, segment, stall)));
+            }
             Err(err) => tracing::debug!(%err, seq = segment.seq, "not relayed"),
         }
     }
+}
+
+/// In a cluster, whether the registry stopped naming the origin at `url` for `channel` (its
+/// registration lapsed: the node died or hung; or the publisher moved), looked up once per
+/// refresh interval (`checked`: when last). Never for a configured origin, without a registry,
+/// or with Redis unavailable.
+async fn left(server: &Server, channel: &Channel, url: &str, checked: &mut Instant) -> bool {
+    #[cfg(feature = "cluster")]
+    if let Some(registry) = server.relays().registry()
+        && checked.elapsed() >= registry.refresh_interval()
+        && !server
+            .relays()
+            .origins
+            .iter()
+            .any(|o| url.starts_with(o.as_str()))
+    {
+        use super::registry::Origin;
+        *checked = Instant::now();
+        let name = channel.name();
+        return match registry.lookup(name).await {
+            Ok(Origin::At(origin)) => url != format!("{origin}/{}", encode_name(name)),
+            Ok(Origin::Nobody) => true,
+            Err(_) => false,
+        };
+    }
+    let _ = (server, channel, url, checked);
+    false
 }
 
 /// Whether nobody has read `channel` here for `linger`.
@@ -272,10 +321,14 @@ fn unread(channel: &Channel, linger: Duration) -> bool {
 }
 
 /// Writes the upstream `segment` into its local copy as its bytes arrive: it ends as it ends
-/// upstream, normally or abnormally.
-async fn copy(mut writing: Writing, mut segment: Segment) {
+/// upstream, normally or abnormally. Nothing for `stall` (the wait timeout, after which the
+/// origin itself fails a segment whose publisher sends nothing) fails it too: the origin hung.
+async fn copy(mut writing: Writing, mut segment: Segment, stall: Duration) {
     loop {
-        match segment.chunk().await {
+        let Ok(chunk) = tokio::time::timeout(stall, segment.chunk()).await else {
+            return writing.fail();
+        };
+        match chunk {
             Ok(Some(bytes)) => {
                 if writing.write(bytes).is_err() {
                     return;
