@@ -4,6 +4,9 @@
 //!   with a blocking reload (`_HLS_msn`, `_HLS_part`: the part after the last it has, or part 0
 //!   of the next segment once the playlist lists its segment whole), and GETs every part the
 //!   answer lists from there on, in order (normally just that one).
+//! - `hint`: reads `ll.m3u8` once and GETs the part its preload hint names, which the server
+//!   holds until the part is complete, then the part after it, and so on ([`hint`] says how it
+//!   learns that a segment ended).
 //! - `polling`: reads `index.m3u8` every half target duration and GETs every segment listed
 //!   after the newest it had when it began. The players of a channel poll at moments spread
 //!   evenly over the interval, as players that did not all start together would.
@@ -24,6 +27,8 @@ use super::playlist::{Line, LowLatency, lines};
 use super::state::record;
 use super::wire::WireSubscriber;
 
+mod hint;
+
 /// Failed requests in a row after which a player gives up.
 const MAX_FAILURES: u32 = 10;
 /// The pause after a failed request.
@@ -36,6 +41,15 @@ const MAX_PLAYLIST: usize = 1 << 20;
 
 /// Why a request gave nothing to use (already counted).
 struct Failed;
+
+/// What the latency of a part or segment counts from.
+#[derive(Clone, Copy)]
+enum Since {
+    /// A moment on the run's clock; `u64::MAX` when it is not known (an error).
+    At(u64),
+    /// The moment the first player anywhere had part `.0` of the segment (`hint`).
+    FirstToHave(u64),
+}
 
 /// One player.
 struct Player {
@@ -88,6 +102,7 @@ pub(super) async fn play(
             match mode {
                 HlsMode::Ll => player.low_latency().await,
                 HlsMode::Polling => player.polling().await,
+                HlsMode::Hint => player.hinted().await,
             }
         } => {}
         _ = stop.cancelled() => {}
@@ -139,7 +154,7 @@ impl Player {
             resync = false;
             for (&(seq, part), &first) in wanted.iter().zip(&named).filter(|_| next.is_some()) {
                 if self
-                    .media(&format!("{seq}.{part}.m4s"), seq, first)
+                    .media(&format!("{seq}.{part}.m4s"), seq, Since::At(first))
                     .await
                     .is_err()
                 {
@@ -177,9 +192,21 @@ impl Player {
     fn note_parts(&self, view: &LowLatency) {
         for &seq in &view.complete {
             let parts = view.parts.iter().filter(|p| p.0 == seq).count() as u64;
-            if parts > 0 && self.channel.measured(seq) {
-                self.channel.note_parts(seq, parts);
+            if parts > 0 {
+                self.segment_has(seq, parts);
             }
+        }
+    }
+
+    /// Notes that segment `seq` has `parts` parts, if measured: an error if another player found
+    /// another count.
+    fn segment_has(&self, seq: u64, parts: u64) {
+        if self.channel.measured(seq)
+            && let Err(noted) = self.channel.note_parts(seq, parts)
+        {
+            self.shared.totals.error(format!(
+                "segment {seq}: {parts} parts for one player, {noted} for another"
+            ));
         }
     }
 
@@ -235,7 +262,7 @@ impl Player {
                 self.fell_behind();
             }
             let written = self.channel.written(seq).unwrap_or(u64::MAX);
-            let result = self.media(&uri, seq, written).await;
+            let result = self.media(&uri, seq, Since::At(written)).await;
             *last = Some(seq);
             self.segment_done(seq);
             if result.is_err() {
@@ -277,8 +304,19 @@ impl Player {
     }
 
     /// GETs the part or segment at `path` (of `seq`) to its last byte, checks it and, if
-    /// measured, its latency from `reference` (nanoseconds on the run's clock).
-    async fn media(&mut self, path: &str, seq: u64, reference: u64) -> Result<(), Failed> {
+    /// measured, its latency [`Since`] when.
+    async fn media(&mut self, path: &str, seq: u64, since: Since) -> Result<(), Failed> {
+        self.fetch(path, seq, since, false).await.map(|_| ())
+    }
+
+    /// [`Player::media`], but a `404` when `missing_ok` is no failure: `Ok(false)`.
+    async fn fetch(
+        &mut self,
+        path: &str,
+        seq: u64,
+        since: Since,
+        missing_ok: bool,
+    ) -> Result<bool, Failed> {
         let limit = self.limit();
         let measuring = self.shared.measuring.load(Ordering::Relaxed);
         let result = tokio::time::timeout(limit, async {
@@ -300,8 +338,12 @@ impl Player {
             Ok(Ok((len, head)))
         })
         .await;
-        let (len, head) = self.outcome(path, result)?;
         let now = self.shared.clock.now_ns();
+        if missing_ok && matches!(result, Ok(Ok(Err(404)))) {
+            self.count_request();
+            return Ok(false);
+        }
+        let (len, head) = self.outcome(path, result)?;
         if let Err(what) = looks_right(self.shared.mode, len, &head) {
             return Err(self.bad_body(path, what));
         }
@@ -310,6 +352,10 @@ impl Player {
             delivered.fetch_add(len, Ordering::Relaxed);
         }
         if self.channel.measured(seq) {
+            let reference = match since {
+                Since::At(at) => at,
+                Since::FirstToHave(part) => self.channel.first_named(seq, part, now),
+            };
             if reference == u64::MAX {
                 self.shared
                     .totals
@@ -320,7 +366,7 @@ impl Player {
             self.received += 1;
             self.shared.received.fetch_add(1, Ordering::Relaxed);
         }
-        Ok(())
+        Ok(true)
     }
 
     /// How long a request may take: the server answers a blocking one within three target
@@ -335,9 +381,7 @@ impl Player {
         path: &str,
         result: Result<anyhow::Result<Result<T, u16>>, tokio::time::error::Elapsed>,
     ) -> Result<T, Failed> {
-        if self.shared.measuring.load(Ordering::Relaxed) {
-            self.shared.requests.fetch_add(1, Ordering::Relaxed);
-        }
+        self.count_request();
         let failures = &self.shared.failures;
         match result {
             Ok(Ok(Ok(value))) => return Ok(value),
@@ -362,6 +406,13 @@ impl Player {
             }
         }
         Err(Failed)
+    }
+
+    /// Counts a request answered, while measuring.
+    fn count_request(&self) {
+        if self.shared.measuring.load(Ordering::Relaxed) {
+            self.shared.requests.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     fn bad_body(&self, path: &str, what: &str) -> Failed {
@@ -424,7 +475,7 @@ impl Player {
 fn looks_right(mode: HlsMode, len: u64, head: &[u8; 8]) -> Result<(), &'static str> {
     match mode {
         _ if len == 0 => Err("an empty body"),
-        HlsMode::Ll if !matches!(&head[4..8], b"moof" | b"styp" | b"prft") => {
+        HlsMode::Ll | HlsMode::Hint if !matches!(&head[4..8], b"moof" | b"styp" | b"prft") => {
             Err("a part that is no fMP4 fragment")
         }
         HlsMode::Polling if head[0] != 0x47 || !len.is_multiple_of(188) => {
