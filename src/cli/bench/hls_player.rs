@@ -19,8 +19,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use super::args::HlsMode;
 use super::hls::{HlsChannel, HlsShared};
 use super::playlist::{Line, LowLatency, lines};
@@ -28,6 +26,8 @@ use super::state::record;
 use super::wire::WireSubscriber;
 
 mod hint;
+mod ll;
+mod polling;
 
 /// Failed requests in a row after which a player gives up.
 const MAX_FAILURES: u32 = 10;
@@ -112,166 +112,6 @@ pub(super) async fn play(
 }
 
 impl Player {
-    /// `ll`: part after part until past the last measured segment.
-    async fn low_latency(&mut self) -> Result<(), Failed> {
-        let mut next: Option<(u64, u64)> = None;
-        let mut resync = false;
-        while !self.done {
-            let path = match next {
-                Some((msn, part)) if !resync => format!("ll.m3u8?_HLS_msn={msn}&_HLS_part={part}"),
-                _ => "ll.m3u8".to_string(),
-            };
-            if self.playlist(&path).await.is_err() {
-                self.failed().await?;
-                resync = true;
-                continue;
-            }
-            let now = self.shared.clock.now_ns();
-            let view = LowLatency::read(&self.playlist);
-            self.note_parts(&view);
-            let mut at = match next {
-                Some(at) => at,
-                // The first playlist: start after its newest part.
-                None => view
-                    .parts
-                    .last()
-                    .map_or((0, 0), |&(seq, part)| (seq, part + 1)),
-            };
-            at = self.roll(at, &view);
-            let wanted: Vec<(u64, u64)> = view.parts.iter().copied().filter(|&p| p >= at).collect();
-            if next.is_some() && wanted.first().is_some_and(|&first| first != at) {
-                self.fell_behind();
-                at = wanted[0];
-            }
-            self.began();
-            let named: Vec<u64> = wanted
-                .iter()
-                .map(|&(seq, part)| match self.channel.measured(seq) {
-                    true => self.channel.first_named(seq, part, now),
-                    false => 0,
-                })
-                .collect();
-            resync = false;
-            for (&(seq, part), &first) in wanted.iter().zip(&named).filter(|_| next.is_some()) {
-                if self
-                    .media(&format!("{seq}.{part}.m4s"), seq, Since::At(first))
-                    .await
-                    .is_err()
-                {
-                    self.failed().await?;
-                    resync = true;
-                    break;
-                }
-                at = (seq, part + 1);
-            }
-            next = Some(self.roll(at, &view));
-            self.failures = if resync { self.failures } else { 0 };
-        }
-        Ok(())
-    }
-
-    /// `at`, or past the segments the playlist lists whole that `at` is the end of: each one
-    /// passed is done.
-    fn roll(&mut self, mut at: (u64, u64), view: &LowLatency) -> (u64, u64) {
-        while view.complete.contains(&at.0) {
-            let listed = view.parts.iter().filter(|p| p.0 == at.0).count() as u64;
-            if listed > at.1 {
-                break;
-            }
-            if listed == 0 && self.ready {
-                // Whole, but its parts are no longer listed: the ones left were missed.
-                self.fell_behind();
-            }
-            self.segment_done(at.0);
-            at = (at.0 + 1, 0);
-        }
-        at
-    }
-
-    /// Notes the parts of measured segments listed whole.
-    fn note_parts(&self, view: &LowLatency) {
-        for &seq in &view.complete {
-            let parts = view.parts.iter().filter(|p| p.0 == seq).count() as u64;
-            if parts > 0 {
-                self.segment_has(seq, parts);
-            }
-        }
-    }
-
-    /// Notes that segment `seq` has `parts` parts, if measured: an error if another player found
-    /// another count.
-    fn segment_has(&self, seq: u64, parts: u64) {
-        if self.channel.measured(seq)
-            && let Err(noted) = self.channel.note_parts(seq, parts)
-        {
-            self.shared.totals.error(format!(
-                "segment {seq}: {parts} parts for one player, {noted} for another"
-            ));
-        }
-    }
-
-    /// `polling`: reads the playlist every half target duration and fetches each new segment.
-    async fn polling(&mut self) -> Result<(), Failed> {
-        let mut last = None;
-        while !self.done {
-            let polled = Instant::now();
-            if self.playlist("index.m3u8").await.is_err() {
-                self.failed().await?;
-                continue;
-            }
-            let text = String::from_utf8_lossy(&self.playlist);
-            let listed: Vec<(u64, String)> = lines(&text)
-                .filter_map(|line| match line {
-                    Line::Segment { seq, uri } => Some((seq, uri.to_string())),
-                    _ => None,
-                })
-                .collect();
-            let half = Duration::from_millis(self.target * 500);
-            match last {
-                // The first playlist (the server answers it once a segment is listed): start after
-                // its newest segment. Players that began together would poll together; real ones
-                // poll at any moment of the interval, so each polls next `phase` into it.
-                None => {
-                    last = listed.last().map(|s| s.0);
-                    if last.is_some() {
-                        self.began();
-                        tokio::time::sleep(half.mul_f64(self.phase)).await;
-                        continue;
-                    }
-                }
-                Some(_) => self.fetch_new(listed, &mut last).await?,
-            }
-            self.failures = 0;
-            tokio::time::sleep_until(polled + half).await;
-        }
-        Ok(())
-    }
-
-    /// GETs the segments `listed` after `last`, in order.
-    async fn fetch_new(
-        &mut self,
-        listed: Vec<(u64, String)>,
-        last: &mut Option<u64>,
-    ) -> Result<(), Failed> {
-        for (seq, uri) in listed {
-            let from = last.map_or(0, |last| last + 1);
-            if seq < from {
-                continue;
-            }
-            if seq > from {
-                self.fell_behind();
-            }
-            let written = self.channel.written(seq).unwrap_or(u64::MAX);
-            let result = self.media(&uri, seq, Since::At(written)).await;
-            *last = Some(seq);
-            self.segment_done(seq);
-            if result.is_err() {
-                self.failed().await?;
-            }
-        }
-        Ok(())
-    }
-
     /// GETs the playlist at `path` into `self.playlist`, noting its target duration.
     async fn playlist(&mut self, path: &str) -> Result<(), Failed> {
         self.playlist.clear();
