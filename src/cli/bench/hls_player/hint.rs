@@ -21,11 +21,19 @@
 //! against the other players' ([`Player::segment_has`]): a `404` taken for an end that was not
 //! one would show there.
 //!
+//! A playlist without a preload hint lists nothing yet (the remux has made no fragment): the
+//! player reads it again a part later, which is no error (the warm-up's limit bounds it).
+//!
 //! Anything else (a `404` for a part 0, such as a seq the remux never made, a `503`, a timeout):
 //! the player reads the playlist again and goes on from the part it wanted if the playlist lists
 //! it or it is not past the hint, else from the next part listed or hinted (counting as behind).
 
+use std::time::Duration;
+
 use super::{Failed, LowLatency, Player, Since};
+
+/// How long a player waits to read again a playlist that lists nothing yet: about a part.
+const NOTHING_YET: Duration = Duration::from_millis(250);
 
 impl Player {
     /// `hint`: part after part, each asked for before it exists, until past the last measured
@@ -73,12 +81,18 @@ impl Player {
     /// Reads `ll.m3u8`: where to go on from, given the part `wanted` next (`None`: the first
     /// playlist, which starts at its preload hint).
     async fn resync(&mut self, wanted: Option<(u64, u64)>) -> Result<(u64, u64), Failed> {
-        self.playlist("ll.m3u8").await?;
-        let view = LowLatency::read(&self.playlist);
-        self.note_parts(&view);
-        let Some(hint) = view.hint else {
-            return Err(self.bad_body("ll.m3u8", "a playlist without a preload hint"));
+        let (view, hint) = loop {
+            self.playlist("ll.m3u8").await?;
+            let view = LowLatency::read(&self.playlist);
+            if let Some(hint) = view.hint {
+                break (view, hint);
+            }
+            // Nothing made yet: the server answers once the remux has an init segment, and lists
+            // (and hints) nothing until its first fragment, in a playlist it keeps until the
+            // first part is complete. Real players read it again; so does this one, a part later.
+            tokio::time::sleep(NOTHING_YET).await;
         };
+        self.note_parts(&view);
         self.began();
         let Some(wanted) = wanted else {
             return Ok(hint);
