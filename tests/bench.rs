@@ -4,8 +4,9 @@
 //! wire (a proxy that flips one byte) is reported as an error with a failing exit status. These
 //! check that the load generator is right, not how fast anything is (BENCHMARKS.md does that);
 //! `--profile live` likewise: viewers that keep up get every segment, slow ones skip, damage fails;
-//! and `--profile hls`: LL-HLS and polling players on a real ffmpeg-made MPEG-TS file get every
-//! part or segment, with the delivery latencies reported.
+//! and `--profile hls`: LL-HLS (blocking reloads or requests held on the hinted part) and polling
+//! players on a real ffmpeg-made MPEG-TS file get every part or segment, with the delivery
+//! latencies reported.
 
 mod common;
 
@@ -510,6 +511,27 @@ async fn hls_low_latency_players_get_every_part() {
     let received = report["pieces_received"].as_u64().unwrap();
     assert!(received >= 20 * 5 * 3, "{report:#}");
     assert_eq!(received % 20, 0, "{report:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hls_hint_players_get_every_part_with_one_404_per_segment() {
+    if !have_tools(&["ffmpeg"]) {
+        return;
+    }
+    let (status, report, stderr) = hls_bench("hint").await;
+    assert!(status.success(), "{report:#}\n{stderr}");
+    assert_hls_report(&report, "parts");
+    assert_eq!(report["settings"]["hls_mode"], "hint");
+    let received = report["pieces_received"].as_u64().unwrap();
+    assert!(received >= 20 * 5 * 3, "{report:#}");
+    assert_eq!(received % 20, 0, "{report:#}");
+    // While measuring, a player asks for each part and for one more per segment (the `404` that
+    // says the segment ended), and reads no playlist: the measured segments' requests, plus those
+    // of the segment it was in when measuring began (one second: at most five parts, as each but
+    // the last lasts at least a quarter second, and its `404`).
+    let requests = report["requests"].as_u64().unwrap();
+    assert!(requests >= received + 20 * 5, "{report:#}");
+    assert!(requests <= received + 20 * 5 + 20 * 6, "{report:#}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,7 @@
 //! The lean HTTP/1.1 front (`src/server/http1/`) over raw sockets: bodiless GETs and DELETEs are
-//! answered by it, everything else is handed to hyper mid-connection with the bytes already read,
-//! and a client that goes away ends its request.
+//! answered by it (subscribers' and LL-HLS players' plain GETs without the router, with the
+//! router's answers), everything else is handed to hyper mid-connection with the bytes already
+//! read, and a client that goes away ends its request.
 
 mod common;
 
@@ -74,6 +75,66 @@ async fn plain_gets_the_front_answers_itself_match_the_routers_answers() {
     assert_eq!(first.header("lp-trickle-latest"), Some("3"));
     assert_eq!(first.header("lp-trickle-size"), Some("4"));
     assert_eq!(first.header("transfer-encoding"), Some("chunked"));
+}
+
+/// An LL-HLS player's GETs without a query are answered by the front itself too, by the router's
+/// handler: the same answers as through the router (the same GET with a query), and their `404`s
+/// counted as the router counts them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_player_gets_the_front_answers_itself_match_the_routers_answers() {
+    if !have_tools(&["ffmpeg"]) {
+        return;
+    }
+    let s = video::mpegts_server().await;
+    let _publisher = video::publish(&s.url("/cam"), "h264", 20, "");
+    // Until the playlist lists a complete segment, with its parts.
+    let deadline = tokio::time::Instant::now() + PATIENCE * 3;
+    let segment = loop {
+        let answer = s.get("/cam/ll.m3u8").await;
+        if answer.status == 200
+            && let Some(segment) = hls::parse(&answer.text()).segments.into_iter().next()
+            && !segment.parts.is_empty()
+        {
+            break segment;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no segment listed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let seq = segment.msn;
+    let before = s.server.metrics().responses_404;
+    let paths = [
+        format!("/cam/{seq}.m4s"),
+        format!("/cam/{}", segment.parts[0].uri),
+        "/cam/init.mp4".to_string(),
+        "/cam/99999.1.m4s".to_string(),
+        "/nope/1.0.m4s".to_string(),
+    ];
+    let mut statuses = Vec::new();
+    for path in &paths {
+        let direct = s.get(path).await;
+        let routed = s.get(&format!("{path}?via=router")).await;
+        let without_date = |r: &Response| {
+            let mut headers = r.headers.clone();
+            headers.remove("date");
+            headers
+        };
+        assert_eq!(direct.status, routed.status, "{path}");
+        assert_eq!(without_date(&direct), without_date(&routed), "{path}");
+        assert_eq!(direct.body, routed.body, "{path}");
+        statuses.push(direct.status);
+    }
+    assert_eq!(statuses, [200, 200, 200, 404, 404]);
+    assert_eq!(s.server.metrics().responses_404, before + 4);
+    // The playlist changes with every part: the same kind of answer both ways.
+    let direct = s.get("/cam/ll.m3u8").await;
+    let routed = s.get("/cam/ll.m3u8?via=router").await;
+    assert_eq!((direct.status, routed.status), (200, 200));
+    let kind = |r: &Response| r.header("content-type").map(str::to_string);
+    assert_eq!(kind(&direct), kind(&routed));
+    assert_eq!(
+        kind(&direct).as_deref(),
+        Some("application/vnd.apple.mpegurl")
+    );
 }
 
 /// A channel made in process may be given a MIME type that is no header value: it goes out empty,

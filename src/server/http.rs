@@ -102,7 +102,7 @@ async fn route(server: Server, req: Request) -> Response {
         Route::Hls { name, file } => super::hls::serve(&server, &parts, name, file).await,
         Route::Preflight { .. } => super::hls::preflight(),
         Route::Watch { name } => super::watch::page(&server, name).await,
-        Route::Player { name, piece } => player(&server, &parts, name, piece).await,
+        Route::Player { name, piece } => player(&server, name, piece, parts.uri.query()).await,
         Route::WatchIndex => super::watch::index(),
         Route::Subscribe { name, seq } => {
             super::subscribe::subscribe(&server, &parts, name, seq).await
@@ -128,14 +128,14 @@ async fn route(server: Server, req: Request) -> Response {
     }
 }
 
-/// A playlist, manifest or piece for LL-HLS or DASH players.
-async fn player(
+/// A playlist, manifest or piece for LL-HLS or DASH players (the query is all they read of the
+/// request: the HTTP/1.1 front calls this directly for GETs without one).
+pub(super) async fn player(
     server: &Server,
-    parts: &http::request::Parts,
     name: &str,
     piece: Piece,
+    query: Option<&str>,
 ) -> Response {
-    let query = parts.uri.query();
     match piece {
         Piece::LowLatency => super::llhls::playlist(server, name, query).await,
         Piece::Init => super::llhls::init(server, name, query).await,

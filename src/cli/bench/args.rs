@@ -24,7 +24,8 @@ pub enum Profile {
     /// (--slow-fraction, --slow-rate) and should skip segments, the others must not.
     Live,
     /// HLS players: 1,000 per channel on an MPEG-TS file (--input) published in real time in a
-    /// loop, 10 segments; Low-Latency HLS players waiting on each next part (--hls-mode ll), or
+    /// loop, 10 segments; Low-Latency HLS players waiting on each next part with blocking
+    /// playlist reloads (--hls-mode ll) or on the hinted part itself (--hls-mode hint), or
     /// players polling index.m3u8 (--hls-mode polling). Each player holds one connection:
     /// 10,000 need about 10,100 open files in both the bench and the server (`ulimit -n 65536`).
     Hls,
@@ -39,6 +40,9 @@ pub enum HlsMode {
     Ll,
     /// Plain HLS: index.m3u8 every half target duration, then each new .ts segment.
     Polling,
+    /// Low-Latency HLS on preload hints: ll.m3u8 once, then a request held open on each next
+    /// part (the server answers it once the part is complete).
+    Hint,
 }
 
 struct Defaults {

@@ -4,12 +4,15 @@
 //! by the stream's clock; each pass of the file starts over, which players see as a
 //! discontinuity).
 //!
-//! `--hls-mode ll` players follow `ll.m3u8` part by part with blocking reloads; `--hls-mode
+//! `--hls-mode ll` players follow `ll.m3u8` part by part with blocking reloads; `--hls-mode hint`
+//! players hold a request open on each next part (the playlist's preload hint); `--hls-mode
 //! polling` players poll `index.m3u8` and fetch each new `.ts`. Each measures, per part or segment
-//! it receives, the time from a reference to its last byte: for a part, the moment the first
-//! player anywhere in the run received a playlist naming it (so the figure is the server's fan-out
-//! of the playlist and the part, whatever the encoder and the remux take); for a segment, the
-//! moment the publisher had written its last byte (so it includes the polling interval).
+//! it receives, the time from a reference to its last byte: for a part in `ll`, the moment the
+//! first player anywhere in the run received a playlist naming it (so the figure is the server's
+//! fan-out of the playlist and the part, whatever the encoder and the remux take); in `hint`, the
+//! moment the first player anywhere had the part (the server's fan-out of the part itself); for a
+//! segment, the moment the publisher had written its last byte (so it includes the polling
+//! interval).
 //!
 //! Warm-up lasts until every player has read its first playlist; measuring then covers
 //! `--segments` segments from the next one to start, and ends when every player is done with
@@ -93,11 +96,13 @@ pub(super) struct HlsChannel {
     ready: AtomicU32,
     /// Players done with the measured segments, or that gave up.
     done: AtomicU32,
-    /// `ll`: when the first player received a playlist naming each measured part.
+    /// `ll`: when the first player received a playlist naming each measured part; `hint`: when
+    /// the first player had it.
     named: Mutex<BTreeMap<(u64, u64), u64>>,
     /// `polling`: when the publisher had written each segment's last byte.
     written: Mutex<BTreeMap<u64, u64>>,
-    /// `ll`: how many parts each measured segment has, as the playlists list them.
+    /// `ll` and `hint`: how many parts each measured segment has, as the playlists list them (or,
+    /// in `hint`, as the server's `404` for the part after the last says).
     parts: Mutex<BTreeMap<u64, u64>>,
     /// Measured parts or segments each player received, noted when it stops.
     tallies: Mutex<Vec<u64>>,
@@ -147,8 +152,8 @@ impl HlsChannel {
         self.done.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// When the first player received a playlist naming part `part` of `seq`, given that this
-    /// one did at `now`.
+    /// When the first player received a playlist naming part `part` of `seq` (`ll`), or had the
+    /// part (`hint`), given that this one did at `now`.
     pub(super) fn first_named(&self, seq: u64, part: u64, now: u64) -> u64 {
         let mut named = self.named.lock();
         if named.len() > 512 {
@@ -178,18 +183,24 @@ impl HlsChannel {
         self.written.lock().get(&seq).copied()
     }
 
-    /// Segment `seq` has `parts` parts (`ll`), as a playlist listing it complete said.
-    pub(super) fn note_parts(&self, seq: u64, parts: u64) {
-        self.parts.lock().entry(seq).or_insert(parts);
+    /// Segment `seq` has `parts` parts, as a playlist listing it complete said (or the server's
+    /// `404` for the part after its last); the count noted first if it differs.
+    pub(super) fn note_parts(&self, seq: u64, parts: u64) -> Result<(), u64> {
+        let mut known = self.parts.lock();
+        let noted = *known.entry(seq).or_insert(parts);
+        if noted != parts {
+            return Err(noted);
+        }
+        Ok(())
     }
 
-    /// Measured parts (`ll`) or segments (`polling`) each player should have received; `None`
+    /// Measured parts (`ll`, `hint`) or segments (`polling`) each player should have received; `None`
     /// while a measured segment's parts are not known (no player saw it listed whole).
     pub(super) fn expected_per_player(&self, mode: HlsMode) -> Option<u64> {
         let (from, to) = self.window()?;
         match mode {
             HlsMode::Polling => Some(self.segments),
-            HlsMode::Ll => {
+            HlsMode::Ll | HlsMode::Hint => {
                 let parts = self.parts.lock();
                 (from..=to).map(|seq| parts.get(&seq).copied()).sum()
             }

@@ -4,6 +4,9 @@
 //!   with a blocking reload (`_HLS_msn`, `_HLS_part`: the part after the last it has, or part 0
 //!   of the next segment once the playlist lists its segment whole), and GETs every part the
 //!   answer lists from there on, in order (normally just that one).
+//! - `hint`: reads `ll.m3u8` once and GETs the part its preload hint names, which the server
+//!   holds until the part is complete, then the part after it, and so on ([`hint`] says how it
+//!   learns that a segment ended).
 //! - `polling`: reads `index.m3u8` every half target duration and GETs every segment listed
 //!   after the newest it had when it began. The players of a channel poll at moments spread
 //!   evenly over the interval, as players that did not all start together would.
@@ -16,13 +19,15 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use super::args::HlsMode;
 use super::hls::{HlsChannel, HlsShared};
 use super::playlist::{Line, LowLatency, lines};
 use super::state::record;
 use super::wire::WireSubscriber;
+
+mod hint;
+mod ll;
+mod polling;
 
 /// Failed requests in a row after which a player gives up.
 const MAX_FAILURES: u32 = 10;
@@ -36,6 +41,15 @@ const MAX_PLAYLIST: usize = 1 << 20;
 
 /// Why a request gave nothing to use (already counted).
 struct Failed;
+
+/// What the latency of a part or segment counts from.
+#[derive(Clone, Copy)]
+enum Since {
+    /// A moment on the run's clock; `u64::MAX` when it is not known (an error).
+    At(u64),
+    /// The moment the first player anywhere had part `.0` of the segment (`hint`).
+    FirstToHave(u64),
+}
 
 /// One player.
 struct Player {
@@ -88,6 +102,7 @@ pub(super) async fn play(
             match mode {
                 HlsMode::Ll => player.low_latency().await,
                 HlsMode::Polling => player.polling().await,
+                HlsMode::Hint => player.hinted().await,
             }
         } => {}
         _ = stop.cancelled() => {}
@@ -97,154 +112,6 @@ pub(super) async fn play(
 }
 
 impl Player {
-    /// `ll`: part after part until past the last measured segment.
-    async fn low_latency(&mut self) -> Result<(), Failed> {
-        let mut next: Option<(u64, u64)> = None;
-        let mut resync = false;
-        while !self.done {
-            let path = match next {
-                Some((msn, part)) if !resync => format!("ll.m3u8?_HLS_msn={msn}&_HLS_part={part}"),
-                _ => "ll.m3u8".to_string(),
-            };
-            if self.playlist(&path).await.is_err() {
-                self.failed().await?;
-                resync = true;
-                continue;
-            }
-            let now = self.shared.clock.now_ns();
-            let view = LowLatency::read(&self.playlist);
-            self.note_parts(&view);
-            let mut at = match next {
-                Some(at) => at,
-                // The first playlist: start after its newest part.
-                None => view
-                    .parts
-                    .last()
-                    .map_or((0, 0), |&(seq, part)| (seq, part + 1)),
-            };
-            at = self.roll(at, &view);
-            let wanted: Vec<(u64, u64)> = view.parts.iter().copied().filter(|&p| p >= at).collect();
-            if next.is_some() && wanted.first().is_some_and(|&first| first != at) {
-                self.fell_behind();
-                at = wanted[0];
-            }
-            self.began();
-            let named: Vec<u64> = wanted
-                .iter()
-                .map(|&(seq, part)| match self.channel.measured(seq) {
-                    true => self.channel.first_named(seq, part, now),
-                    false => 0,
-                })
-                .collect();
-            resync = false;
-            for (&(seq, part), &first) in wanted.iter().zip(&named).filter(|_| next.is_some()) {
-                if self
-                    .media(&format!("{seq}.{part}.m4s"), seq, first)
-                    .await
-                    .is_err()
-                {
-                    self.failed().await?;
-                    resync = true;
-                    break;
-                }
-                at = (seq, part + 1);
-            }
-            next = Some(self.roll(at, &view));
-            self.failures = if resync { self.failures } else { 0 };
-        }
-        Ok(())
-    }
-
-    /// `at`, or past the segments the playlist lists whole that `at` is the end of: each one
-    /// passed is done.
-    fn roll(&mut self, mut at: (u64, u64), view: &LowLatency) -> (u64, u64) {
-        while view.complete.contains(&at.0) {
-            let listed = view.parts.iter().filter(|p| p.0 == at.0).count() as u64;
-            if listed > at.1 {
-                break;
-            }
-            if listed == 0 && self.ready {
-                // Whole, but its parts are no longer listed: the ones left were missed.
-                self.fell_behind();
-            }
-            self.segment_done(at.0);
-            at = (at.0 + 1, 0);
-        }
-        at
-    }
-
-    /// Notes the parts of measured segments listed whole.
-    fn note_parts(&self, view: &LowLatency) {
-        for &seq in &view.complete {
-            let parts = view.parts.iter().filter(|p| p.0 == seq).count() as u64;
-            if parts > 0 && self.channel.measured(seq) {
-                self.channel.note_parts(seq, parts);
-            }
-        }
-    }
-
-    /// `polling`: reads the playlist every half target duration and fetches each new segment.
-    async fn polling(&mut self) -> Result<(), Failed> {
-        let mut last = None;
-        while !self.done {
-            let polled = Instant::now();
-            if self.playlist("index.m3u8").await.is_err() {
-                self.failed().await?;
-                continue;
-            }
-            let text = String::from_utf8_lossy(&self.playlist);
-            let listed: Vec<(u64, String)> = lines(&text)
-                .filter_map(|line| match line {
-                    Line::Segment { seq, uri } => Some((seq, uri.to_string())),
-                    _ => None,
-                })
-                .collect();
-            let half = Duration::from_millis(self.target * 500);
-            match last {
-                // The first playlist (the server answers it once a segment is listed): start after
-                // its newest segment. Players that began together would poll together; real ones
-                // poll at any moment of the interval, so each polls next `phase` into it.
-                None => {
-                    last = listed.last().map(|s| s.0);
-                    if last.is_some() {
-                        self.began();
-                        tokio::time::sleep(half.mul_f64(self.phase)).await;
-                        continue;
-                    }
-                }
-                Some(_) => self.fetch_new(listed, &mut last).await?,
-            }
-            self.failures = 0;
-            tokio::time::sleep_until(polled + half).await;
-        }
-        Ok(())
-    }
-
-    /// GETs the segments `listed` after `last`, in order.
-    async fn fetch_new(
-        &mut self,
-        listed: Vec<(u64, String)>,
-        last: &mut Option<u64>,
-    ) -> Result<(), Failed> {
-        for (seq, uri) in listed {
-            let from = last.map_or(0, |last| last + 1);
-            if seq < from {
-                continue;
-            }
-            if seq > from {
-                self.fell_behind();
-            }
-            let written = self.channel.written(seq).unwrap_or(u64::MAX);
-            let result = self.media(&uri, seq, written).await;
-            *last = Some(seq);
-            self.segment_done(seq);
-            if result.is_err() {
-                self.failed().await?;
-            }
-        }
-        Ok(())
-    }
-
     /// GETs the playlist at `path` into `self.playlist`, noting its target duration.
     async fn playlist(&mut self, path: &str) -> Result<(), Failed> {
         self.playlist.clear();
@@ -277,8 +144,19 @@ impl Player {
     }
 
     /// GETs the part or segment at `path` (of `seq`) to its last byte, checks it and, if
-    /// measured, its latency from `reference` (nanoseconds on the run's clock).
-    async fn media(&mut self, path: &str, seq: u64, reference: u64) -> Result<(), Failed> {
+    /// measured, its latency [`Since`] when.
+    async fn media(&mut self, path: &str, seq: u64, since: Since) -> Result<(), Failed> {
+        self.fetch(path, seq, since, false).await.map(|_| ())
+    }
+
+    /// [`Player::media`], but a `404` when `missing_ok` is no failure: `Ok(false)`.
+    async fn fetch(
+        &mut self,
+        path: &str,
+        seq: u64,
+        since: Since,
+        missing_ok: bool,
+    ) -> Result<bool, Failed> {
         let limit = self.limit();
         let measuring = self.shared.measuring.load(Ordering::Relaxed);
         let result = tokio::time::timeout(limit, async {
@@ -300,8 +178,12 @@ impl Player {
             Ok(Ok((len, head)))
         })
         .await;
-        let (len, head) = self.outcome(path, result)?;
         let now = self.shared.clock.now_ns();
+        if missing_ok && matches!(result, Ok(Ok(Err(404)))) {
+            self.count_request();
+            return Ok(false);
+        }
+        let (len, head) = self.outcome(path, result)?;
         if let Err(what) = looks_right(self.shared.mode, len, &head) {
             return Err(self.bad_body(path, what));
         }
@@ -310,6 +192,10 @@ impl Player {
             delivered.fetch_add(len, Ordering::Relaxed);
         }
         if self.channel.measured(seq) {
+            let reference = match since {
+                Since::At(at) => at,
+                Since::FirstToHave(part) => self.channel.first_named(seq, part, now),
+            };
             if reference == u64::MAX {
                 self.shared
                     .totals
@@ -320,7 +206,7 @@ impl Player {
             self.received += 1;
             self.shared.received.fetch_add(1, Ordering::Relaxed);
         }
-        Ok(())
+        Ok(true)
     }
 
     /// How long a request may take: the server answers a blocking one within three target
@@ -335,9 +221,7 @@ impl Player {
         path: &str,
         result: Result<anyhow::Result<Result<T, u16>>, tokio::time::error::Elapsed>,
     ) -> Result<T, Failed> {
-        if self.shared.measuring.load(Ordering::Relaxed) {
-            self.shared.requests.fetch_add(1, Ordering::Relaxed);
-        }
+        self.count_request();
         let failures = &self.shared.failures;
         match result {
             Ok(Ok(Ok(value))) => return Ok(value),
@@ -362,6 +246,13 @@ impl Player {
             }
         }
         Err(Failed)
+    }
+
+    /// Counts a request answered, while measuring.
+    fn count_request(&self) {
+        if self.shared.measuring.load(Ordering::Relaxed) {
+            self.shared.requests.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     fn bad_body(&self, path: &str, what: &str) -> Failed {
@@ -424,7 +315,7 @@ impl Player {
 fn looks_right(mode: HlsMode, len: u64, head: &[u8; 8]) -> Result<(), &'static str> {
     match mode {
         _ if len == 0 => Err("an empty body"),
-        HlsMode::Ll if !matches!(&head[4..8], b"moof" | b"styp" | b"prft") => {
+        HlsMode::Ll | HlsMode::Hint if !matches!(&head[4..8], b"moof" | b"styp" | b"prft") => {
             Err("a part that is no fMP4 fragment")
         }
         HlsMode::Polling if head[0] != 0x47 || !len.is_multiple_of(188) => {

@@ -1,4 +1,4 @@
-//! What an `hls` run shows: the parts (`ll`) or segments (`polling`) every player should have
+//! What an `hls` run shows: the parts (`ll`, `hint`) or segments (`polling`) every player should have
 //! received and did, the delivery latency percentiles, requests per second, the errors by kind,
 //! the players that fell behind or gave up, and the CPU and memory lines of the other profiles'
 //! report ([`super::report`]); as text or as the `--json` object.
@@ -47,7 +47,7 @@ struct Errors {
 pub(super) struct HlsReport {
     settings: Settings,
     mode: HlsMode,
-    /// What a player receives and is measured by: `parts` (`ll`) or `segments` (`polling`).
+    /// What a player receives and is measured by: `parts` (`ll`, `hint`) or `segments` (`polling`).
     pieces: &'static str,
     seconds: f64,
     players: u64,
@@ -61,8 +61,9 @@ pub(super) struct HlsReport {
     players_short: u64,
     /// Players that had to jump ahead.
     players_behind: u32,
-    /// From the first player receiving a playlist naming a part (`ll`), or from the publisher
-    /// having written a segment's last byte (`polling`), to each player having its last byte.
+    /// From the first player receiving a playlist naming a part (`ll`), or having the part
+    /// (`hint`), or from the publisher having written a segment's last byte (`polling`), to each
+    /// player having its last byte.
     delivery: Option<Delivery>,
     requests: u64,
     requests_per_second: f64,
@@ -110,7 +111,7 @@ impl HlsReport {
         HlsReport {
             mode,
             pieces: match mode {
-                HlsMode::Ll => "parts",
+                HlsMode::Ll | HlsMode::Hint => "parts",
                 HlsMode::Polling => "segments",
             },
             seconds,
@@ -137,6 +138,7 @@ impl HlsReport {
         let mode = match self.mode {
             HlsMode::Ll => "LL-HLS players (blocking reloads, parts)",
             HlsMode::Polling => "HLS players polling index.m3u8",
+            HlsMode::Hint => "LL-HLS players (requests held on the hinted part)",
         };
         let input = self
             .settings
@@ -168,6 +170,7 @@ impl HlsReport {
         let reference = match self.mode {
             HlsMode::Ll => "after the first player had the playlist naming it",
             HlsMode::Polling => "after the publisher wrote it",
+            HlsMode::Hint => "after the first player had it",
         };
         match &self.delivery {
             Some(d) => {

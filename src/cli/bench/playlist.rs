@@ -1,7 +1,7 @@
 //! What the `hls` profile's players read of a media playlist: a tolerant reader that takes only
 //! the lines a player acts on and passes over everything else (the strict, checking reader is the
 //! tests', `tests/common/hls.rs`). URIs are the server's relative ones: `{seq}.ts?v={tag}` in
-//! `index.m3u8`, `{seq}.m4s` and `{seq}.{part}.m4s` in `ll.m3u8`.
+//! `index.m3u8`, `{seq}.m4s` and `{seq}.{part}.m4s` in `ll.m3u8` (parts and the preload hint).
 
 /// One line of a playlist that a player acts on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -12,6 +12,8 @@ pub(super) enum Line<'a> {
     Part { seq: u64, part: u64, uri: &'a str },
     /// A segment URI (the segment is complete): its seq, and the URI as written.
     Segment { seq: u64, uri: &'a str },
+    /// `#EXT-X-PRELOAD-HINT` of a part: the part the server makes next.
+    Hint { seq: u64, part: u64 },
 }
 
 /// The lines of `text` a player acts on, in order; lines it cannot read are passed over.
@@ -25,6 +27,13 @@ pub(super) fn lines(text: &str) -> impl Iterator<Item = Line<'_>> {
             let uri = quoted(attributes, "URI")?;
             let (seq, part) = part_uri(uri)?;
             return Some(Line::Part { seq, part, uri });
+        }
+        if let Some(attributes) = line.strip_prefix("#EXT-X-PRELOAD-HINT:") {
+            if !attributes.split(',').any(|a| a == "TYPE=PART") {
+                return None;
+            }
+            let (seq, part) = part_uri(quoted(attributes, "URI")?)?;
+            return Some(Line::Hint { seq, part });
         }
         if line.is_empty() || line.starts_with('#') {
             return None;
@@ -66,12 +75,14 @@ fn segment_seq(uri: &str) -> Option<u64> {
     stem.parse().ok()
 }
 
-/// What an `ll.m3u8` lists: its parts, and the segments it lists whole.
+/// What an `ll.m3u8` lists: its parts, the segments it lists whole, and its preload hint.
 pub(super) struct LowLatency {
     /// Its parts, `(seq, part)`, in order.
     pub(super) parts: Vec<(u64, u64)>,
     /// The segments listed whole (with a URI), in order.
     pub(super) complete: Vec<u64>,
+    /// The part `#EXT-X-PRELOAD-HINT` names, `(seq, part)`.
+    pub(super) hint: Option<(u64, u64)>,
 }
 
 impl LowLatency {
@@ -80,11 +91,13 @@ impl LowLatency {
         let mut view = LowLatency {
             parts: Vec::new(),
             complete: Vec::new(),
+            hint: None,
         };
         for line in lines(&text) {
             match line {
                 Line::Part { seq, part, .. } => view.parts.push((seq, part)),
                 Line::Segment { seq, .. } => view.complete.push(seq),
+                Line::Hint { seq, part } => view.hint = Some((seq, part)),
                 Line::Target(_) => {}
             }
         }
@@ -103,7 +116,8 @@ mod tests {
             #EXT-X-PART:DURATION=0.250,URI=\"4.0.m4s\",INDEPENDENT=YES\n\
             #EXT-X-PART:DURATION=0.250,URI=\"4.1.m4s\"\n#EXTINF:0.500,\n4.m4s\n\
             #EXT-X-PART:DURATION=0.250,URI=\"5.0.m4s\",INDEPENDENT=YES\n\
-            #EXT-X-PART:BROKEN\n\n#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"5.1.m4s\"\n";
+            #EXT-X-PART:BROKEN\n\n#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"5.1.m4s\"\n\
+            #EXT-X-PRELOAD-HINT:TYPE=MAP,URI=\"6.1.m4s\"\n";
         let read: Vec<Line> = lines(text).collect();
         assert_eq!(
             read,
@@ -128,8 +142,12 @@ mod tests {
                     part: 0,
                     uri: "5.0.m4s"
                 },
+                Line::Hint { seq: 5, part: 1 },
             ]
         );
+        let view = LowLatency::read(text.as_bytes());
+        assert_eq!(view.parts, [(4, 0), (4, 1), (5, 0)]);
+        assert_eq!((view.complete, view.hint), (vec![4], Some((5, 1))));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Request heads for the HTTP/1.1 front: parsed straight from the read buffer with httparse, and
-//! sorted into what the front answers itself (a subscriber's plain GET, by its [`Route`]), what it
+//! sorted into what the front answers itself (a subscriber's or an LL-HLS or DASH player's plain
+//! GET, by its [`Route`]), what it
 //! runs through the router (other bodiless GETs and DELETEs), what it refuses at once, and what
 //! goes to hyper with its bytes.
 
@@ -8,7 +9,7 @@ use bytes::{Buf, BytesMut};
 use http::{HeaderName, HeaderValue, Method, Request, Version};
 
 use super::super::Server;
-use super::super::route::{Route, Seq};
+use super::super::route::{Piece, Route, Seq};
 
 /// Headers parsed here per request; a request with more goes to hyper.
 const MAX_HEADERS: usize = 32;
@@ -22,6 +23,14 @@ pub(super) enum Head {
     /// by calling the router's handler itself: the busiest request there is, spared the request
     /// object, the router's dispatch and its boxed futures. `name` is the raw channel part.
     Subscribe { name: String, seq: Seq, close: bool },
+    /// An LL-HLS or DASH player's plain GET of a playlist, manifest or piece without a query
+    /// ([`plain_subscribe`]): thousands of players each GET a part every quarter second, so this
+    /// front calls the router's handler for it too.
+    Player {
+        name: String,
+        piece: Piece,
+        close: bool,
+    },
     /// A request for hyper (its bytes are still in the buffer).
     Other,
     /// A request declaring a body too large for hyper ([`beyond_hyper`]): answered 413, closed.
@@ -90,11 +99,18 @@ pub(super) fn parse_slice(buf: &[u8], server: &Server) -> Option<(Head, usize)> 
     let direct = (method == Method::GET && !relayed && plain_path(target))
         .then(|| plain_subscribe(server, target))
         .flatten();
-    let parsed = if let Some((name, seq)) = direct {
-        Head::Subscribe {
-            name: name.to_string(),
-            seq,
-            close,
+    let parsed = if let Some(direct) = direct {
+        match direct {
+            Direct::Subscribe(name, seq) => Head::Subscribe {
+                name: name.to_string(),
+                seq,
+                close,
+            },
+            Direct::Player(name, piece) => Head::Player {
+                name: name.to_string(),
+                piece,
+                close,
+            },
         }
     } else {
         let mut request = Request::builder()
@@ -118,18 +134,26 @@ pub(super) fn parse_slice(buf: &[u8], server: &Server) -> Option<(Head, usize)> 
     Some((parsed, len))
 }
 
-/// The channel and seq of a GET of `path` that this front answers itself, by calling the router's
-/// handler for it: a [`Route::Subscribe`] with a real seq (a number, `-N` or `next`), on a server
-/// where nothing else may claim the path first. Anything else goes through the router, which
-/// answers it as it does over every other transport: a seq that is none (it may be a route that
-/// came after this front was written), a token to check (the check runs before routing), or an
-/// embedder's routes (one may take a path shaped like a segment's).
-fn plain_subscribe<'a>(server: &Server, path: &'a str) -> Option<(&'a str, Seq)> {
+/// A GET this front answers itself, by calling the router's handler for it.
+enum Direct<'a> {
+    Subscribe(&'a str, Seq),
+    Player(&'a str, Piece),
+}
+
+/// The channel and seq, or the player's piece, of a GET of `path` (which has no query) that this
+/// front answers itself, by calling the router's handler for it: a [`Route::Subscribe`] with a
+/// real seq (a number, `-N` or `next`), or a [`Route::Player`], on a server where nothing else may
+/// claim the path first. Anything else goes through the router, which answers it as it does over
+/// every other transport: a seq that is none (it may be a route that came after this front was
+/// written), a token to check (the check runs before routing), or an embedder's routes (one may
+/// take a path shaped like a segment's).
+fn plain_subscribe<'a>(server: &Server, path: &'a str) -> Option<Direct<'a>> {
     if server.verifier().is_some() || server.extra_routes().is_some() {
         return None;
     }
     match Route::parse(&Method::GET, path, server.base_path()) {
-        Route::Subscribe { name, seq } if seq != Seq::Invalid => Some((name, seq)),
+        Route::Subscribe { name, seq } if seq != Seq::Invalid => Some(Direct::Subscribe(name, seq)),
+        Route::Player { name, piece } => Some(Direct::Player(name, piece)),
         _ => None,
     }
 }
@@ -204,7 +228,7 @@ mod tests {
     }
 
     #[test]
-    fn only_plain_subscriber_gets_skip_the_router() {
+    fn only_plain_subscriber_and_player_gets_skip_the_router() {
         use crate::server::Config;
         let kind = |server: &Server, head: &str| {
             let mut buf = BytesMut::from(format!("{head} HTTP/1.1\r\nHost: x\r\n\r\n").as_str());
@@ -214,6 +238,11 @@ mod tests {
                     seq,
                     close: false,
                 }) => format!("direct {name} {seq:?}"),
+                Some(Head::Player {
+                    name,
+                    piece,
+                    close: false,
+                }) => format!("player {name} {piece:?}"),
                 Some(Head::Routed { .. }) => "router".to_string(),
                 _ => "other".to_string(),
             }
@@ -225,6 +254,11 @@ mod tests {
             "direct a%20b Param(Relative(1))"
         );
         assert_eq!(kind(&server, "GET /ch/next"), "direct ch Next");
+        assert_eq!(
+            kind(&server, "GET /ch/12.3.m4s"),
+            "player ch Fmp4 { seq: 12, part: Some(3) }"
+        );
+        assert_eq!(kind(&server, "GET /ch/ll.m3u8"), "player ch LowLatency");
         for routed in [
             // Not a seq: a route this front does not answer itself (`/{ch}/live`), or an
             // embedder's.
@@ -239,6 +273,9 @@ mod tests {
             "GET /ch/3/4",
             "GET //3",
             "GET /ch/3?x=1",
+            // A query (a blocking playlist reload, an init segment's generation) is the router's.
+            "GET /ch/ll.m3u8?_HLS_msn=3",
+            "GET /ch/init.mp4?g=1",
             "GET http://x/ch/3",
             "GET /ch/3{",
             "DELETE /ch/3",
@@ -253,6 +290,7 @@ mod tests {
         assert_eq!(kind(&live, "GET /ch/0"), "router");
         // Tokens are checked before routing: with auth on, everything goes through the router.
         assert_eq!(kind(&guarded(), "GET /ch/3"), "router");
+        assert_eq!(kind(&guarded(), "GET /ch/1.0.m4s"), "router");
         // An embedder's route may take any path: then too.
         let extended = Server::builder(Config::default())
             .routes(axum::Router::new())

@@ -10,7 +10,11 @@
 //! request of all, a subscriber's plain `GET /{channel}/{seq}` on a server without tokens or routes
 //! of the embedder's, calls the router's own handler for it directly (`http::subscribe_path`), and writes a segment's
 //! answer from its parts (`http::SegmentStream`): the same answer, without the request object,
-//! the dispatch, a header map or boxed bodies (a quarter of the allocations, BENCHMARKS.md).
+//! the dispatch, a header map or boxed bodies (a quarter of the allocations, BENCHMARKS.md). An
+//! LL-HLS or DASH player's GET without a query (a part, the next one of which thousands of players
+//! wait on together) likewise calls its handler (`http::player`) directly, and its answer is
+//! written as a routed one is: the router's layers were about a third of the server's CPU for
+//! such GETs (perf, 10,000 players).
 //!
 //! Anything else (a request with a body such as a POST, HEAD, HTTP/1.0, `Expect`, `Upgrade`,
 //! HTTP/2's preface, a head it cannot parse or one longer than [`MAX_HEAD`]) is handed to hyper
@@ -50,6 +54,7 @@ use tower::ServiceExt;
 use self::head::{Head, parse, parse_slice};
 use self::response::{Keep, respond, write_subscribed};
 use super::Server;
+use super::http::{count_answer, player};
 use super::socket::SocketProbe;
 use super::{publish, subscribe};
 
@@ -103,6 +108,17 @@ pub async fn serve<S, H, F>(
                 drop(waiting);
                 let writing = write_subscribed(&mut stream, &mut buf, &server, answer, close);
                 Box::pin(writing).await
+            }
+            Head::Player { name, piece, close } => {
+                let mut waiting = Box::pin(player(&server, &name, piece, None));
+                let Some(response) = while_connected(&mut stream, &mut buf, waiting.as_mut()).await
+                else {
+                    return;
+                };
+                drop(waiting);
+                // What the router's status counting would have counted.
+                count_answer(&server, response.status());
+                Box::pin(respond(&mut stream, &mut buf, &server, response, close)).await
             }
             Head::Other => {
                 let prefix = buf.freeze();
