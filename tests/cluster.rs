@@ -327,3 +327,29 @@ async fn failover(how: Failure) {
     b.stop().await;
     let _ = a.kill().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_one_machine_cluster_script_works() {
+    if Redis::start().await.is_none() || !have_tools(&["ffmpeg", "ffprobe"]) {
+        return;
+    }
+    // Four ports in a row that are free now.
+    let base = (20_000..60_000)
+        .step_by(97)
+        .find(|base| (0..4).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()))
+        .unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/cluster.sh");
+    let out = tokio::process::Command::new(script)
+        .arg("--check")
+        .env("CLUSTER_PORT", base.to_string())
+        .env("TRICKLE", env!("CARGO_BIN_EXE_trickle"))
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(60), out)
+        .await
+        .expect("the check finishes")
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("cluster check passed"), "{log}");
+}
