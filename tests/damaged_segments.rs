@@ -159,18 +159,18 @@ fn cases(clip: &[Vec<u8>], later: &[Vec<u8>]) -> Vec<Case> {
     let longest = [clip[0].clone(), gop_head].concat();
     let lost_key = without_keyframe(&clip[4]);
     let spliced = [clip[9].clone(), later[0].clone()].concat();
-    // HLS lists a segment that does not start with a keyframe as it is (the playlist is then no
-    // longer EXT-X-INDEPENDENT-SEGMENTS): on the timeline it follows the one before it, which
-    // its frames need, and a discontinuity would have a player reset its decoder there. The
+    // HLS lists a segment that does not start with a keyframe with a discontinuity (and the
+    // playlist is then no longer EXT-X-INDEPENDENT-SEGMENTS): its frames cannot be decoded from
+    // the segment before, so a player resets its decoder there; its time still follows. The
     // remux gives frames without PTS the times that follow, and drops the frame cut short where
     // a spliced segment's packets jump; its timeline goes on across every jump.
     vec![
         // The first segment is the longest: a target duration is for good.
         case("S0 + 12 frames", longest, FOLLOWS, Some((37, true))),
-        case("S1 from frame 12", gop_tail, FOLLOWS, Some((13, false))),
+        case("S1 from frame 12", gop_tail, JUMPS, Some((13, false))),
         good(2, FOLLOWS),
         good(3, FOLLOWS),
-        case("S4, keyframe lost", lost_key, FOLLOWS, Some((24, false))),
+        case("S4, keyframe lost", lost_key, JUMPS, Some((24, false))),
         good(5, FOLLOWS),
         good(10, JUMPS),
         good(11, FOLLOWS),

@@ -13,7 +13,9 @@
 //!   by a later complete seq while still being written) is *passed over*, and the next listed
 //!   segment starts with a discontinuity. Deciding stops at the first seq still being written.
 //! - A listed segment also starts with a discontinuity when its first PTS is not where the one
-//!   before it ended (more than [`PTS_TOLERANCE`] off), or when the publisher started over.
+//!   before it ended (more than [`PTS_TOLERANCE`] off), when the publisher started over, or when
+//!   it does not start with a keyframe (it lost it: a decoder must not go on from the segment
+//!   before).
 //! - Media sequence numbers count listed segments: the first one listed takes its seq, each next
 //!   one the number after (a seq passed over takes no number, so a player's count never skips or
 //!   goes back, even when a restarted publisher reuses seqs).
@@ -187,8 +189,12 @@ impl Timeline {
             None => (seq, 0, false, started),
             Some(end) => {
                 let step = wrapped_step(end.pts as i64, first_pts as i64);
-                let discontinuity = self.gap || skipped || step.abs() > PTS_TOLERANCE;
-                let time = if discontinuity { started } else { end.time };
+                let jumped = self.gap || skipped || step.abs() > PTS_TOLERANCE;
+                // A segment that lost its keyframe cannot be decoded from the one before it
+                // (that GOP's frames are not its references): a player resets its decoder there
+                // rather than show garbage. Its time still follows.
+                let discontinuity = jumped || facts.starts_with_keyframe == Some(false);
+                let time = if jumped { started } else { end.time };
                 (
                     end.msn + 1,
                     end.dsn + u64::from(discontinuity),
