@@ -38,6 +38,8 @@ step "Test-only players from npm: hls.js and dash.js (the browser plays LL-HLS a
 npm install --silent --no-audit --no-fund --prefix target/players hls.js@1.7.4 dashjs@5.2.1 >&2
 TRICKLE_TEST_HLS_JS="$PWD/target/players/node_modules/hls.js/dist/hls.min.js"
 export TRICKLE_TEST_HLS_JS
+TRICKLE_TEST_DASH_JS="$PWD/target/players/node_modules/dashjs/dist/modern/umd/dash.all.min.js"
+export TRICKLE_TEST_DASH_JS
 
 step "Python venv with pytrickle 0.1.6 (for the interop test)"
 if ! python3 -m venv --help >/dev/null 2>&1 && command -v apt-get >/dev/null; then

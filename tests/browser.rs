@@ -1,13 +1,14 @@
 //! The players in a real browser: headless Chromium (driven through chromedriver) plays a channel
 //! fed by `trickle publish --mpegts` from a real-time ffmpeg encode, first on our page
 //! (`/{ch}/watch`: over 10 s the video's time advances at least 0.9× wall-clock time, decoded
-//! frames keep rising, and the player stays within 1 s of the newest frame it has), then as
-//! Low-Latency HLS with hls.js (`ll.m3u8`: the time advances as fast, and the latency behind the
-//! publisher, from the playlist's program date-time, is measured). The channel index (`/_watch`)
-//! lists the channel from `/_events`.
+//! frames keep rising, and the player stays within 1 s of the newest frame it has), then with
+//! hls.js as Low-Latency HLS (`ll.m3u8`) and as HLS (`index.m3u8`), and with dash.js as DASH
+//! (`manifest.mpd`, no player error): the time advances as fast, and the latency behind the
+//! publisher (from the playlist's program date-time, or dash.js's estimate) is printed. The
+//! channel index (`/_watch`) lists the channel from `/_events`.
 //!
-//! Chromium, chromedriver, ffmpeg and hls.js (from npm) come from `scripts/test.sh`. Without them
-//! this test fails when `CI=true` and is skipped (with a message) elsewhere.
+//! Chromium, chromedriver, ffmpeg, hls.js and dash.js (from npm) come from `scripts/test.sh`.
+//! Without them this test fails when `CI=true` and is skipped (with a message) elsewhere.
 
 mod common;
 
@@ -207,25 +208,32 @@ async fn chromium_plays_the_watch_page_and_ll_hls_near_the_live_edge() {
     index_lists_the_channel(&client, &s).await;
 
     if let Some(source) = hls {
-        // hls.js on a page of the server's origin (the index), playing ll.m3u8.
+        // hls.js on a page of the server's origin (the index), playing ll.m3u8, then index.m3u8.
         let loaded = format!("{source}\n;window.Hls = Hls; return typeof Hls;");
         assert_eq!(sample(&client, &loaded).await, "function");
-        let start = "const v = document.createElement('video');
-            v.id = 'hls'; v.muted = true; v.autoplay = true; document.body.append(v);
-            const hls = new Hls({ lowLatencyMode: true, maxLiveSyncPlaybackRate: 1.2 });
-            window.hls = hls; hls.loadSource('cam/ll.m3u8'); hls.attachMedia(v);
-            v.play().catch(() => {}); return true;";
-        assert_eq!(sample(&client, start).await, true);
-        let played = watch(&client, HLS_SAMPLE).await;
-        let behind: Vec<f64> = played.iter().filter_map(|v| v["behind"].as_f64()).collect();
-        let latency: Vec<f64> = played
-            .iter()
-            .filter_map(|v| v["latency"].as_f64())
-            .collect();
-        eprintln!("LL-HLS: behind the publisher {behind:.2?}, hls.js latency {latency:.2?}");
-        assert!(!behind.is_empty(), "hls.js knows the program date-time");
-        let stop = "window.hls.destroy(); document.getElementById('hls').remove(); return true;";
-        assert_eq!(sample(&client, stop).await, true);
+        for (playlist, low_latency) in [("ll.m3u8", true), ("index.m3u8", false)] {
+            let start = format!(
+                "const v = document.createElement('video');
+                v.id = 'hls'; v.muted = true; v.autoplay = true; document.body.append(v);
+                const hls = new Hls({{ lowLatencyMode: {low_latency}, maxLiveSyncPlaybackRate: 1.2 }});
+                window.hls = hls; hls.loadSource('cam/{playlist}'); hls.attachMedia(v);
+                v.play().catch(() => {{}}); return true;"
+            );
+            assert_eq!(sample(&client, &start).await, true);
+            let played = watch(&client, HLS_SAMPLE).await;
+            let behind: Vec<f64> = played.iter().filter_map(|v| v["behind"].as_f64()).collect();
+            let latency: Vec<f64> = played
+                .iter()
+                .filter_map(|v| v["latency"].as_f64())
+                .collect();
+            eprintln!(
+                "{playlist}: behind the publisher {behind:.2?}, hls.js latency {latency:.2?}"
+            );
+            assert!(!behind.is_empty(), "hls.js knows the program date-time");
+            let stop =
+                "window.hls.destroy(); document.getElementById('hls').remove(); return true;";
+            assert_eq!(sample(&client, stop).await, true);
+        }
     }
 
     if let Some(source) = dash {
