@@ -263,21 +263,15 @@ async fn bad_requests_get_one_clear_line() {
     let s = TestServer::start().await;
     s.request_with("POST", "/text", &[("Expect-Content", "text/plain")], b"")
         .await;
-    for path in [
-        "/text/manifest.mpd",
-        "/text/video-init.mp4",
-        "/text/audio-0.m4s",
-    ] {
-        let refused = s.get(path).await;
-        assert_eq!(
-            (refused.status, refused.text()),
-            (
-                415,
-                "fMP4 outputs need an MPEG-TS channel (video/mp2t)\n".into()
-            ),
-            "{path}"
-        );
-    }
+    video::refused_as_not_mpegts(
+        &s,
+        &[
+            "/text/manifest.mpd",
+            "/text/video-init.mp4",
+            "/text/audio-0.m4s",
+        ],
+    )
+    .await;
     for path in [
         "/missing/manifest.mpd",
         "/missing/audio-init.mp4",

@@ -154,22 +154,16 @@ async fn bad_requests_get_one_clear_line() {
     let s = TestServer::start().await;
     s.request_with("POST", "/text", &[("Expect-Content", "text/plain")], b"")
         .await;
-    for path in [
-        "/text/ll.m3u8",
-        "/text/init.mp4",
-        "/text/3.m4s",
-        "/text/3.1.m4s",
-    ] {
-        let refused = s.get(path).await;
-        assert_eq!(
-            (refused.status, refused.text()),
-            (
-                415,
-                "fMP4 outputs need an MPEG-TS channel (video/mp2t)\n".into()
-            ),
-            "{path}"
-        );
-    }
+    video::refused_as_not_mpegts(
+        &s,
+        &[
+            "/text/ll.m3u8",
+            "/text/init.mp4",
+            "/text/3.m4s",
+            "/text/3.1.m4s",
+        ],
+    )
+    .await;
     for path in ["/missing/ll.m3u8", "/missing/init.mp4", "/missing/0.m4s"] {
         assert_eq!(s.get(path).await.status, 404, "{path}");
     }

@@ -186,3 +186,17 @@ pub async fn start_remux(addr: SocketAddr, channel: &str, seq: u64, first: &[u8]
     publisher.end_body().await;
     assert_eq!(publisher.head().await.status, 200);
 }
+
+/// Each of `paths` (outputs made from MPEG-TS, of a channel that is not) is refused with `415` and
+/// its one line.
+pub async fn refused_as_not_mpegts(s: &TestServer, paths: &[&str]) {
+    for path in paths {
+        let refused = s.get(path).await;
+        let line = "fMP4 outputs need an MPEG-TS channel (video/mp2t)\n";
+        assert_eq!(
+            (refused.status, refused.text()),
+            (415, line.into()),
+            "{path}"
+        );
+    }
+}

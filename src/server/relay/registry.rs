@@ -66,6 +66,13 @@ pub(crate) struct Taken {
     pub(crate) owner: String,
 }
 
+/// `SET key value NX PX ttl`: registers `value` if nobody is (`OK`, else nil).
+fn set_if_free(key: &str, value: &str, ttl_ms: u64) -> redis::Cmd {
+    let mut cmd = redis::cmd("SET");
+    cmd.arg(key).arg(value).arg("NX").arg("PX").arg(ttl_ms);
+    cmd
+}
+
 fn key(name: &str) -> String {
     format!("trickle:origin:{name}")
 }
@@ -130,14 +137,7 @@ impl Registry {
         let (key, me, ttl) = (key(name), self.me.clone(), self.ttl.as_millis() as u64);
         let set = self
             .query(async |c| {
-                let set: Option<String> = redis::cmd("SET")
-                    .arg(&key)
-                    .arg(&me)
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(ttl)
-                    .query_async(c)
-                    .await?;
+                let set: Option<String> = set_if_free(&key, &me, ttl).query_async(c).await?;
                 let holder: Option<String> = match set {
                     Some(_) => None,
                     None => redis::cmd("GET").arg(&key).query_async(c).await?,
@@ -190,14 +190,7 @@ impl Registry {
                     let script = redis::Script::new(EXPIRE_IF_OURS);
                     let extended: i64 = script.key(&key).arg(&me).arg(ttl).invoke_async(c).await?;
                     if extended == 0 {
-                        let _: Option<String> = redis::cmd("SET")
-                            .arg(&key)
-                            .arg(&me)
-                            .arg("NX")
-                            .arg("PX")
-                            .arg(ttl)
-                            .query_async(c)
-                            .await?;
+                        let _: Option<String> = set_if_free(&key, &me, ttl).query_async(c).await?;
                     }
                     Ok(extended)
                 })
