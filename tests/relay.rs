@@ -379,3 +379,33 @@ async fn edges_whose_origins_lead_back_to_themselves_answer_508() {
     b.stop().await;
     a.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_makes_the_outputs_of_the_channels_it_relays() {
+    if !have_tools(&["ffmpeg"]) {
+        return;
+    }
+    let origin = video::mpegts_server().await;
+    let _publisher = video::publish(&origin.url("/cam"), "h264", 20, "");
+    let edge = edge_of(&origin, Duration::from_secs(5)).await;
+    // The first read at the edge (a playlist) starts the relay; the playlist lists segments once
+    // the copy has complete ones, with the origin's MIME type.
+    let playlist = edge.get("/cam/index.m3u8").await;
+    assert_eq!(playlist.status, 200, "{}", playlist.text());
+    let listed = common::hls::parse(&playlist.text());
+    let first = listed.segments.first().expect("a segment listed");
+    let ts = edge.get(&format!("/cam/{}", first.uri)).await;
+    assert_eq!(ts.header("content-type"), Some("video/mp2t"));
+    let at_origin = origin.get(&format!("/cam/{}", first.seq)).await;
+    assert_eq!(ts.body, at_origin.body, "the origin's bytes");
+    // LL-HLS and DASH from the edge's own remux of its copy.
+    for path in ["/cam/ll.m3u8", "/cam/manifest.mpd"] {
+        let answer = edge.get(path).await;
+        assert_eq!(answer.status, 200, "{path}: {}", answer.text());
+    }
+    let ll = common::hls::parse(&edge.get("/cam/ll.m3u8").await.text());
+    assert!(ll.part_target.is_some() && !ll.segments.is_empty());
+    assert_eq!(origin.server.channel_info("cam").unwrap().viewers, 0);
+    edge.stop().await;
+    origin.stop().await;
+}
