@@ -55,9 +55,10 @@ step "cargo clippy -D warnings (every target; the criterion benchmark needs the 
 cargo clippy --all-targets -- -D warnings
 cargo clippy --all-targets --all-features -- -D warnings
 
-step "The library builds without the command line (no default features; with tls alone)"
+step "The library builds without the command line (no default features; with tls alone; with the client, edges without clusters)"
 cargo clippy --lib --no-default-features -- -D warnings
 cargo clippy --lib --no-default-features --features tls -- -D warnings
+cargo clippy --lib --no-default-features --features client -- -D warnings
 
 step "cargo test (unit, integration, one pass of each benchmark)"
 cargo test --all-targets --features internals "$@"
