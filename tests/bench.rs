@@ -6,14 +6,17 @@
 //! `--profile live` likewise: viewers that keep up get every segment, slow ones skip, damage fails;
 //! and `--profile hls`: LL-HLS (blocking reloads or requests held on the hinted part) and polling
 //! players on a real ffmpeg-made MPEG-TS file get every part or segment, with the delivery
-//! latencies reported.
+//! latencies reported. With `--subscribe-from` the subscribers read at real edges (`trickle serve
+//! --origin`), spread over them, and each edge pulls the stream from the origin once.
 
 mod common;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{PATIENCE, have_tools, spawn_serve, token, trickle, video};
+use common::{
+    PATIENCE, have_tools, metric_reaching, spawn_serve, spawn_serve_with_log, token, trickle, video,
+};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -70,7 +73,8 @@ async fn a_small_run_delivers_everything_and_reports_it() {
         report["bench_cpu_seconds"].as_f64().unwrap() > 0.0,
         "{report:#}"
     );
-    let server = &report["server"];
+    let server = &report["servers"][0];
+    assert_eq!(server["pid"].to_string(), pid);
     assert!(server["cpu_seconds"].as_f64().unwrap() > 0.0, "{report:#}");
     let start = server["rss_start_bytes"].as_u64().unwrap();
     assert!(start > 1 << 20 && server["rss_peak_bytes"].as_u64().unwrap() >= start);
@@ -222,6 +226,85 @@ async fn a_named_profile_runs_with_smaller_numbers() {
     assert!(report["seconds"].as_f64().unwrap() >= 0.6, "{report:#}");
 }
 
+/// `trickle serve` with metrics, an edge of `origin` if one is given: its process, address and
+/// log.
+async fn serve_with_metrics(origin: Option<&str>) -> (tokio::process::Child, String, Vec<String>) {
+    let mut args = vec!["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"];
+    let origin = origin.map(|addr| format!("http://{addr}"));
+    if let Some(origin) = &origin {
+        args.extend(["--origin", origin]);
+    }
+    spawn_serve_with_log(&args, &[]).await
+}
+
+/// `--profile paced` published at an origin and read at `edges` edges of it, two subscribers at
+/// each: every segment reaches every subscriber whole, the origin sends the stream once per edge
+/// and each edge once per subscriber of its own, and each server process is reported.
+async fn paced_through_edges(edges: usize) {
+    const SEGMENT: u64 = 256 << 10;
+    const OUT: &str = "trickle_bytes_out_total";
+    let (origin, origin_addr, origin_log) = serve_with_metrics(None).await;
+    let mut servers = vec![(origin, origin_log)];
+    let mut args = vec![format!("http://{origin_addr}")];
+    for _ in 0..edges {
+        let (edge, addr, log) = serve_with_metrics(Some(&origin_addr)).await;
+        args.extend(["--subscribe-from".into(), format!("http://{addr}")]);
+        servers.push((edge, log));
+    }
+    let pids: Vec<u64> = servers
+        .iter()
+        .map(|(child, _)| u64::from(child.id().unwrap()))
+        .collect();
+    for pid in &pids {
+        args.extend(["--server-pid".into(), pid.to_string()]);
+    }
+    let subs = 2 * edges as u64;
+    let small = [
+        "--profile",
+        "paced",
+        "--subs",
+        &subs.to_string(),
+        "--segments",
+        "3",
+    ];
+    args.extend(small.map(String::from));
+    let (status, report, stderr) =
+        bench(&args.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    assert!(status.success(), "{report:#}\n{stderr}");
+    assert_eq!(report["errors"]["total"], 0, "{report:#}");
+    assert_eq!(report["segments_complete"], subs * 3);
+    assert_eq!(report["delivered_bytes"], subs * 3 * SEGMENT);
+    // 262,144 = 201 × 1300 + 844: 202 writes per segment, each stamped and checked.
+    assert_eq!(report["latency"]["writes"], subs * 3 * 202);
+    let reported: Vec<u64> = report["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["pid"].as_u64().unwrap())
+        .collect();
+    assert_eq!(reported, pids, "{report:#}");
+    // The warm-up seq 0 and the 3 measured ones: once per edge from the origin, once per
+    // subscriber from each edge (none read at the origin).
+    let copy = 4 * SEGMENT;
+    assert_eq!(
+        metric_reaching(&servers[0].1, OUT, edges as u64 * copy).await,
+        edges as u64 * copy
+    );
+    for (_, log) in &servers[1..] {
+        assert_eq!(metric_reaching(log, OUT, 2 * copy).await, 2 * copy);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribers_read_through_an_edge() {
+    paced_through_edges(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribers_are_spread_over_the_edges() {
+    paced_through_edges(2).await;
+}
+
 /// Pauses 5 ms after every server → client read: slow subscribers.
 async fn slow_proxy(upstream: SocketAddr) -> SocketAddr {
     proxy(upstream, |_, _| Duration::from_millis(5)).await
@@ -369,7 +452,7 @@ async fn live_viewers_that_keep_up_get_every_segment_and_slow_ones_skip() {
     // just after), and the server's CPU is reported per GB of it.
     let delivered = report["delivered_bytes"].as_u64().unwrap();
     assert!(delivered >= 18 * 6 * 312_500 / 2, "{report:#}");
-    let server = &report["server"];
+    let server = &report["servers"][0];
     assert!(
         server["cpu_seconds_per_gb"].as_f64().unwrap() > 0.0,
         "{report:#}"
@@ -492,7 +575,7 @@ fn assert_hls_report(report: &Value, pieces: &str) {
     assert!(report["requests_per_second"].as_f64().unwrap() > 0.0);
     assert!(report["published_bytes"].as_u64().unwrap() > 0);
     assert!(report["delivered_bytes"].as_u64().unwrap() > 0);
-    let server = &report["server"];
+    let server = &report["servers"][0];
     assert!(server["cpu_seconds"].as_f64().unwrap() > 0.0, "{report:#}");
     assert!(server["rss_peak_bytes"].as_u64().unwrap() > 1 << 20);
 }

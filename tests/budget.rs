@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Raw, TestServer, eventually, metrics_addr, pattern, spawn_serve_with_log, trickle};
+use common::{Raw, TestServer, eventually, metric, pattern, scrape, spawn_serve_with_log, trickle};
 use trickle::local::LocalPublisher;
 use trickle::{Config, Error};
 
@@ -174,24 +174,6 @@ async fn the_in_process_publisher_gets_the_same_refusal() {
     // The first segment is whole; the refused one is not served.
     assert_eq!(s.get("/local/0").await.body, vec![1u8; 600]);
     assert_eq!(s.get("/local/1").await.status, 470);
-}
-
-/// The text `/metrics` serves, from the address in a `trickle serve` log.
-async fn scrape(log: &[String]) -> String {
-    let mut scrape = Raw::connect(metrics_addr(log)).await;
-    scrape.send_request("GET", "/metrics", &[], Some(b"")).await;
-    let head = scrape.head().await;
-    assert_eq!(head.status, 200);
-    String::from_utf8(scrape.body_to_end(&head).await.unwrap()).unwrap()
-}
-
-/// The value of metric `name` in a `/metrics` text.
-fn metric(text: &str, name: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
-        .parse()
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,9 +7,13 @@
 pub mod h2;
 pub mod hls;
 pub mod live;
+pub mod metrics;
 pub mod redis;
 pub mod tls;
 pub mod video;
+
+#[allow(unused_imports)] // each test crate uses some of them
+pub use metrics::{metric, metric_reaching, metrics_addr, scrape};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -585,16 +589,6 @@ pub fn token(publish: &[&str], subscribe: &[&str], admin: bool) -> String {
         },
     )
     .unwrap()
-}
-
-/// The metrics address `trickle serve --metrics-listen` logged (from [`spawn_serve_with_log`]).
-pub fn metrics_addr(log: &[String]) -> SocketAddr {
-    log.iter()
-        .find_map(|l| l.split("serving metrics at http://").nth(1))
-        .and_then(|rest| rest.strip_suffix("/metrics"))
-        .expect("a metrics line")
-        .parse()
-        .unwrap()
 }
 
 /// A reader that yields `data` and then fails (a publisher's source that breaks mid-segment).

@@ -153,9 +153,26 @@ pub struct BenchArgs {
     /// `--profile hls`: what the players do [default: ll].
     #[arg(long, env = "TRICKLE_HLS_MODE", value_enum)]
     pub hls_mode: Option<HlsMode>,
-    /// Also report this process's CPU seconds and peak RSS (the server's PID; Linux /proc).
-    #[arg(long, env = "TRICKLE_SERVER_PID")]
-    pub server_pid: Option<u32>,
+    /// Subscribers (`live`: viewers, `hls`: players) read at this server instead of URL
+    /// (repeatable: they are spread over the servers in turn), e.g. an edge of URL
+    /// (`trickle serve --origin URL`); publishers still publish to URL, so latency is publish →
+    /// receive through it.
+    #[arg(
+        long = "subscribe-from",
+        value_name = "URL",
+        env = "TRICKLE_SUBSCRIBE_FROM",
+        value_delimiter = ','
+    )]
+    pub subscribe_from: Vec<String>,
+    /// Also report this process's CPU seconds and peak RSS (a server's PID; Linux /proc);
+    /// repeatable, each process reported on its own (an origin and its edges).
+    #[arg(
+        long,
+        value_name = "PID",
+        env = "TRICKLE_SERVER_PID",
+        value_delimiter = ','
+    )]
+    pub server_pid: Vec<u32>,
     /// Print the report as one JSON object instead of text.
     #[arg(long, env = "TRICKLE_JSON")]
     pub json: bool,
@@ -186,6 +203,9 @@ pub(super) struct Settings {
     /// `--profile hls`: the file published.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) input: Option<std::path::PathBuf>,
+    /// The servers readers read at, in turn (`--subscribe-from`); none: the publish URL.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(super) subscribe_from: Vec<String>,
 }
 
 impl Settings {
@@ -223,6 +243,7 @@ impl BenchArgs {
             slow_rate: None,
             hls_mode: None,
             input: None,
+            subscribe_from: self.subscribe_from.clone(),
         };
         if settings.segment_bytes == 0 || settings.write == 0 {
             bail!("--segment-bytes and --write must be greater than zero");

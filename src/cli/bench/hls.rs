@@ -230,9 +230,9 @@ impl HlsChannel {
 }
 
 pub(super) async fn run(bench: Bench, settings: Settings, json: bool) -> anyhow::Result<()> {
-    if bench.scheme != "http" {
+    if !bench.reads_over_http() {
         bail!(
-            "--profile hls needs an http:// server: its players are the bench's own HTTP/1.1 clients"
+            "--profile hls needs http:// servers to read at: its players are the bench's own HTTP/1.1 clients"
         );
     }
     let input = settings
@@ -262,9 +262,9 @@ pub(super) async fn run(bench: Bench, settings: Settings, json: bool) -> anyhow:
     for k in 0..settings.channels {
         let channel = Arc::new(HlsChannel::new(bench.channel_url(k), &settings));
         let publisher = new_publisher(&channel.url, &bench.connect, "video/mp2t").await?;
-        let target = bench.target(&channel.url).await?.context("not http://")?;
+        let points = bench.read_points(k, settings.subs).await?;
         for i in 0..settings.subs {
-            let reader = WireSubscriber::new(target.clone(), 0);
+            let reader = WireSubscriber::new(points.target(i)?, 0);
             let phase = f64::from(i) / f64::from(settings.subs);
             let player = play(channel.clone(), shared.clone(), reader, phase);
             players.push(tokio::spawn(player));
@@ -275,13 +275,13 @@ pub(super) async fn run(bench: Bench, settings: Settings, json: bool) -> anyhow:
     }
     let ended = conduct(&channels, &shared, &bench).await;
     shared.measuring.store(false, Ordering::Relaxed);
-    let (server, own_cpu) = bench.usage().await?;
+    let (servers, own_cpu) = bench.usage().await?;
     let started = bench.window.started.lock().unwrap_or(ended);
     finish(publishers, players, &channels, &shared).await;
     ticker.abort();
     progress.finish_and_clear();
     let elapsed = ended.duration_since(started);
-    HlsReport::new(settings, &shared, &channels, elapsed, own_cpu, server).print(json)
+    HlsReport::new(settings, &shared, &channels, elapsed, own_cpu, servers).print(json)
 }
 
 /// Warms up, starts measuring, and returns when measuring ended: every player done, or

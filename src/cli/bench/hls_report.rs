@@ -14,7 +14,9 @@ use anyhow::bail;
 use super::args::{HlsMode, Settings};
 use super::hls::{HlsChannel, HlsShared};
 use super::process::ServerUsage;
-use super::report::{Latency, ServerReport, write_cpu, write_samples, write_traffic};
+use super::report::{
+    Latency, ServerReport, write_cpu, write_read_at, write_samples, write_traffic,
+};
 
 /// Reference → last byte of the measured parts or segments, over all players.
 #[derive(Debug, serde::Serialize)]
@@ -71,7 +73,8 @@ pub(super) struct HlsReport {
     delivered_bytes: u64,
     errors: Errors,
     bench_cpu_seconds: f64,
-    server: Option<ServerReport>,
+    /// Each `--server-pid` process, in the order given.
+    servers: Vec<ServerReport>,
 }
 
 impl HlsReport {
@@ -81,7 +84,7 @@ impl HlsReport {
         channels: &[Arc<HlsChannel>],
         elapsed: Duration,
         own_cpu: f64,
-        server: Option<ServerUsage>,
+        servers: Vec<ServerUsage>,
     ) -> HlsReport {
         let seconds = elapsed.as_secs_f64().max(1e-9);
         let mode = shared.mode;
@@ -128,7 +131,7 @@ impl HlsReport {
             delivered_bytes: delivered,
             errors: Errors::new(shared),
             bench_cpu_seconds: own_cpu,
-            server: server.map(|usage| ServerReport::new(usage, seconds, delivered)),
+            servers: ServerReport::all(servers, seconds, delivered),
             settings,
         }
     }
@@ -153,6 +156,7 @@ impl HlsReport {
             self.segments,
             input.display()
         );
+        write_read_at(&mut out, &self.settings);
         write_traffic(
             &mut out,
             self.seconds,
@@ -207,7 +211,7 @@ impl HlsReport {
             &mut out,
             self.bench_cpu_seconds,
             self.seconds,
-            self.server.as_ref(),
+            &self.servers,
         );
         out
     }

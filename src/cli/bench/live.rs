@@ -27,8 +27,8 @@ use super::publisher::{Pacer, write_segment};
 use super::report::{progress_bar, tick_progress};
 use super::state::{Clock, Totals, Window};
 use super::viewer::{ClassTotals, view};
-use super::wire::{Target, WireSubscriber};
-use super::{Bench, GRACE, new_publisher};
+use super::wire::WireSubscriber;
+use super::{Bench, GRACE, ReadPoints, new_publisher};
 use crate::client::{ClientError, Publisher};
 
 /// `SO_RCVBUF` of a slow viewer's connection (Linux doubles it): small, so that what the viewer
@@ -106,9 +106,9 @@ impl LiveChannel {
 }
 
 pub(super) async fn run(bench: Bench, settings: Settings, json: bool) -> anyhow::Result<()> {
-    if bench.scheme != "http" {
+    if !bench.reads_over_http() {
         bail!(
-            "--profile live needs an http:// server: its viewers are the bench's own HTTP/1.1 clients"
+            "--profile live needs http:// servers to read at: its viewers are the bench's own HTTP/1.1 clients"
         );
     }
     let shared = Arc::new(LiveShared {
@@ -133,8 +133,8 @@ pub(super) async fn run(bench: Bench, settings: Settings, json: bool) -> anyhow:
         ));
         let publisher =
             new_publisher(&channel.url, &bench.connect, "application/octet-stream").await?;
-        let target = bench.target(&channel.url).await?.context("not http://")?;
-        spawn_viewers(&channel, &shared, &target, &settings, &mut viewers);
+        let points = bench.read_points(k, settings.subs).await?;
+        spawn_viewers(&channel, &shared, &points, &settings, &mut viewers)?;
         let (sender, receiver) = oneshot::channel();
         measured.push(receiver);
         let publisher = LivePublisher {
@@ -155,25 +155,25 @@ pub(super) async fn run(bench: Bench, settings: Settings, json: bool) -> anyhow:
     }
     let ended = Instant::now();
     shared.measuring.store(false, Ordering::Relaxed);
-    let (server, own_cpu) = bench.usage().await?;
+    let (servers, own_cpu) = bench.usage().await?;
     let started = bench.window.started.lock().unwrap_or(ended);
     finish(publishers, viewers, &channels, &bench.totals).await?;
     ticker.abort();
     progress.finish_and_clear();
     let elapsed = ended.duration_since(started);
-    LiveReport::new(settings, &shared, elapsed, own_cpu, server).print(json)
+    LiveReport::new(settings, &shared, elapsed, own_cpu, servers).print(json)
 }
 
 /// Starts the viewers of `channel`, the slow ones spread among the others.
 fn spawn_viewers(
     channel: &Arc<LiveChannel>,
     shared: &Arc<LiveShared>,
-    target: &Arc<Target>,
+    points: &ReadPoints,
     settings: &Settings,
     viewers: &mut Vec<JoinHandle<()>>,
-) {
+) -> anyhow::Result<()> {
     for i in 0..settings.subs {
-        let reader = WireSubscriber::new(target.clone(), 0);
+        let reader = WireSubscriber::new(points.target(i)?, 0);
         let (reader, pace) = match settings.slow_rate {
             Some(rate) if settings.is_slow(i) => {
                 (reader.with_recv_buffer(SLOW_RECV_BUFFER), Some(rate))
@@ -187,6 +187,7 @@ fn spawn_viewers(
             pace,
         )));
     }
+    Ok(())
 }
 
 /// Waits for the publishers to stop, lets the viewers go, closes the channels (ending the

@@ -138,7 +138,8 @@ pub(super) struct LiveReport {
     slow: ClassReport,
     errors: Errors,
     bench_cpu_seconds: f64,
-    server: Option<ServerReport>,
+    /// Each `--server-pid` process, in the order given.
+    servers: Vec<ServerReport>,
 }
 
 impl LiveReport {
@@ -147,7 +148,7 @@ impl LiveReport {
         shared: &LiveShared,
         elapsed: Duration,
         own_cpu: f64,
-        server: Option<ServerUsage>,
+        servers: Vec<ServerUsage>,
     ) -> LiveReport {
         let seconds = elapsed.as_secs_f64().max(1e-9);
         let totals = &shared.totals;
@@ -170,7 +171,7 @@ impl LiveReport {
             fast,
             slow,
             bench_cpu_seconds: own_cpu,
-            server: server.map(|usage| ServerReport::new(usage, seconds, delivered)),
+            servers: ServerReport::all(servers, seconds, delivered),
         }
     }
 
@@ -205,7 +206,7 @@ impl LiveReport {
             &mut out,
             self.bench_cpu_seconds,
             self.seconds,
-            self.server.as_ref(),
+            &self.servers,
         );
         out
     }

@@ -9,10 +9,12 @@
 //! has read it, so all of them are connected before anything is measured. With `--max-lag K` the
 //! loop is closed: seq `s` starts only when every subscriber has finished `s − K`, so the publisher
 //! runs exactly as fast as the slowest subscriber (that is the `max` profile). With `--server-pid`
-//! the server's CPU time and peak memory come from `/proc` ([`process`]). The `live` profile
-//! ([`live`]) has viewers of `GET /{name}/live` instead, some of them slow, on the same publisher,
-//! payload and HTTP/1.1 client. The `hls` profile ([`hls`]) has HLS players instead, on channels
-//! fed a real MPEG-TS file.
+//! (repeatable) each server's CPU time and peak memory come from `/proc` ([`process`]). With
+//! `--subscribe-from` the readers read at other servers than the one published to (edges of it,
+//! say), spread over them in turn ([`ReadPoints`]), so latency is publish → receive through them.
+//! The `live` profile ([`live`]) has viewers of `GET /{name}/live` instead, some of them slow, on
+//! the same publisher, payload and HTTP/1.1 client. The `hls` profile ([`hls`]) has HLS players
+//! instead, on channels fed a real MPEG-TS file.
 
 mod args;
 mod hls;
@@ -67,9 +69,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 
 /// What every run sets up first.
 struct Bench {
-    /// The server's base URL, without a trailing `/`.
+    /// The server's base URL, without a trailing `/`: where channels are made and published.
     base: String,
-    scheme: String,
+    /// Where readers read, in turn: `--subscribe-from`'s servers, or the server of `base`.
+    read_bases: Vec<ReadBase>,
     connect: ConnectOptions,
     window: Arc<Window>,
     clock: Clock,
@@ -82,6 +85,13 @@ struct Bench {
 impl Bench {
     async fn start(args: &BenchArgs, settings: &Settings) -> anyhow::Result<Bench> {
         let (base, reqwest_url) = parse_base(&args.url)?;
+        let read_bases = match args.subscribe_from.as_slice() {
+            [] => vec![ReadBase::new(base.clone(), &reqwest_url)],
+            urls => urls
+                .iter()
+                .map(|url| parse_base(url).map(|(base, url)| ReadBase::new(base, &url)))
+                .collect::<anyhow::Result<_>>()?,
+        };
         let (channels, subs) = (u64::from(settings.channels), u64::from(settings.subs));
         // A subscriber holds a connection and often a second one (the next GET, preconnected); an
         // HLS player one only.
@@ -92,10 +102,11 @@ impl Bench {
         super::raise_open_files_limit(needed_files)?;
         let mut connect = args.client.connect_options()?;
         connect.http = Some(new_http_client(&connect).context("cannot build the HTTP client")?);
-        let watch = match args.server_pid {
-            Some(pid) => Some(process::Watch::start(pid)?),
-            None => None,
-        };
+        let watch = args
+            .server_pid
+            .iter()
+            .map(|&pid| process::Watch::start(pid))
+            .collect::<anyhow::Result<_>>()?;
         let window = Arc::new(Window {
             started: Mutex::new(None),
             watch,
@@ -106,7 +117,7 @@ impl Bench {
             .unwrap_or_default();
         Ok(Bench {
             base,
-            scheme: reqwest_url.scheme().to_string(),
+            read_bases,
             connect,
             window,
             clock: Clock(Instant::now()),
@@ -119,31 +130,103 @@ impl Bench {
         })
     }
 
-    /// The URL of channel `k` of the run.
+    /// The URL of channel `k` of the run, where it is made and published.
     fn channel_url(&self, k: u32) -> String {
-        format!("{}/bench-{}-{k}", self.base, self.run_id)
+        format!("{}{}", self.base, self.channel_path(k))
     }
 
-    /// Where the bench's own subscribers ([`wire`]) find channel `url`: `None` on an `https://`
-    /// server, which the library's subscribers read.
-    async fn target(&self, url: &str) -> anyhow::Result<Option<Arc<wire::Target>>> {
-        if self.scheme != "http" {
-            return Ok(None);
+    fn channel_path(&self, k: u32) -> String {
+        format!("/bench-{}-{k}", self.run_id)
+    }
+
+    /// Where the readers of channel `k` read it: the channel at each read server, taken in turn
+    /// across the whole run (reader `i` of channel `k` is the run's reader `k × subs + i`). An
+    /// edge starts relaying at the segment being written (or the last one), and seq 1 waits until
+    /// every subscriber has read seq 0: the warm-up reaches readers at edges as well.
+    async fn read_points(&self, k: u32, subs: u32) -> anyhow::Result<ReadPoints> {
+        let mut points = Vec::with_capacity(self.read_bases.len());
+        for base in &self.read_bases {
+            let url = format!("{}{}", base.url, self.channel_path(k));
+            let target = match base.http {
+                true => Some(Arc::new(self.target(&url).await?)),
+                false => None,
+            };
+            points.push(ReadPoint { url, target });
         }
-        let url = url.parse().context("invalid channel URL")?;
-        let target = wire::Target::resolve(&url, &self.connect.headers).await?;
-        Ok(Some(Arc::new(target)))
+        Ok(ReadPoints {
+            points,
+            first: u64::from(k) * u64::from(subs),
+        })
     }
 
-    /// What the server used while measuring (`--server-pid`), and the bench's own CPU seconds;
-    /// called when measuring ends.
-    async fn usage(&self) -> anyhow::Result<(Option<ServerUsage>, f64)> {
-        let server = match &self.window.watch {
-            Some(watch) => Some(watch.finish().await?),
-            None => None,
-        };
+    /// Whether every reader is the bench's own HTTP/1.1 client ([`wire`]): no `https://` read
+    /// server.
+    fn reads_over_http(&self) -> bool {
+        self.read_bases.iter().all(|base| base.http)
+    }
+
+    /// Where the bench's own subscribers ([`wire`]) find channel `url` (an `http://` one).
+    async fn target(&self, url: &str) -> anyhow::Result<wire::Target> {
+        let url = url.parse().context("invalid channel URL")?;
+        wire::Target::resolve(&url, &self.connect.headers).await
+    }
+
+    /// What each server process used while measuring (`--server-pid`), and the bench's own CPU
+    /// seconds; called when measuring ends.
+    async fn usage(&self) -> anyhow::Result<(Vec<ServerUsage>, f64)> {
+        let mut servers = Vec::with_capacity(self.window.watch.len());
+        for watch in &self.window.watch {
+            servers.push(watch.finish().await?);
+        }
         let own_cpu = own_cpu_seconds() - *self.window.own_cpu_start.lock();
-        Ok((server, own_cpu))
+        Ok((servers, own_cpu))
+    }
+}
+
+/// A server readers read at: its base URL (no trailing `/`), and whether it is `http://` (read
+/// by the bench's own subscribers) rather than `https://` (the library's).
+struct ReadBase {
+    url: String,
+    http: bool,
+}
+
+impl ReadBase {
+    fn new(url: String, parsed: &reqwest::Url) -> ReadBase {
+        let http = parsed.scheme() == "http";
+        ReadBase { url, http }
+    }
+}
+
+/// Where the readers of one channel read it ([`Bench::read_points`]).
+struct ReadPoints {
+    /// The channel at each read server; never empty.
+    points: Vec<ReadPoint>,
+    /// Readers of the channels before this one: the turn goes on across channels.
+    first: u64,
+}
+
+/// One channel at one read server.
+struct ReadPoint {
+    url: String,
+    /// `None` at an `https://` server, which the library's subscribers read.
+    target: Option<Arc<wire::Target>>,
+}
+
+impl ReadPoints {
+    /// Where reader `i` of the channel reads: the read servers in turn.
+    fn of(&self, i: u32) -> &ReadPoint {
+        let turn = (self.first + u64::from(i)) % self.points.len() as u64;
+        &self.points[turn as usize]
+    }
+
+    /// The bench's own subscriber's target for reader `i` (`live` and `hls`, checked to read
+    /// over `http://` only).
+    fn target(&self, i: u32) -> anyhow::Result<Arc<wire::Target>> {
+        let point = self.of(i);
+        point
+            .target
+            .clone()
+            .with_context(|| format!("{} is not http://", point.url))
     }
 }
 
@@ -160,9 +243,10 @@ async fn run_segments(bench: Bench, settings: Settings, json: bool) -> anyhow::R
     let mut subscribers = Vec::new();
     for k in 0..settings.channels {
         let (run, publisher) = create_channel(bench.channel_url(k), &bench, &settings).await?;
-        let target = bench.target(&run.url).await?;
-        for _ in 0..settings.subs {
-            let reader = Reader::new(target.as_ref(), &run.url, &bench.connect)?;
+        let points = bench.read_points(k, settings.subs).await?;
+        for i in 0..settings.subs {
+            let point = points.of(i);
+            let reader = Reader::new(point.target.as_ref(), &point.url, &bench.connect)?;
             let totals = totals.clone();
             subscribers.push(tokio::spawn(subscribe(
                 run.clone(),
@@ -184,7 +268,7 @@ async fn run_segments(bench: Bench, settings: Settings, json: bool) -> anyhow::R
     let ended = finish(publishers, subscribers, totals).await?;
     ticker.abort();
     progress.finish_and_clear();
-    let (server, own_cpu) = bench.usage().await?;
+    let (servers, own_cpu) = bench.usage().await?;
     let started = bench.window.started.lock().unwrap_or(ended);
     let report = Report::new(
         settings,
@@ -192,7 +276,7 @@ async fn run_segments(bench: Bench, settings: Settings, json: bool) -> anyhow::R
         ended.duration_since(started),
         own_cpu,
         expected,
-        server,
+        servers,
     );
     print_report(&report, json, expected)
 }

@@ -9,9 +9,11 @@ use tokio::task::JoinHandle;
 /// How often the resident set size is sampled for its peak.
 const SAMPLE_EVERY: Duration = Duration::from_millis(50);
 
-/// What the server process used during the run.
+/// What a server process used during the run.
 #[derive(Clone, Copy, Debug, serde::Serialize)]
 pub struct ServerUsage {
+    /// The process (`--server-pid`).
+    pub pid: u32,
     /// User plus system CPU seconds spent while measuring (after the warm-up).
     pub cpu_seconds: f64,
     /// Resident set size before the run started, in bytes.
@@ -77,6 +79,7 @@ impl Watch {
         let cpu_end = cpu_seconds(self.pid)
             .with_context(|| format!("process {} ended during the run", self.pid))?;
         Ok(ServerUsage {
+            pid: self.pid,
             cpu_seconds: cpu_end - *self.cpu_start.lock(),
             rss_start_bytes: self.rss_start,
             rss_peak_bytes: peak.max(rss_bytes(self.pid).unwrap_or(0)),

@@ -96,13 +96,15 @@ pub(super) struct ServerReport {
 }
 
 impl ServerReport {
-    /// What the server used in `seconds` while `delivered` bytes reached the subscribers.
-    pub(super) fn new(usage: ServerUsage, seconds: f64, delivered: u64) -> ServerReport {
-        ServerReport {
+    /// What each server used in `seconds` while `delivered` bytes reached the subscribers (all
+    /// of them, wherever they read).
+    pub(super) fn all(usages: Vec<ServerUsage>, seconds: f64, delivered: u64) -> Vec<ServerReport> {
+        let report = |usage: ServerUsage| ServerReport {
             usage,
             cores: usage.cpu_seconds / seconds,
             cpu_seconds_per_gb: usage.cpu_seconds / (delivered as f64 / 1e9).max(1e-9),
-        }
+        };
+        usages.into_iter().map(report).collect()
     }
 }
 
@@ -122,7 +124,8 @@ pub(super) struct Report {
     /// CPU seconds the bench itself used while measuring: on a machine it shares with the server,
     /// a load generator near all cores bounds what can be measured.
     bench_cpu_seconds: f64,
-    server: Option<ServerReport>,
+    /// Each `--server-pid` process, in the order given.
+    servers: Vec<ServerReport>,
 }
 
 impl Report {
@@ -132,7 +135,7 @@ impl Report {
         elapsed: Duration,
         own_cpu: f64,
         expected: u64,
-        server: Option<ServerUsage>,
+        servers: Vec<ServerUsage>,
     ) -> Report {
         let seconds = elapsed.as_secs_f64().max(1e-9);
         let delivered = totals.delivered_bytes.load(Ordering::Relaxed);
@@ -159,7 +162,7 @@ impl Report {
                 samples: totals.samples.lock().clone(),
             },
             bench_cpu_seconds: own_cpu,
-            server: server.map(|usage| ServerReport::new(usage, seconds, delivered)),
+            servers: ServerReport::all(servers, seconds, delivered),
         }
     }
 
@@ -171,7 +174,7 @@ impl Report {
             &mut out,
             self.bench_cpu_seconds,
             self.seconds,
-            self.server.as_ref(),
+            &self.servers,
         );
         out
     }
@@ -238,14 +241,27 @@ pub(super) fn settings_line(s: &Settings) -> String {
     } else {
         "subscribers"
     };
-    format!(
+    let mut line = format!(
         "{profile}{} channel(s) × {} {who}{slow}, {} segments of {} in {}-byte writes, {rate}{lag}\n",
         s.channels,
         s.subs,
         s.segments,
         HumanBytes(s.segment_bytes),
         s.write
-    )
+    );
+    write_read_at(&mut line, s);
+    line
+}
+
+/// Where the readers read, when not at the publish URL (`--subscribe-from`).
+pub(super) fn write_read_at(out: &mut String, s: &Settings) {
+    if !s.subscribe_from.is_empty() {
+        let _ = writeln!(
+            out,
+            "  read at     {} (in turn)",
+            s.subscribe_from.join(", ")
+        );
+    }
 }
 
 /// How long the run measured, and how much was published and delivered in that time.
@@ -273,12 +289,12 @@ pub(super) fn write_samples(out: &mut String, samples: &[String]) {
     }
 }
 
-/// The CPU the load generator and the server used, and whether the machine was the limit.
+/// The CPU the load generator and each server used, and whether the machine was the limit.
 pub(super) fn write_cpu(
     out: &mut String,
     bench_cpu_seconds: f64,
     seconds: f64,
-    server: Option<&ServerReport>,
+    servers: &[ServerReport],
 ) {
     let mb = |bytes: u64| bytes as f64 / 1e6;
     let own_cores = bench_cpu_seconds / seconds;
@@ -288,19 +304,20 @@ pub(super) fn write_cpu(
         bench_cpu_seconds,
         own_cores * 100.0
     );
-    if let Some(server) = server {
+    for server in servers {
         let _ = writeln!(
             out,
-            "  server      {:.2} CPU s ({:.0}% of a core, {:.3} s per GB), RSS {:.1} MB at start, peak {:.1} MB",
+            "  server      {:.2} CPU s ({:.0}% of a core, {:.3} s per GB), RSS {:.1} MB at start, peak {:.1} MB (pid {})",
             server.usage.cpu_seconds,
             server.cores * 100.0,
             server.cpu_seconds_per_gb,
             mb(server.usage.rss_start_bytes),
-            mb(server.usage.rss_peak_bytes)
+            mb(server.usage.rss_peak_bytes),
+            server.usage.pid
         );
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let busy = own_cores + server.map_or(0.0, |s| s.cores);
+    let busy = own_cores + servers.iter().map(|s| s.cores).sum::<f64>();
     if busy > 0.9 * cores as f64 {
         let _ = writeln!(
             out,

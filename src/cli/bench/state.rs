@@ -98,10 +98,10 @@ impl ChannelRun {
     }
 }
 
-/// When measuring began (the first channel past its warm-up), and the server being watched.
+/// When measuring began (the first channel past its warm-up), and the servers being watched.
 pub(super) struct Window {
     pub(super) started: Mutex<Option<Instant>>,
-    pub(super) watch: Option<process::Watch>,
+    pub(super) watch: Vec<process::Watch>,
     /// The bench's own CPU seconds when measuring began.
     pub(super) own_cpu_start: Mutex<f64>,
 }
@@ -112,7 +112,7 @@ impl Window {
         if started.is_none() {
             *started = Some(at);
             *self.own_cpu_start.lock() = own_cpu_seconds();
-            if let Some(watch) = &self.watch {
+            for watch in &self.watch {
                 watch.mark_start();
             }
         }
