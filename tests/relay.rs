@@ -409,3 +409,34 @@ async fn an_edge_makes_the_outputs_of_the_channels_it_relays() {
     edge.stop().await;
     origin.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn older_segments_the_origin_holds_are_fetched_for_readers_at_the_edge() {
+    let origin = TestServer::start().await;
+    let edge = edge_of(&origin, Duration::from_secs(5)).await;
+    let mut sent = Vec::new();
+    for seq in 0..3 {
+        sent.push(publish_slowly(&origin, "ch", seq, 5_000).await);
+    }
+    // Seq 3 under way upstream: the relay starts there.
+    let mut publisher = origin.connect().await;
+    publisher.start_post("/ch/3").await;
+    publisher.chunk(&pattern(1_000, 3)).await;
+    assert_eq!(edge.get("/ch/next").await.text(), "4");
+
+    // Older ones come from the origin, once asked for: by seq, and by -N.
+    assert_eq!(read(&edge, "/ch/1").await, (200, Some(sent[1].clone())));
+    let back = edge.get("/ch/-3").await;
+    assert_eq!((back.status, back.seq()), (200, Some(2)));
+    assert_eq!(back.body, sent[2]);
+    // Seq 0 would not fit the edge's ring beside its newer segments: 470 there.
+    let too_old = edge.get("/ch/0").await;
+    assert_eq!((too_old.status, too_old.latest()), (470, Some(4)));
+    // Once fetched, a segment is read from the copy: the origin is not asked again.
+    let sent_before = origin.server.metrics().bytes_out;
+    assert_eq!(read(&edge, "/ch/1").await, (200, Some(sent[1].clone())));
+    assert_eq!(origin.server.metrics().bytes_out, sent_before);
+    drop(publisher);
+    edge.stop().await;
+    origin.stop().await;
+}

@@ -86,7 +86,20 @@ pub(super) async fn subscribe_path(server: &Server, raw_name: &str, seq: Seq) ->
             seq,
             latest,
             closed,
-        } => not_held(seq, latest, closed).into(),
+        } => {
+            // On an edge, a segment older than the relay's copy may still be at the origin.
+            #[cfg(feature = "client")]
+            if !closed
+                && seq < latest
+                && let Some(segment) = server
+                    .relays()
+                    .backfill(server, cursor.channel(), seq)
+                    .await
+            {
+                return serve_segment(server, cursor.channel().clone(), segment, latest).await;
+            }
+            not_held(seq, latest, closed).into()
+        }
         ReadLookup::Found { segment, latest } => {
             serve_segment(server, cursor.channel().clone(), segment, latest).await
         }

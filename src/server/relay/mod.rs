@@ -11,6 +11,7 @@
 //! asked is `503` with `Retry-After` (clients take `404` as final), remembered for a second so a
 //! crowd of readers does not each knock on a dead origin.
 
+mod backfill;
 mod pull;
 #[cfg(feature = "cluster")]
 pub(crate) mod registry;
@@ -42,13 +43,24 @@ tokio::task_local! {
 #[derive(Clone)]
 enum State {
     Starting,
-    /// The local copy, being pulled into.
-    Pulling(Arc<Channel>),
+    /// The local copy, being pulled into, and where from.
+    Pulling(Arc<Channel>, Arc<Source>),
     /// The start failed (at `at`): every reader until [`NEGATIVE`] after gets this.
     Failed {
         error: Failure,
         at: Instant,
     },
+}
+
+/// Where a relay pulls from: what a reader's request for an older segment than the copy holds
+/// asks ([`Relays::backfill`]).
+pub(crate) struct Source {
+    /// The channel's URL upstream (it changes when the relay moves to another origin).
+    url: Mutex<String>,
+    /// What requests upstream send as `Lp-Trickle-Via`.
+    via: String,
+    /// The first seq relayed from this origin: older ones are not in the copy.
+    first: std::sync::atomic::AtomicU64,
 }
 
 /// Why a start failed, as readers are told.
@@ -149,7 +161,7 @@ impl Relays {
         let relayed = self.relayed.lock();
         relayed
             .get(name)
-            .is_some_and(|state| matches!(*state.borrow(), State::Pulling(_) | State::Starting))
+            .is_some_and(|state| matches!(*state.borrow(), State::Pulling(..) | State::Starting))
     }
 
     /// The local copy of `name`, relayed from an origin: starts the pull if none is running (or
@@ -190,7 +202,7 @@ impl Relays {
             at: Instant::now(),
         });
         match outcome {
-            State::Pulling(channel) => Ok(channel),
+            State::Pulling(channel, _) => Ok(channel),
             State::Failed { error, .. } => Err(error.into()),
             State::Starting => unreachable!("waited past it"),
         }

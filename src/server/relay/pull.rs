@@ -12,9 +12,13 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::{Failure, Relays, State};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+
+use super::{Failure, Relays, Source, State};
 use crate::client::{
-    ClientError, ConnectOptions, Segment, SubscribeStart, Subscriber, SubscriberOptions,
+    ClientError, ConnectOptions, OnGap, Segment, SubscribeStart, Subscriber, SubscriberOptions,
 };
 use crate::protocol::{SeqParam, encode_name};
 use crate::server::Server;
@@ -51,14 +55,15 @@ pub(super) async fn start(
     };
     let channel = pull.channel.clone();
     let (segment, under_way) = first;
+    let pulling = State::Pulling(channel.clone(), pull.source.clone());
     if under_way {
         pull.relay(segment);
-        state.send_replace(State::Pulling(channel.clone()));
+        state.send_replace(pulling);
     } else {
         // The readers waiting for the start look their seq up as soon as they wake (and then
         // let go of `state`): once they all did (a second at most), their `-1` waits for this
         // segment, as it would at the origin.
-        state.send_replace(State::Pulling(channel.clone()));
+        state.send_replace(pulling);
         let _ = tokio::time::timeout(Duration::from_secs(1), state.closed()).await;
         pull.relay(segment);
     }
@@ -113,6 +118,8 @@ pub(super) struct Pull {
     last: u64,
     /// What its requests upstream send as `Lp-Trickle-Via`.
     via: String,
+    /// Where it pulls from, for readers of older segments.
+    source: Arc<Source>,
     /// The segment being copied, if any (aborted, and so failed, when the origin is lost).
     copying: Option<tokio::task::JoinHandle<()>>,
     /// The next segment comes from another origin than the last one: its seqs start over
@@ -152,6 +159,11 @@ async fn first_segment(
     if !under_way {
         channel.begin_at(segment.seq);
     }
+    let source = Arc::new(Source {
+        url: Mutex::new(url.clone()),
+        via: via.clone(),
+        first: AtomicU64::new(segment.seq),
+    });
     let pull = Pull {
         server: server.clone(),
         last: segment.seq,
@@ -159,6 +171,7 @@ async fn first_segment(
         url,
         upstream,
         via,
+        source,
         copying: None,
         restart: false,
     };
@@ -172,9 +185,20 @@ fn subscribe(
     start: SubscribeStart,
     via: &str,
 ) -> Result<Subscriber, Failure> {
+    subscribe_with(server, url, (start, OnGap::Jump), via)
+}
+
+/// [`subscribe`], with what a `470` does.
+pub(super) fn subscribe_with(
+    server: &Server,
+    url: &str,
+    (start, on_gap): (SubscribeStart, OnGap),
+    via: &str,
+) -> Result<Subscriber, Failure> {
     let http = server.relays().client(via).map_err(Failure::Unavailable)?;
     let options = SubscriberOptions {
         start,
+        on_gap,
         // A failing origin is given up on within a second: then it is looked for again (in a
         // cluster, the publisher may have moved to another node).
         retries: 2,
@@ -261,6 +285,11 @@ impl Pull {
             if let Ok(upstream) = subscribe(&self.server, &url, start, &self.via) {
                 tracing::info!(%url, "relaying again");
                 self.restart = url != self.url;
+                if self.restart {
+                    // Another origin's older segments are not this copy's.
+                    self.source.first.store(u64::MAX, Ordering::Relaxed);
+                }
+                *self.source.url.lock() = url.clone();
                 (self.url, self.upstream) = (url, upstream);
                 return true;
             }
@@ -274,6 +303,9 @@ impl Pull {
         self.last = segment.seq;
         let seq = SeqParam::Index(segment.seq);
         let restart = std::mem::take(&mut self.restart);
+        if restart {
+            self.source.first.store(segment.seq, Ordering::Relaxed);
+        }
         let claim = Claim::new(&self.server, self.channel.clone(), seq, restart);
         match claim.and_then(Claim::start) {
             Ok(writing) => {
@@ -323,7 +355,7 @@ fn unread(channel: &Channel, linger: Duration) -> bool {
 /// Writes the upstream `segment` into its local copy as its bytes arrive: it ends as it ends
 /// upstream, normally or abnormally. Nothing for `stall` (the wait timeout, after which the
 /// origin itself fails a segment whose publisher sends nothing) fails it too: the origin hung.
-async fn copy(mut writing: Writing, mut segment: Segment, stall: Duration) {
+pub(super) async fn copy(mut writing: Writing, mut segment: Segment, stall: Duration) {
     loop {
         let Ok(chunk) = tokio::time::timeout(stall, segment.chunk()).await else {
             return writing.fail();
