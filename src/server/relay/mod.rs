@@ -156,6 +156,12 @@ impl Relays {
         !self.origins.is_empty()
     }
 
+    /// How many channels are relayed, starting, or remembered as not found.
+    #[cfg(test)]
+    pub(crate) fn entries(&self) -> usize {
+        self.relayed.lock().len()
+    }
+
     /// Whether `name` is relayed here (and so not to be published to).
     pub(crate) fn relays(&self, name: &str) -> bool {
         let relayed = self.relayed.lock();
@@ -208,8 +214,8 @@ impl Relays {
         }
     }
 
-    /// The pull of `name` whose state is `state` stopped: the next read starts another (unless
-    /// it already did).
+    /// The pull of `name` whose state is `state` stopped (or failed to start, and its answer was
+    /// kept long enough): the next read starts another (unless it already did).
     fn forget(&self, name: &str, state: &Arc<watch::Sender<State>>) {
         let mut relayed = self.relayed.lock();
         if relayed.get(name).is_some_and(|s| Arc::ptr_eq(s, state)) {
@@ -240,5 +246,33 @@ impl std::fmt::Debug for Relays {
             .field("origins", &self.origins)
             .field("linger", &self.linger)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_name_no_origin_has_is_remembered_for_a_moment_only() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let origin_url = format!("http://{}", listener.local_addr().unwrap());
+        let origin = Server::new(Config::default());
+        tokio::spawn(crate::server::serve(
+            listener,
+            origin,
+            std::future::pending(),
+        ));
+        let edge = Server::new(Config {
+            origins: vec![origin_url],
+            ..Config::default()
+        });
+        for name in ["a", "b", "c"] {
+            let found = edge.relays().channel(&edge, name).await;
+            assert!(matches!(found, Err(Error::StreamNotFound)));
+        }
+        assert_eq!(edge.relays().entries(), 3, "the negative cache");
+        tokio::time::sleep(NEGATIVE + Duration::from_millis(300)).await;
+        assert_eq!(edge.relays().entries(), 0, "nothing left behind");
     }
 }

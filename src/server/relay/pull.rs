@@ -49,7 +49,10 @@ pub(super) async fn start(
         Err(error) => {
             let at = Instant::now();
             state.send_replace(State::Failed { error, at });
-            // Kept for a moment (the negative cache), then replaced by the next reader's start.
+            // Kept for a moment (the negative cache), then forgotten: a client asking for many
+            // names no origin has must not leave an entry for each behind.
+            tokio::time::sleep(super::NEGATIVE).await;
+            relays.forget(&name, &state);
             return;
         }
     };
