@@ -219,11 +219,7 @@ impl HlsReport {
     /// Prints the report, as text or JSON; an error if anything failed or a player missed a part
     /// or segment.
     pub(super) fn print(&self, json: bool) -> anyhow::Result<()> {
-        if json {
-            println!("{}", serde_json::to_string_pretty(self)?);
-        } else {
-            print!("{}", self.text());
-        }
+        super::report::show(self, || self.text(), json)?;
         let complete = self.pieces_expected == Some(self.pieces_received);
         if self.errors.total > 0 || !complete || self.players_short > 0 {
             bail!(

@@ -214,11 +214,7 @@ impl LiveReport {
     /// Prints the report, as text or JSON; an error if a viewer that keeps up skipped, or
     /// anything failed (a corrupt or partial segment above all).
     pub(super) fn print(&self, json: bool) -> anyhow::Result<()> {
-        if json {
-            println!("{}", serde_json::to_string_pretty(self)?);
-        } else {
-            print!("{}", self.text());
-        }
+        super::report::show(self, || self.text(), json)?;
         if self.fast.skipped > 0 || self.errors.total > 0 {
             bail!(
                 "fast viewers skipped {} segments; {} errors ({} corrupt, {} partial segments)",

@@ -371,11 +371,7 @@ async fn finish(
 
 /// Prints the report, as text or JSON; an error if anything was lost, short or failed.
 fn print_report(report: &Report, json: bool, expected: u64) -> anyhow::Result<()> {
-    if json {
-        println!("{}", serde_json::to_string_pretty(report)?);
-    } else {
-        print!("{}", report.text());
-    }
+    report::show(report, || report.text(), json)?;
     if report.errors.total > 0 || report.segments_complete < expected {
         bail!(
             "{} of {} segments complete, {} errors",

@@ -283,6 +283,20 @@ pub(super) fn write_traffic(out: &mut String, seconds: f64, published: u64, deli
 }
 
 /// The first few error messages, indented under the errors line.
+/// Prints a report: `json` as one JSON object, else its `text`.
+pub(super) fn show(
+    report: &impl serde::Serialize,
+    text: impl FnOnce() -> String,
+    json: bool,
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        print!("{}", text());
+    }
+    Ok(())
+}
+
 pub(super) fn write_samples(out: &mut String, samples: &[String]) {
     for sample in samples {
         let _ = writeln!(out, "              {sample}");
