@@ -70,7 +70,7 @@ pub(super) async fn start(
         let _ = tokio::time::timeout(Duration::from_secs(1), state.closed()).await;
         pull.relay(segment);
     }
-    tracing::info!(channel = %name, origin = %pull.url, "relaying");
+    tracing::info!(channel = %name, origin = %pull.url(), "relaying");
     pull.run().await;
     tracing::info!(channel = %name, "relay stopped");
     server.delete_channel_if(&name, |c| std::ptr::eq(c, &*channel));
@@ -115,13 +115,11 @@ async fn find(relays: &Relays, name: &str, via: &str) -> Result<(String, u64), F
 pub(super) struct Pull {
     server: Server,
     channel: Arc<Channel>,
-    url: String,
     upstream: Subscriber,
     /// The last seq relayed (where a new subscription resumes).
     last: u64,
-    /// What its requests upstream send as `Lp-Trickle-Via`.
-    via: String,
-    /// Where it pulls from, for readers of older segments.
+    /// Where it pulls from (the URL, what its requests send as `Lp-Trickle-Via`), shared with
+    /// readers of older segments.
     source: Arc<Source>,
     /// The segment being copied, if any (aborted, and so failed, when the origin is lost).
     copying: Option<tokio::task::JoinHandle<()>>,
@@ -163,17 +161,15 @@ async fn first_segment(
         channel.begin_at(segment.seq);
     }
     let source = Arc::new(Source {
-        url: Mutex::new(url.clone()),
-        via: via.clone(),
+        url: Mutex::new(url),
+        via,
         first: AtomicU64::new(segment.seq),
     });
     let pull = Pull {
         server: server.clone(),
         last: segment.seq,
         channel,
-        url,
         upstream,
-        via,
         source,
         copying: None,
         restart: false,
@@ -216,6 +212,11 @@ pub(super) fn subscribe_with(
 }
 
 impl Pull {
+    /// The channel's URL at the origin it pulls from now.
+    fn url(&self) -> String {
+        self.source.url.lock().clone()
+    }
+
     /// Relays segment after segment until the channel ends upstream or here, or nobody has
     /// read it for the linger time.
     async fn run(mut self) {
@@ -236,7 +237,8 @@ impl Pull {
                             if unread(&self.channel, linger) {
                                 return;
                             }
-                            if left(&self.server, &self.channel, &self.url, &mut checked).await {
+                            let url = self.source.url.lock().clone();
+                            if left(&self.server, &self.channel, &url, &mut checked).await {
                                 break Err(ClientError::Io(std::io::Error::other("origin left")));
                             }
                         },
@@ -247,7 +249,7 @@ impl Pull {
                 Ok(Some(segment)) => self.relay(segment),
                 Ok(None) | Err(ClientError::StreamNotFound) => return,
                 Err(err) => {
-                    tracing::warn!(url = %self.url, %err, "origin failed; looking again");
+                    tracing::warn!(url = %self.url(), %err, "origin failed; looking again");
                     // What it was sending is lost with it.
                     if let Some(copying) = self.copying.take() {
                         copying.abort();
@@ -274,26 +276,27 @@ impl Pull {
             if unread(&self.channel, relays.linger) {
                 return false;
             }
-            let url = match find(relays, self.channel.name(), &self.via).await {
+            let url = match find(relays, self.channel.name(), &self.source.via).await {
                 Ok((url, _)) => url,
                 Err(failure) => {
                     tracing::debug!(?failure, "still no origin");
                     continue;
                 }
             };
-            let start = match url == self.url {
+            let same = url == self.url();
+            let start = match same {
                 true => SubscribeStart::Seq(self.last + 1),
                 false => SubscribeStart::Current,
             };
-            if let Ok(upstream) = subscribe(&self.server, &url, start, &self.via) {
+            if let Ok(upstream) = subscribe(&self.server, &url, start, &self.source.via) {
                 tracing::info!(%url, "relaying again");
-                self.restart = url != self.url;
+                self.restart = !same;
                 if self.restart {
                     // Another origin's older segments are not this copy's.
                     self.source.first.store(u64::MAX, Ordering::Relaxed);
                 }
-                *self.source.url.lock() = url.clone();
-                (self.url, self.upstream) = (url, upstream);
+                *self.source.url.lock() = url;
+                self.upstream = upstream;
                 return true;
             }
         }
