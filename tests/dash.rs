@@ -299,7 +299,7 @@ async fn a_time_no_segment_starts_at_is_404_and_one_that_never_comes_503() {
     let mut publisher = video::publish(&s.url("/cam"), "h264", 4, "");
     let listed = manifest(&s).await;
     let video = &listed.sets[0];
-    let (t, d) = video.timeline[0];
+    let (t, _) = video.timeline[0];
     for time in [t + 1, t + 1000 * TIMESCALE, 0] {
         let path = format!("/cam/video-{time}.m4s");
         assert_eq!(s.get(&path).await.status, 404, "{path}");
@@ -310,7 +310,6 @@ async fn a_time_no_segment_starts_at_is_404_and_one_that_never_comes_503() {
     let gave_up = s.get(&after).await;
     assert_eq!(gave_up.status, 503, "{after}");
     assert_eq!(gave_up.header("retry-after"), Some("1"));
-    let _ = d;
     s.stop().await;
 }
 
